@@ -1,0 +1,131 @@
+"""The ASGI application: Platform API (``/beta``, alias ``/v1``), agent API, dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fleetconfig import __version__
+from fleetconfig.server import migrate
+from fleetconfig.server.api_keys.service import bootstrap_admin_key
+from fleetconfig.server.kit.db import Database
+from fleetconfig.server.kit.errors import (
+    APIError,
+    InternalError,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+)
+from fleetconfig.server.kit.http import json_response
+from fleetconfig.server.kit.middleware import APIMiddleware
+from fleetconfig.server.platform_api import platform_router
+from fleetconfig.server.push.notifier import DeviceNotifier, InProcessNotifier
+from fleetconfig.server.settings import Settings
+
+logger = logging.getLogger("fleetconfig.server")
+
+
+def _error_response(request: Request, error: APIError) -> Response:
+    body = error.body()
+    if error.status_code >= 500:
+        body["error"]["params"]["request_id"] = getattr(request.state, "request_id", None)
+    return json_response(body, status_code=error.status_code, headers=error.headers())
+
+
+async def _on_api_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, APIError)
+    return _error_response(request, error)
+
+
+async def _on_http_exception(request: Request, error: Exception) -> Response:
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == 404:
+        return _error_response(request, NotFound(f"No route for {request.method} {request.url.path}"))
+    if error.status_code == 405:
+        return _error_response(
+            request, MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
+        )
+    generic = APIError(str(error.detail))
+    generic.status_code = error.status_code
+    generic.code = "invalid_request" if error.status_code < 500 else "internal_error"
+    return _error_response(request, generic)
+
+
+async def _on_validation_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    errors = [
+        {"path": "/" + "/".join(str(p) for p in item.get("loc", ())), "message": str(item.get("msg"))}
+        for item in error.errors()
+    ]
+    return _error_response(request, InvalidRequest("Invalid request", errors=errors))
+
+
+async def _on_unexpected(request: Request, error: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+    return _error_response(request, InternalError("Internal server error"))
+
+
+def print_admin_key(settings: Settings, secret: str) -> None:
+    """Show the first admin key once and keep it in a 0600 file in the data directory."""
+    path = settings.ensure_data_dir() / "admin-api-key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secret + "\n")
+    print(f"Created the admin API key (shown once, also saved to {path}):\n  {secret}", flush=True)
+
+
+async def prepare_database(settings: Settings, database: Database) -> None:
+    """Migrate, then create the default workspace and admin key on an empty database."""
+    if database.is_sqlite:
+        settings.ensure_data_dir()
+    await asyncio.to_thread(migrate.upgrade, settings.resolved_database_url)
+    async with database.session(write=True) as session:
+        created = await bootstrap_admin_key(session)
+        await session.commit()
+    if created is not None:
+        print_admin_key(settings, created.secret)
+
+
+def create_app(settings: Settings | None = None, *, notifier: DeviceNotifier | None = None) -> FastAPI:
+    settings = settings or Settings()
+    database = Database(settings.resolved_database_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await prepare_database(settings, database)
+        yield
+        await database.dispose()
+
+    app = FastAPI(
+        title="fleetconfig",
+        version=__version__,
+        description="Self-hosted configuration management for robot fleets "
+        "(Miru Platform API 2026-03-09.tetons).",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.database = database
+    app.state.notifier = notifier or InProcessNotifier()
+
+    app.add_exception_handler(APIError, _on_api_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_exception)
+    app.add_exception_handler(RequestValidationError, _on_validation_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+
+    app.include_router(platform_router(), prefix="/beta")
+    app.include_router(platform_router(), prefix="/v1", include_in_schema=False)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    app.add_middleware(APIMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,70 @@
+"""HTTP endpoints of config types."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from fleetconfig.server.config_types.schemas import (
+    CreateConfigTypeRequest,
+    UpdateConfigTypeRequest,
+    render_config_type,
+)
+from fleetconfig.server.config_types.service import ConfigTypeService
+from fleetconfig.server.kit.context import Context, read_context, write_context
+from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
+from fleetconfig.server.kit.pagination import fetch_page
+from fleetconfig.server.kit.params import (
+    expand_param,
+    filter_param,
+    list_envelope,
+    order_by_param,
+    page_param,
+)
+from fleetconfig.server.models import ConfigType
+
+router = APIRouter(prefix="/config_types", tags=["Config Types"])
+
+
+@router.get("", operation_id="listConfigTypes")
+async def list_config_types(request: Request, ctx: Context = Depends(read_context)) -> Response:
+    ctx.principal.require(("config_types:read",))
+    query = request.query_params
+    page, order = page_param(query), order_by_param(query)
+    expand = expand_param(query, "config_type", is_list=True)
+    statement = ConfigTypeService(ctx.session, ctx.workspace_id).repository.search(
+        filter_param(query, "id"), filter_param(query, "name"), filter_param(query, "slug")
+    )
+    rows, has_more, total = await fetch_page(
+        ctx.session, statement, ConfigType, page, order, with_total=expand.total_count
+    )
+    return json_response(list_envelope([render_config_type(r) for r in rows], page, has_more, total))
+
+
+@router.post("", operation_id="createConfigType", openapi_extra=openapi_body(CreateConfigTypeRequest))
+async def create_config_type(request: Request, ctx: Context = Depends(write_context)) -> Response:
+    ctx.principal.require(("config_types:write",))
+    body = await parse_body(request, CreateConfigTypeRequest)
+    row = await ConfigTypeService(ctx.session, ctx.workspace_id).create(body.name, body.slug)
+    await ctx.commit()
+    return json_response(render_config_type(row))
+
+
+@router.get("/{config_type_id}", operation_id="getConfigType")
+async def get_config_type(config_type_id: str, ctx: Context = Depends(read_context)) -> Response:
+    ctx.principal.require(("config_types:read",))
+    row = await ConfigTypeService(ctx.session, ctx.workspace_id).get(config_type_id)
+    return json_response(render_config_type(row))
+
+
+@router.patch(
+    "/{config_type_id}", operation_id="updateConfigType", openapi_extra=openapi_body(UpdateConfigTypeRequest)
+)
+async def update_config_type(
+    config_type_id: str, request: Request, ctx: Context = Depends(write_context)
+) -> Response:
+    ctx.principal.require(("config_types:write",))
+    body = await parse_body(request, UpdateConfigTypeRequest)
+    row = await ConfigTypeService(ctx.session, ctx.workspace_id).update(config_type_id, body.name, body.slug)
+    await ctx.commit()
+    return json_response(render_config_type(row))

@@ -1,0 +1,66 @@
+"""The per-request context of the Platform API: session, principal, version, after-commit work.
+
+Services receive the session and never commit; the endpoint commits through the context,
+which then runs what must happen only once the data is durable (telling devices to sync).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleetconfig.server.kit.auth import Principal, authenticate
+from fleetconfig.server.kit.db import Database
+from fleetconfig.server.kit.versions import LATEST
+
+AfterCommit = Callable[[], Awaitable[None] | None]
+
+
+@dataclass
+class Context:
+    request: Request
+    session: AsyncSession
+    principal: Principal
+    version: str
+    _after_commit: list[AfterCommit] = field(default_factory=list)
+
+    @property
+    def workspace_id(self) -> str:
+        return self.principal.workspace_id
+
+    def after_commit(self, callback: AfterCommit) -> None:
+        self._after_commit.append(callback)
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            result = callback()
+            if result is not None:
+                await result
+
+
+def database(request: Request) -> Database:
+    return request.app.state.database  # type: ignore[no-any-return]
+
+
+async def _context(request: Request, *, write: bool) -> AsyncIterator[Context]:
+    async with database(request).session(write=write) as session:
+        principal = await authenticate(session, request.headers.get("x-api-key"))
+        version = getattr(request.state, "api_version", LATEST)
+        yield Context(request=request, session=session, principal=principal, version=version)
+
+
+async def read_context(request: Request) -> AsyncIterator[Context]:
+    """Context for operations that only read."""
+    async for context in _context(request, write=False):
+        yield context
+
+
+async def write_context(request: Request) -> AsyncIterator[Context]:
+    """Context for operations that write (on SQLite it holds the write lock from the start)."""
+    async for context in _context(request, write=True):
+        yield context

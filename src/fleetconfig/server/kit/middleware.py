@@ -1,0 +1,94 @@
+"""Pure ASGI middleware for what every response needs: request id, API version, body limit.
+
+Written against ASGI directly (not ``BaseHTTPMiddleware``) to keep per-request cost low and
+streaming responses (the device push stream) unbuffered.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fleetconfig.server.kit.errors import APIError, PayloadTooLarge
+from fleetconfig.server.kit.http import dump_json
+from fleetconfig.server.kit.versions import LATEST, check_version
+
+VERSIONED_PREFIXES = ("/beta/", "/v1/")
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class APIMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = (_header(scope, b"x-request-id") or "")[:128] or f"req_{uuid.uuid4().hex}"
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        served_version = LATEST
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers.append((b"x-request-id", request_id.encode("latin-1")))
+                headers.append((b"miru-version", served_version.encode("latin-1")))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            if scope["path"].startswith(VERSIONED_PREFIXES):
+                served_version = check_version(_header(scope, b"miru-version"))
+                state["api_version"] = served_version
+            declared = _header(scope, b"content-length")
+            if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+                raise self._too_large()
+        except APIError as error:
+            await self._send_error(send_with_headers, error, request_id)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            # Catches bodies sent without (or with a false) Content-Length.
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise self._too_large()
+            return message
+
+        await self.app(scope, limited_receive, send_with_headers)
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(
+            f"The request body is larger than {self.max_body_bytes} bytes",
+            max_bytes=self.max_body_bytes,
+        )
+
+    @staticmethod
+    async def _send_error(send: Send, error: APIError, request_id: str) -> None:
+        body = error.body()
+        if error.status_code >= 500:
+            body["error"]["params"]["request_id"] = request_id
+        payload = dump_json(body)
+        headers: list[tuple[bytes, bytes]] = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode()),
+        ]
+        headers += [(k.encode(), v.encode()) for k, v in error.headers().items()]
+        start: dict[str, Any] = {"type": "http.response.start", "status": error.status_code, "headers": headers}
+        await send(start)
+        await send({"type": "http.response.body", "body": payload})

@@ -1,0 +1,167 @@
+"""Query parameters: arrays in every shape clients send, paging, sorting and expansion.
+
+Arrays arrive repeated (``a=1&a=2``), bracketed (``a[]=1``), comma-joined (``a=1,2``, which
+the official client sends) and, for filters, pipe-joined (``a=1|2``); all are accepted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.datastructures import QueryParams
+
+from fleetconfig.server.kit.errors import InvalidRequest
+
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 100
+MAX_EXPAND_DEPTH = 4
+_INDEXED = re.compile(r"^(?P<name>[A-Za-z_]+)\[\d*\]$")
+
+
+def list_param(query: QueryParams, name: str, *, split_pipe: bool = False) -> list[str]:
+    """Every value given for ``name``, whatever array shape the caller used."""
+    values: list[str] = []
+    for key, raw in query.multi_items():
+        match = _INDEXED.match(key)
+        if key != name and not (match and match.group("name") == name):
+            continue
+        parts = re.split(r"[,|]" if split_pipe else ",", raw)
+        values.extend(part.strip() for part in parts if part.strip())
+    return values
+
+
+def filter_param(query: QueryParams, name: str) -> list[str]:
+    return list_param(query, name, split_pipe=True)
+
+
+def enum_filter(query: QueryParams, name: str, allowed: Iterable[str]) -> list[str]:
+    values = filter_param(query, name)
+    allowed_set = set(allowed)
+    unknown = [value for value in values if value not in allowed_set]
+    if unknown:
+        raise InvalidRequest(
+            f"Unknown value for {name}: {', '.join(unknown)}",
+            parameter=name,
+            allowed=sorted(allowed_set),
+        )
+    return values
+
+
+def _int_param(query: QueryParams, name: str, default: int) -> int:
+    raw = query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise InvalidRequest(f"{name} must be an integer", parameter=name) from None
+
+
+@dataclass(frozen=True)
+class Page:
+    offset: int
+    limit: int
+
+
+def page_param(query: QueryParams) -> Page:
+    """Offset and limit, clamped into range rather than refused."""
+    offset = max(0, _int_param(query, "offset", 0))
+    limit = min(MAX_LIMIT, max(1, _int_param(query, "limit", DEFAULT_LIMIT)))
+    return Page(offset=offset, limit=limit)
+
+
+@dataclass(frozen=True)
+class OrderBy:
+    field: str
+    descending: bool
+
+
+SORTABLE_FIELDS = ("id", "created_at")
+
+
+def order_by_param(query: QueryParams) -> list[OrderBy]:
+    """``field[:asc|desc]`` items; a bare field sorts descending; default ``created_at:desc``.
+
+    ``id`` is appended as a tie-break so that pages never skip or repeat rows.
+    """
+    items = list_param(query, "order_by") or ["created_at:desc"]
+    orders: list[OrderBy] = []
+    for item in items:
+        field, _, direction = item.partition(":")
+        if field not in SORTABLE_FIELDS or direction not in ("", "asc", "desc"):
+            raise InvalidRequest(
+                f"Invalid order_by value {item!r}",
+                parameter="order_by",
+                allowed=[f"{f}:{d}" for f in SORTABLE_FIELDS for d in ("asc", "desc")],
+            )
+        if any(existing.field == field for existing in orders):
+            continue
+        orders.append(OrderBy(field=field, descending=direction != "asc"))
+    if not any(order.field == "id" for order in orders):
+        orders.append(OrderBy(field="id", descending=orders[-1].descending))
+    return orders
+
+
+# Which fields of each object can be expanded, and the object kind each one holds
+# (None for a leaf such as ``content``). Nested expansion follows this graph.
+EXPANDABLE: Mapping[str, Mapping[str, str | None]] = {
+    "deployment": {"device": "device", "release": "release", "config_instances": "config_instance"},
+    "release": {"config_schemas": "config_schema"},
+    "config_schema": {"documents": None, "config_type": "config_type"},
+    "config_instance": {"content": None, "config_schema": "config_schema", "config_type": "config_type"},
+    "device": {},
+    "config_type": {},
+    "git_commit": {},
+}
+
+Expand = dict[str, "Expand"]
+
+
+@dataclass(frozen=True)
+class ExpandRequest:
+    tree: Expand
+    total_count: bool
+
+
+def expand_param(query: QueryParams, kind: str, *, is_list: bool) -> ExpandRequest:
+    """Parse ``expand`` into a tree such as ``{"release": {"config_schemas": {}}}``."""
+    tree: Expand = {}
+    total_count = False
+    for item in list_param(query, "expand"):
+        if item == "total_count" and is_list:
+            total_count = True
+            continue
+        segments = item.split(".")
+        if len(segments) > MAX_EXPAND_DEPTH:
+            raise InvalidRequest(
+                f"expand path {item!r} is deeper than {MAX_EXPAND_DEPTH} levels", parameter="expand"
+            )
+        node, current_kind = tree, kind
+        for segment in segments:
+            fields = EXPANDABLE.get(current_kind or "", {})
+            if segment not in fields:
+                allowed = sorted(fields) + (["total_count"] if is_list and node is tree else [])
+                raise InvalidRequest(
+                    f"Cannot expand {item!r}", parameter="expand", allowed=allowed
+                )
+            node = node.setdefault(segment, {})
+            current_kind = fields[segment]  # type: ignore[assignment]
+    return ExpandRequest(tree=tree, total_count=total_count)
+
+
+def list_envelope(
+    data: list[dict[str, Any]], page: Page, has_more: bool, total_count: int | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "object": "list",
+        "limit": page.limit,
+        "offset": page.offset,
+        "has_more": has_more,
+        "data": data,
+    }
+    if total_count is not None:
+        body["total_count"] = total_count
+    return body

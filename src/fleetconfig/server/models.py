@@ -1,0 +1,255 @@
+"""The tables. Wire shapes live in each resource's ``schemas.py``; these are storage only.
+
+Every tenant-owned row carries ``workspace_id`` and every repository query filters on it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from fleetconfig.server.kit.clock import utcnow
+from fleetconfig.server.kit.db import Base, UTCDateTime
+
+
+class Workspace(Base):
+    __tablename__ = "workspaces"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ServerSecret(Base):
+    """Key material shared by every server process (token signing keys)."""
+
+    __tablename__ = "server_secrets"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    name: Mapped[str] = mapped_column(String(128))
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    # sha256 of the secret; the secret itself is never stored.
+    secret_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    secret_prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ConfigType(Base):
+    __tablename__ = "config_types"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "slug"),
+        UniqueConstraint("workspace_id", "name"),
+        Index("ix_config_types_ws_created", "workspace_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    name: Mapped[str] = mapped_column(String(48))
+    slug: Mapped[str] = mapped_column(String(48))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class GitCommit(Base):
+    __tablename__ = "git_commits"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "sha"),
+        Index("ix_git_commits_ws_created", "workspace_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    sha: Mapped[str] = mapped_column(String(64))
+    message: Mapped[str] = mapped_column(Text)
+    origin: Mapped[str] = mapped_column(Text)
+    repository_owner: Mapped[str] = mapped_column(String(255))
+    repository_name: Mapped[str] = mapped_column(String(255))
+    repository_type: Mapped[str] = mapped_column(String(16))
+    repository_url: Mapped[str] = mapped_column(Text)
+    commit_url: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ConfigSchema(Base):
+    __tablename__ = "config_schemas"
+    __table_args__ = (
+        # Get-or-create by content: one row per (type, digest, path), enforced under races.
+        UniqueConstraint("workspace_id", "config_type_id", "digest", "instance_filepath"),
+        Index("ix_config_schemas_ws_created", "workspace_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    config_type_id: Mapped[str] = mapped_column(ForeignKey("config_types.id"), index=True)
+    digest: Mapped[str] = mapped_column(String(80))
+    instance_filepath: Mapped[str] = mapped_column(String(4096))
+    language: Mapped[str] = mapped_column(String(16))
+    format: Mapped[str] = mapped_column(String(16))
+    git_commit_id: Mapped[str | None] = mapped_column(ForeignKey("git_commits.id"), nullable=True)
+    schema_filepaths: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class SchemaDocument(Base):
+    __tablename__ = "schema_documents"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    config_schema_id: Mapped[str] = mapped_column(ForeignKey("config_schemas.id"), index=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(1024))
+    data: Mapped[str] = mapped_column(Text)
+
+
+class ConfigInstance(Base):
+    __tablename__ = "config_instances"
+    __table_args__ = (Index("ix_config_instances_ws_created", "workspace_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    config_schema_id: Mapped[str] = mapped_column(ForeignKey("config_schemas.id"), index=True)
+    config_type_id: Mapped[str] = mapped_column(ForeignKey("config_types.id"), index=True)
+    filepath: Mapped[str] = mapped_column(String(4096))
+    format: Mapped[str] = mapped_column(String(16))
+    # The exact text the caller sent: returned and written to devices byte for byte.
+    data: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Release(Base):
+    __tablename__ = "releases"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "version"),
+        Index("ix_releases_ws_created", "workspace_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    version: Mapped[str] = mapped_column(String(255))
+    git_commit_id: Mapped[str | None] = mapped_column(ForeignKey("git_commits.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReleaseConfigSchema(Base):
+    __tablename__ = "release_config_schemas"
+
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), primary_key=True)
+    config_schema_id: Mapped[str] = mapped_column(
+        ForeignKey("config_schemas.id"), primary_key=True, index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+
+
+class Device(Base):
+    __tablename__ = "devices"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "name"),
+        Index("ix_devices_ws_created", "workspace_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    name: Mapped[str] = mapped_column(String(48))
+    status: Mapped[str] = mapped_column(String(16), default="inactive")
+    agent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set by activation (the agent API): the device's public key and its fingerprint.
+    public_key_pem: Mapped[str | None] = mapped_column(Text, nullable=True)
+    key_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    # Session tokens carry this id; a new activation starts a new session (old ones die).
+    session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ActivationToken(Base):
+    """One row per issued activation token, so that each can be used once."""
+
+    __tablename__ = "activation_tokens"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), index=True)
+    allow_reactivation: Mapped[bool] = mapped_column(Boolean, default=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeviceTokenUse(Base):
+    """``jti`` of device-signed JWTs already exchanged: a replay is refused."""
+
+    __tablename__ = "device_token_uses"
+
+    jti: Mapped[str] = mapped_column(String(128), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Deployment(Base):
+    __tablename__ = "deployments"
+    __table_args__ = (
+        # The database itself guarantees at most one current deployment per device.
+        Index(
+            "uq_deployments_one_target_per_device",
+            "device_id",
+            unique=True,
+            sqlite_where=text("target_status = 'deployed'"),
+            postgresql_where=text("target_status = 'deployed'"),
+        ),
+        Index("ix_deployments_ws_created", "workspace_id", "created_at", "id"),
+        Index("ix_deployments_device_release", "device_id", "release_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("deployments.id"), nullable=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    target_status: Mapped[str] = mapped_column(String(16))
+    activity_status: Mapped[str] = mapped_column(String(16))
+    error_status: Mapped[str] = mapped_column(String(16), default="none")
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Start of the drift window: creation, or the last restage.
+    staged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # When this deployment became its device's target (drifts of others are measured by it).
+    targeted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    deployed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class DeploymentConfigInstance(Base):
+    __tablename__ = "deployment_config_instances"
+
+    deployment_id: Mapped[str] = mapped_column(ForeignKey("deployments.id"), primary_key=True)
+    config_instance_id: Mapped[str] = mapped_column(
+        ForeignKey("config_instances.id"), primary_key=True, index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
