@@ -148,3 +148,7 @@ def apikey_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (api_
         err_console.print(f"[red]Error:[/red] no API key with id {key_id}")
         raise typer.Exit(1)
     console.print(f"Revoked {key.id} ({key.name}).")
+
+
+if __name__ == "__main__":
+    app()
