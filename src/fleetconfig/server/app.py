@@ -26,6 +26,7 @@ from fleetconfig.server.kit.errors import (
 )
 from fleetconfig.server.kit.http import json_response
 from fleetconfig.server.kit.middleware import APIMiddleware
+from fleetconfig.server.kit.signing import SigningKeys
 from fleetconfig.server.platform_api import platform_router
 from fleetconfig.server.push.notifier import DeviceNotifier, InProcessNotifier
 from fleetconfig.server.settings import Settings
@@ -101,6 +102,7 @@ def create_app(settings: Settings | None = None, *, notifier: DeviceNotifier | N
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await prepare_database(settings, database)
+        await app.state.signing_keys.load(database)
         yield
         await database.dispose()
 
@@ -114,6 +116,7 @@ def create_app(settings: Settings | None = None, *, notifier: DeviceNotifier | N
     app.state.settings = settings
     app.state.database = database
     app.state.notifier = notifier or InProcessNotifier()
+    app.state.signing_keys = SigningKeys()
 
     app.add_exception_handler(APIError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)

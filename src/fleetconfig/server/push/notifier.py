@@ -16,6 +16,9 @@ class DeviceNotifier(Protocol):
     async def notify_changed(self, device_ids: Iterable[str]) -> None:
         """A deployment of each device changed: the device should sync now."""
 
+    async def ping(self, device_id: str, timeout: float) -> int | None:
+        """Round trip in nanoseconds, or None when the device did not answer in time."""
+
 
 class InProcessNotifier:
     """Fans notifications out to per-device subscriber queues in this process."""
@@ -43,6 +46,10 @@ class InProcessNotifier:
                     continue  # a sync is already pending; one is enough
                 queue.put_nowait("sync")
 
+    async def ping(self, device_id: str, timeout: float) -> int | None:
+        # No push transport is connected in this process: an offline device times out at once.
+        return None
+
 
 class RecordingNotifier:
     """Test double: remembers every notification, in order."""
@@ -52,3 +59,6 @@ class RecordingNotifier:
 
     async def notify_changed(self, device_ids: Iterable[str]) -> None:
         self.notified.extend(sorted(set(device_ids)))
+
+    async def ping(self, device_id: str, timeout: float) -> int | None:
+        return None

@@ -1,0 +1,105 @@
+"""HTTP endpoints of devices."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from fleetconfig.server.devices.schemas import (
+    CreateDeviceRequest,
+    IssueActivationTokenRequest,
+    PingDeviceRequest,
+    UpdateDeviceRequest,
+    render_device,
+)
+from fleetconfig.server.devices.service import MAX_PING_TIMEOUT_NANOS, DeviceService
+from fleetconfig.server.kit.clock import isoformat
+from fleetconfig.server.kit.context import Context, read_context, write_context
+from fleetconfig.server.kit.errors import InvalidRequest
+from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
+from fleetconfig.server.kit.pagination import fetch_page
+from fleetconfig.server.kit.params import (
+    expand_param,
+    filter_param,
+    list_envelope,
+    order_by_param,
+    page_param,
+)
+from fleetconfig.server.models import Device
+
+router = APIRouter(prefix="/devices", tags=["Devices"])
+
+
+@router.post("", operation_id="createDevice", openapi_extra=openapi_body(CreateDeviceRequest))
+async def create_device(request: Request, ctx: Context = Depends(write_context)) -> Response:
+    ctx.principal.require(("devices:write", "devices:provision"))
+    body = await parse_body(request, CreateDeviceRequest)
+    row = await DeviceService(ctx.session, ctx.workspace_id).create(body.name)
+    await ctx.commit()
+    return json_response(render_device(row))
+
+
+@router.get("", operation_id="listDevices")
+async def list_devices(request: Request, ctx: Context = Depends(read_context)) -> Response:
+    ctx.principal.require(("devices:read", "devices:provision"))
+    query = request.query_params
+    page, order = page_param(query), order_by_param(query)
+    expand = expand_param(query, "device", is_list=True)
+    statement = DeviceService(ctx.session, ctx.workspace_id).repository.search(
+        filter_param(query, "id"), filter_param(query, "name"), filter_param(query, "agent_version")
+    )
+    rows, has_more, total = await fetch_page(
+        ctx.session, statement, Device, page, order, with_total=expand.total_count
+    )
+    return json_response(list_envelope([render_device(row) for row in rows], page, has_more, total))
+
+
+@router.get("/{device_id}", operation_id="getDevice")
+async def get_device(device_id: str, ctx: Context = Depends(read_context)) -> Response:
+    ctx.principal.require(("devices:read",))
+    return json_response(render_device(await DeviceService(ctx.session, ctx.workspace_id).get(device_id)))
+
+
+@router.patch("/{device_id}", operation_id="updateDevice", openapi_extra=openapi_body(UpdateDeviceRequest))
+async def update_device(device_id: str, request: Request, ctx: Context = Depends(write_context)) -> Response:
+    ctx.principal.require(("devices:write",))
+    body = await parse_body(request, UpdateDeviceRequest)
+    row = await DeviceService(ctx.session, ctx.workspace_id).rename(device_id, body.name)
+    await ctx.commit()
+    return json_response(render_device(row))
+
+
+@router.post(
+    "/{device_id}/activation_token",
+    operation_id="createDeviceActivationToken",
+    openapi_extra=openapi_body(IssueActivationTokenRequest),
+)
+async def issue_activation_token(
+    device_id: str, request: Request, ctx: Context = Depends(write_context)
+) -> Response:
+    ctx.principal.require(("devices:provision",))
+    body = await parse_body(request, IssueActivationTokenRequest)
+    signing_key = request.app.state.signing_keys.token_key
+    settings = request.app.state.settings
+    token, expires_at = await DeviceService(ctx.session, ctx.workspace_id).issue_activation_token(
+        device_id, signing_key, settings.activation_token_ttl_seconds, body.allow_reactivation
+    )
+    await ctx.commit()
+    return json_response({"token": token, "expires_at": isoformat(expires_at)})
+
+
+@router.post("/{device_id}/ping", operation_id="pingDevice", openapi_extra=openapi_body(PingDeviceRequest))
+async def ping_device(device_id: str, request: Request, ctx: Context = Depends(read_context)) -> Response:
+    ctx.principal.require(("devices:read",))
+    body = await parse_body(request, PingDeviceRequest)
+    if not 1 <= body.timeout_nanos <= MAX_PING_TIMEOUT_NANOS:
+        raise InvalidRequest(
+            "timeout_nanos must be between 1 and 10,000,000,000 (10 s)", parameter="timeout_nanos"
+        )
+    device = await DeviceService(ctx.session, ctx.workspace_id).get(device_id)
+    # Release the database connection before waiting on the device.
+    await ctx.session.close()
+    round_trip = await request.app.state.notifier.ping(device.id, body.timeout_nanos / 1e9)
+    if round_trip is None:
+        return json_response({"code": "timeout"})
+    return json_response({"code": "success", "round_trip_nanos": round_trip})

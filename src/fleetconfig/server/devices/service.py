@@ -1,0 +1,79 @@
+"""Rules of devices: unique names; status changes only from the device side."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleetconfig.server.devices.activation import (
+    ActivationClaims,
+    encode_activation_token,
+    expiry,
+    new_token_id,
+)
+from fleetconfig.server.devices.repository import DeviceRepository
+from fleetconfig.server.kit import ids
+from fleetconfig.server.kit.clock import utcnow
+from fleetconfig.server.kit.errors import Conflict, not_found
+from fleetconfig.server.kit.validation import check_length
+from fleetconfig.server.models import ActivationToken, Device
+
+MAX_PING_TIMEOUT_NANOS = 10_000_000_000
+
+
+class DeviceService:
+    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
+        self.session = session
+        self.workspace_id = workspace_id
+        self.repository = DeviceRepository(session, workspace_id)
+
+    async def get(self, device_id: str) -> Device:
+        row = await self.repository.get(device_id)
+        if row is None:
+            raise not_found("device", device_id)
+        return row
+
+    async def create(self, name: str) -> Device:
+        check_length("/name", name)
+        await self._check_name_free(name)
+        row = Device(id=ids.new_id(ids.DEVICE), workspace_id=self.workspace_id, name=name, status="inactive")
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+    async def rename(self, device_id: str, name: str | None) -> Device:
+        row = await self.get(device_id)
+        if name is not None and name != row.name:
+            check_length("/name", name)
+            await self._check_name_free(name)
+            row.name = name
+            row.updated_at = utcnow()
+            await self.session.flush()
+        return row
+
+    async def issue_activation_token(
+        self, device_id: str, signing_key: str, ttl_seconds: int, allow_reactivation: bool
+    ) -> tuple[str, datetime]:
+        device = await self.get(device_id)
+        expires_at = expiry(ttl_seconds)
+        claims = ActivationClaims(
+            token_id=new_token_id(),
+            device_id=device.id,
+            workspace_id=self.workspace_id,
+            allow_reactivation=allow_reactivation,
+        )
+        self.session.add(
+            ActivationToken(
+                id=claims.token_id,
+                device_id=device.id,
+                allow_reactivation=allow_reactivation,
+                expires_at=expires_at,
+            )
+        )
+        await self.session.flush()
+        return encode_activation_token(signing_key, claims, expires_at), expires_at
+
+    async def _check_name_free(self, name: str) -> None:
+        if await self.repository.get_by_name(name) is not None:
+            raise Conflict(f"A device named {name!r} already exists", "device_name_taken", name=name)

@@ -1,0 +1,58 @@
+"""HTTP endpoints of releases."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from fleetconfig.server.kit.context import Context, read_context, write_context
+from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
+from fleetconfig.server.kit.pagination import fetch_page
+from fleetconfig.server.kit.params import (
+    expand_param,
+    filter_param,
+    list_envelope,
+    order_by_param,
+    page_param,
+)
+from fleetconfig.server.models import Release
+from fleetconfig.server.releases.schemas import CreateReleaseRequest, render_releases
+from fleetconfig.server.releases.service import ReleaseService
+
+router = APIRouter(prefix="/releases", tags=["Releases"])
+
+
+@router.get("", operation_id="listReleases")
+async def list_releases(request: Request, ctx: Context = Depends(read_context)) -> Response:
+    ctx.principal.require(("releases:read",))
+    query = request.query_params
+    page, order = page_param(query), order_by_param(query)
+    expand = expand_param(query, "release", is_list=True)
+    statement = ReleaseService(ctx.session, ctx.workspace_id).repository.search(
+        filter_param(query, "id"), filter_param(query, "version")
+    )
+    rows, has_more, total = await fetch_page(ctx.session, statement, Release, page, order, with_total=expand.total_count)
+    data = await render_releases(ctx.session, rows, expand.tree)
+    return json_response(list_envelope(data, page, has_more, total))
+
+
+@router.post("", operation_id="createRelease", openapi_extra=openapi_body(CreateReleaseRequest))
+async def create_release(request: Request, ctx: Context = Depends(write_context)) -> Response:
+    ctx.principal.require(("releases:write",))
+    expand = expand_param(request.query_params, "release", is_list=False)
+    body = await parse_body(request, CreateReleaseRequest)
+    row = await ReleaseService(ctx.session, ctx.workspace_id).create(
+        body.version, body.config_schema_ids, body.git_commit_ref
+    )
+    [rendered] = await render_releases(ctx.session, [row], expand.tree)
+    await ctx.commit()
+    return json_response(rendered)
+
+
+@router.get("/{release_id}", operation_id="getRelease")
+async def get_release(release_id: str, request: Request, ctx: Context = Depends(read_context)) -> Response:
+    ctx.principal.require(("releases:read",))
+    expand = expand_param(request.query_params, "release", is_list=False)
+    row = await ReleaseService(ctx.session, ctx.workspace_id).get(release_id)
+    [rendered] = await render_releases(ctx.session, [row], expand.tree)
+    return json_response(rendered)
