@@ -118,3 +118,11 @@ async def test_revoked_key_fails_at_once(api: ApiCaller, app) -> None:  # type: 
         await revoke_key(session, principal.id)
         await session.commit()
     assert_error(await api.get("/principal"), 401, "unauthorized")
+
+
+async def test_text_that_no_database_can_store_is_refused(api: ApiCaller) -> None:
+    assert_error(await api.post("/devices", json={"name": "a\u0000b"}), 422, "validation_failed")
+    assert_error(await api.post("/devices", content=b'{"name": "\\ud800"}'), 422, "validation_failed")
+    assert_error(await api.get("/devices?name=a%00b"), 400, "invalid_request")
+    assert_error(await api.get("/devices/dvc_%00"), 400, "invalid_request")
+    assert (await api.ok("GET", "/devices", params={"name": "a"}))["data"] == []

@@ -10,16 +10,38 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from fleetconfig.cli import deployments, login
+from fleetconfig.cli.client import EPILOG
+from fleetconfig.cli.devices import devices_app
+from fleetconfig.cli.instances import instances_app
+from fleetconfig.cli.releases import releases_app
+from fleetconfig.cli.schemas import schemas_app
+
 app = typer.Typer(
     name="fleetconfig",
     help="Configuration management for robot fleets.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode="markdown",
+    epilog=EPILOG,
 )
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
 apikey_app = typer.Typer(help="Create, list and revoke API keys (works without a running server).", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
+# The developer and CI commands (they talk to a server through the official client).
+ACCOUNT, FLEET = "Server connection", "Fleet"
+app.command("login", rich_help_panel=ACCOUNT)(login.login)
+app.command("logout", rich_help_panel=ACCOUNT)(login.logout)
+app.command("whoami", rich_help_panel=ACCOUNT)(login.whoami)
+app.add_typer(releases_app, name="releases", rich_help_panel=FLEET)
+# `fleetconfig release create` reads well too.
+app.add_typer(releases_app, name="release", hidden=True)
+app.add_typer(devices_app, name="devices", rich_help_panel=FLEET)
+app.add_typer(schemas_app, name="schemas", rich_help_panel=FLEET)
+app.add_typer(instances_app, name="instances", rich_help_panel=FLEET)
+app.add_typer(deployments.deployments_app, name="deployments", rich_help_panel=FLEET)
+app.command("deploy", rich_help_panel=FLEET)(deployments.deploy_now)
 console = Console()
 err_console = Console(stderr=True)
 

@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetconfig import __version__
 from fleetconfig.server import migrate
+from fleetconfig.server.agent_api.endpoints import router as agent_router
 from fleetconfig.server.api_keys.service import bootstrap_admin_key
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import (
@@ -28,7 +29,8 @@ from fleetconfig.server.kit.http import json_response
 from fleetconfig.server.kit.middleware import APIMiddleware
 from fleetconfig.server.kit.signing import SigningKeys
 from fleetconfig.server.platform_api import platform_router
-from fleetconfig.server.push.notifier import DeviceNotifier, InProcessNotifier
+from fleetconfig.server.push.hub import PushHub
+from fleetconfig.server.push.notifier import DeviceNotifier
 from fleetconfig.server.settings import Settings
 
 logger = logging.getLogger("fleetconfig.server")
@@ -98,13 +100,19 @@ async def prepare_database(settings: Settings, database: Database) -> None:
 def create_app(settings: Settings | None = None, *, notifier: DeviceNotifier | None = None) -> FastAPI:
     settings = settings or Settings()
     database = Database(settings.resolved_database_url)
+    # Push to agents: streams held here, plus the PostgreSQL relay and MQTT when configured.
+    push = notifier if isinstance(notifier, PushHub) else PushHub.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await prepare_database(settings, database)
         await app.state.signing_keys.load(database)
-        yield
-        await database.dispose()
+        await push.start(database)
+        try:
+            yield
+        finally:
+            await push.stop()
+            await database.dispose()
 
     app = FastAPI(
         title="fleetconfig",
@@ -115,7 +123,8 @@ def create_app(settings: Settings | None = None, *, notifier: DeviceNotifier | N
     )
     app.state.settings = settings
     app.state.database = database
-    app.state.notifier = notifier or InProcessNotifier()
+    app.state.push = push
+    app.state.notifier = notifier or push
     app.state.signing_keys = SigningKeys()
 
     app.add_exception_handler(APIError, _on_api_error)
@@ -125,6 +134,7 @@ def create_app(settings: Settings | None = None, *, notifier: DeviceNotifier | N
 
     app.include_router(platform_router(), prefix="/beta")
     app.include_router(platform_router(), prefix="/v1", include_in_schema=False)
+    app.include_router(agent_router, prefix="/agent/v1")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

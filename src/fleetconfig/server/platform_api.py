@@ -4,14 +4,27 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from fleetconfig.server.config_instances.endpoints import router as config_instances
+from fleetconfig.server.config_schemas.endpoints import router as config_schemas
 from fleetconfig.server.config_types.endpoints import router as config_types
+from fleetconfig.server.deployments.endpoints import router as deployments
 from fleetconfig.server.devices.endpoints import router as devices
+from fleetconfig.server.git_commits.endpoints import router as git_commits
 from fleetconfig.server.principal.endpoints import router as principal
 from fleetconfig.server.releases.endpoints import router as releases
 
 
 def platform_router() -> APIRouter:
     router = APIRouter()
-    for resource in (config_types, devices, releases, principal):
+    for resource in (
+        config_types,
+        config_schemas,
+        config_instances,
+        git_commits,
+        devices,
+        releases,
+        principal,
+        deployments,
+    ):
         router.include_router(resource)
     return router

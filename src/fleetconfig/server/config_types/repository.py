@@ -15,7 +15,7 @@ class ConfigTypeRepository:
         self.session = session
         self.workspace_id = workspace_id
 
-    def base(self) -> Select[tuple[ConfigType]]:
+    def base(self) -> Select[ConfigType]:
         return select(ConfigType).where(ConfigType.workspace_id == self.workspace_id)
 
     async def get(self, config_type_id: str) -> ConfigType | None:
@@ -38,7 +38,7 @@ class ConfigTypeRepository:
 
     def search(
         self, ids: list[str], names: list[str], slugs: list[str]
-    ) -> Select[tuple[ConfigType]]:
+    ) -> Select[ConfigType]:
         statement = self.base()
         if ids:
             statement = statement.where(ConfigType.id.in_(ids))

@@ -15,7 +15,7 @@ class DeviceRepository:
         self.session = session
         self.workspace_id = workspace_id
 
-    def base(self) -> Select[tuple[Device]]:
+    def base(self) -> Select[Device]:
         return select(Device).where(Device.workspace_id == self.workspace_id)
 
     async def get(self, device_id: str, *, for_update: bool = False) -> Device | None:
@@ -34,7 +34,7 @@ class DeviceRepository:
         rows = (await self.session.execute(self.base().where(Device.id.in_(wanted)))).scalars()
         return {row.id: row for row in rows}
 
-    def search(self, ids: list[str], names: list[str], agent_versions: list[str]) -> Select[tuple[Device]]:
+    def search(self, ids: list[str], names: list[str], agent_versions: list[str]) -> Select[Device]:
         statement = self.base()
         if ids:
             statement = statement.where(Device.id.in_(ids))

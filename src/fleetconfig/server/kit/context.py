@@ -48,9 +48,18 @@ def database(request: Request) -> Database:
 
 
 async def _context(request: Request, *, write: bool) -> AsyncIterator[Context]:
-    async with database(request).session(write=write) as session:
+    db = database(request)
+    version = getattr(request.state, "api_version", LATEST)
+    if write and db.is_sqlite:
+        # Authenticate outside the write transaction, so that neither a refused request nor
+        # the time spent validating a body holds SQLite's write lock.
+        async with db.session() as auth_session:
+            principal = await authenticate(auth_session, request.headers.get("x-api-key"))
+        async with db.session(write=True) as session:
+            yield Context(request=request, session=session, principal=principal, version=version)
+        return
+    async with db.session(write=write) as session:
         principal = await authenticate(session, request.headers.get("x-api-key"))
-        version = getattr(request.state, "api_version", LATEST)
         yield Context(request=request, session=session, principal=principal, version=version)
 
 

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
 
 from fleetconfig.server.kit.errors import InvalidRequest
+from fleetconfig.server.kit.validation import check_storable_body
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -35,11 +36,16 @@ async def read_json_body(request: Request) -> Any:
     except UnicodeDecodeError:
         raise InvalidRequest("The request body is not valid UTF-8") from None
     try:
-        return json.loads(text)
+        body = json.loads(text)
     except RecursionError:
         raise InvalidRequest("The request body is nested too deeply") from None
     except ValueError as error:
         raise InvalidRequest(f"The request body is not valid JSON: {error}") from None
+    try:
+        check_storable_body(body)
+    except RecursionError:
+        raise InvalidRequest("The request body is nested too deeply") from None
+    return body
 
 
 def _location(loc: tuple[Any, ...]) -> str:

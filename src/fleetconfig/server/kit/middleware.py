@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fleetconfig.server.kit.errors import APIError, PayloadTooLarge
+from fleetconfig.server.kit.errors import APIError, InvalidRequest, PayloadTooLarge
 from fleetconfig.server.kit.http import dump_json
 from fleetconfig.server.kit.versions import LATEST, check_version
 
@@ -48,6 +48,9 @@ class APIMiddleware:
             await send(message)
 
         try:
+            if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b"").lower():
+                # Neither database stores NUL in text: refuse it before it reaches a query.
+                raise InvalidRequest("NUL characters are not allowed in the URL")
             if scope["path"].startswith(VERSIONED_PREFIXES):
                 served_version = check_version(_header(scope, b"miru-version"))
                 state["api_version"] = served_version

@@ -1,7 +1,8 @@
 """Telling devices to sync: the interface the deployment service calls after commit.
 
-The push transports (server-sent events, MQTT, PostgreSQL ``LISTEN/NOTIFY`` between
-processes) implement it; ``InProcessNotifier`` delivers to subscribers in this process.
+The server's notifier is :class:`~fleetconfig.server.push.hub.PushHub` (streams held by this
+process, plus the PostgreSQL relay and MQTT transports). ``InProcessNotifier`` is a minimal
+in-process implementation (queues per subscriber); ``RecordingNotifier`` is a test double.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ class DeviceNotifier(Protocol):
     async def notify_changed(self, device_ids: Iterable[str]) -> None:
         """A deployment of each device changed: the device should sync now."""
 
-    async def ping(self, device_id: str, timeout: float) -> int | None:
+    async def ping(self, device_id: str, timeout: float) -> int | None:  # noqa: ASYNC109
         """Round trip in nanoseconds, or None when the device did not answer in time."""
 
 
@@ -46,7 +47,7 @@ class InProcessNotifier:
                     continue  # a sync is already pending; one is enough
                 queue.put_nowait("sync")
 
-    async def ping(self, device_id: str, timeout: float) -> int | None:
+    async def ping(self, device_id: str, timeout: float) -> int | None:  # noqa: ASYNC109
         # No push transport is connected in this process: an offline device times out at once.
         return None
 
@@ -60,5 +61,5 @@ class RecordingNotifier:
     async def notify_changed(self, device_ids: Iterable[str]) -> None:
         self.notified.extend(sorted(set(device_ids)))
 
-    async def ping(self, device_id: str, timeout: float) -> int | None:
+    async def ping(self, device_id: str, timeout: float) -> int | None:  # noqa: ASYNC109
         return None

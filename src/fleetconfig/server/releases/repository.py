@@ -15,7 +15,7 @@ class ReleaseRepository:
         self.session = session
         self.workspace_id = workspace_id
 
-    def base(self) -> Select[tuple[Release]]:
+    def base(self) -> Select[Release]:
         return select(Release).where(Release.workspace_id == self.workspace_id)
 
     async def get(self, release_id: str) -> Release | None:
@@ -48,7 +48,7 @@ class ReleaseRepository:
             statement = statement.where(GitCommit.sha == sha)
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    def search(self, ids: list[str], versions: list[str]) -> Select[tuple[Release]]:
+    def search(self, ids: list[str], versions: list[str]) -> Select[Release]:
         statement = self.base()
         if ids:
             statement = statement.where(Release.id.in_(ids))

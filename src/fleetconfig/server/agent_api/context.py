@@ -1,0 +1,98 @@
+"""Per-request plumbing of the agent API: the version header, bearer tokens, the device context.
+
+``Miru-Version: v0.4`` is required on every agent call, as the reference marks it: missing ->
+400 ``missing_api_version``, any other value -> 400 ``unsupported_api_version`` (both with
+``params.supported``), exactly like the Platform API's rule for its own versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleetconfig.server.agent_api.service import IdentityService
+from fleetconfig.server.agent_api.tokens import SessionClaims
+from fleetconfig.server.kit.clock import utcnow
+from fleetconfig.server.kit.db import Database
+from fleetconfig.server.kit.errors import MissingAPIVersion, Unauthorized, UnsupportedAPIVersion
+from fleetconfig.server.models import Device
+
+AGENT_API_VERSION = "v0.4"
+SUPPORTED_AGENT_VERSIONS = (AGENT_API_VERSION,)
+
+AfterCommit = Callable[[], Awaitable[None]]
+
+
+def check_version_header(request: Request) -> None:
+    value = (request.headers.get("miru-version") or "").strip()
+    supported = list(SUPPORTED_AGENT_VERSIONS)
+    if not value:
+        raise MissingAPIVersion(
+            f"The Miru-Version header is required ({AGENT_API_VERSION})", supported=supported
+        )
+    if value not in SUPPORTED_AGENT_VERSIONS:
+        raise UnsupportedAPIVersion(f"Unsupported agent API version {value!r}", supported=supported)
+
+
+def bearer_token(request: Request) -> str:
+    header = request.headers.get("authorization") or ""
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized(
+            "Missing token: send 'Authorization: Bearer <token>'", reason="missing_token"
+        )
+    return value.strip()
+
+
+def token_secret(request: Request) -> str:
+    return request.app.state.signing_keys.token_key
+
+
+def database(request: Request) -> Database:
+    return request.app.state.database
+
+
+@dataclass
+class AgentContext:
+    """An authenticated device's request: its session, its device row, its token's claims."""
+
+    request: Request
+    session: AsyncSession
+    device: Device
+    claims: SessionClaims
+    _after_commit: list[AfterCommit] = field(default_factory=list)
+
+    def after_commit(self, callback: AfterCommit) -> None:
+        self._after_commit.append(callback)
+
+    async def commit(self) -> None:
+        await self.session.commit()
+        callbacks, self._after_commit = self._after_commit, []
+        for callback in callbacks:
+            await callback()
+
+
+async def authenticate_device(
+    request: Request, session: AsyncSession
+) -> tuple[Device, SessionClaims]:
+    identity = IdentityService(session, token_secret(request))
+    return await identity.authenticate(bearer_token(request), utcnow())
+
+
+async def _device_context(request: Request, *, write: bool) -> AsyncIterator[AgentContext]:
+    async with database(request).session(write=write) as session:
+        device, claims = await authenticate_device(request, session)
+        yield AgentContext(request=request, session=session, device=device, claims=claims)
+
+
+async def device_read_context(request: Request) -> AsyncIterator[AgentContext]:
+    async for context in _device_context(request, write=False):
+        yield context
+
+
+async def device_write_context(request: Request) -> AsyncIterator[AgentContext]:
+    async for context in _device_context(request, write=True):
+        yield context

@@ -1,0 +1,274 @@
+"""HTTP endpoints of the agent API, mounted at ``/agent/v1`` (see the package docstring)."""
+
+from __future__ import annotations
+
+import posixpath
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from fleetconfig.server.agent_api.context import (
+    AgentContext,
+    authenticate_device,
+    bearer_token,
+    check_version_header,
+    database,
+    device_read_context,
+    device_write_context,
+    token_secret,
+)
+from fleetconfig.server.agent_api.schemas import (
+    ACTIVITY_STATUSES,
+    ActivateDeviceRequest,
+    PongRequest,
+    UpdateDeploymentRequest,
+    UpdateDeviceRequest,
+    render_deployments,
+    render_device,
+    render_git_commit,
+    render_releases,
+)
+from fleetconfig.server.agent_api.service import DeviceAgentService, IdentityService
+from fleetconfig.server.agent_api.stream import DeviceEventStream
+from fleetconfig.server.kit.clock import isoformat, utcnow
+from fleetconfig.server.kit.errors import InvalidRequest, not_found
+from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
+from fleetconfig.server.kit.pagination import fetch_page
+from fleetconfig.server.kit.params import (
+    Expand,
+    OrderBy,
+    enum_filter,
+    list_envelope,
+    list_param,
+    page_param,
+)
+from fleetconfig.server.models import Deployment
+from fleetconfig.server.push.hub import PushHub
+
+router = APIRouter(dependencies=[Depends(check_version_header)], tags=["Agent"])
+
+NEWEST_FIRST = [OrderBy("created_at", True), OrderBy("id", True)]
+DEPLOYMENT_EXPANSIONS = ("release", "release.git_commit", "config_instances")
+RELEASE_EXPANSIONS = ("git_commit",)
+CONTENT_TYPES = {"json": "application/json", "yaml": "application/yaml"}
+
+
+def _push(request: Request) -> PushHub:
+    return request.app.state.push
+
+
+def _expand(request: Request, allowed: tuple[str, ...], *, is_list: bool) -> tuple[Expand, bool]:
+    """The expansions asked for, as a tree, and whether ``total_count`` was."""
+    tree: Expand = {}
+    total_count = False
+    for item in list_param(request.query_params, "expand"):
+        if is_list and item == "total_count":
+            total_count = True
+            continue
+        if item not in allowed:
+            raise InvalidRequest(
+                f"Cannot expand {item!r}",
+                parameter="expand",
+                allowed=sorted([*allowed, *(["total_count"] if is_list else [])]),
+            )
+        node = tree
+        for segment in item.split("."):
+            node = node.setdefault(segment, {})
+    return tree, total_count
+
+
+# -- identity -------------------------------------------------------------------------------
+
+
+@router.post(
+    "/devices/activate",
+    operation_id="agentActivateDevice",
+    openapi_extra=openapi_body(ActivateDeviceRequest),
+)
+async def activate_device(request: Request) -> Response:
+    token = bearer_token(request)
+    body = await parse_body(request, ActivateDeviceRequest)
+    async with database(request).session(write=True) as session:
+        device = await IdentityService(session, token_secret(request)).activate(
+            token, body, utcnow()
+        )
+        await session.commit()
+    # Streams of an earlier activation (a reactivated device) end now.
+    await _push(request).end_sessions(device.id, device.session_id)
+    return json_response(render_device(device))
+
+
+@router.post("/devices/token", operation_id="agentIssueDeviceToken")
+async def issue_device_token(request: Request) -> Response:
+    token = bearer_token(request)
+    settings = request.app.state.settings
+    async with database(request).session(write=True) as session:
+        session_token, expires_at, _ = await IdentityService(
+            session, token_secret(request)
+        ).exchange(token, utcnow(), settings.session_token_ttl_seconds)
+        await session.commit()
+    return json_response({"token": session_token, "expires_at": isoformat(expires_at)})
+
+
+# -- the device itself ----------------------------------------------------------------------
+
+
+@router.get("/device", operation_id="agentGetDeviceSelf")
+async def get_device_self(ctx: AgentContext = Depends(device_read_context)) -> Response:
+    return json_response(render_device(ctx.device))
+
+
+@router.patch(
+    "/devices/{device_id}",
+    operation_id="agentUpdateDevice",
+    openapi_extra=openapi_body(UpdateDeviceRequest),
+)
+async def update_device(
+    device_id: str, request: Request, ctx: AgentContext = Depends(device_write_context)
+) -> Response:
+    body = await parse_body(request, UpdateDeviceRequest)
+    device = await DeviceAgentService(ctx.session, ctx.device).update_device(
+        device_id, body, utcnow()
+    )
+    await ctx.commit()
+    return json_response(render_device(device))
+
+
+@router.get("/push", operation_id="agentGetPushSettings")
+async def get_push_settings(
+    request: Request, ctx: AgentContext = Depends(device_read_context)
+) -> Response:
+    return json_response(_push(request).agent_settings())
+
+
+@router.get("/device/stream", operation_id="agentStreamDeviceEvents")
+async def stream_device_events(request: Request) -> Response:
+    # Authenticate with a short-lived session: none is held while the stream is open.
+    async with database(request).session() as session:
+        device, claims = await authenticate_device(request, session)
+    return DeviceEventStream(_push(request), device.id, claims)
+
+
+@router.post(
+    "/devices/{device_id}/pong",
+    operation_id="agentPongDevice",
+    openapi_extra=openapi_body(PongRequest),
+)
+async def pong(
+    device_id: str, request: Request, ctx: AgentContext = Depends(device_read_context)
+) -> Response:
+    body = await parse_body(request, PongRequest)
+    if device_id != ctx.device.id:
+        raise not_found("device", device_id)
+    # Release the database connection: the pong may need a relay round trip.
+    await ctx.session.close()
+    await _push(request).pong(device_id, body.message_id)
+    return json_response({"message_id": body.message_id, "timestamp": isoformat(utcnow())})
+
+
+# -- deployments and what they reference ----------------------------------------------------
+
+
+@router.get("/deployments", operation_id="agentListDeployments")
+async def list_deployments(
+    request: Request, ctx: AgentContext = Depends(device_read_context)
+) -> Response:
+    query = request.query_params
+    page = page_param(query)
+    tree, total_count = _expand(request, DEPLOYMENT_EXPANSIONS, is_list=True)
+    statuses = enum_filter(query, "activity_status", ACTIVITY_STATUSES)
+    statement = DeviceAgentService(ctx.session, ctx.device).scope.deployments(statuses)
+    rows, has_more, total = await fetch_page(
+        ctx.session, statement, Deployment, page, NEWEST_FIRST, with_total=total_count
+    )
+    data = await render_deployments(ctx.session, rows, tree)
+    return json_response(list_envelope(data, page, has_more, total))
+
+
+async def _render_deployment(ctx: AgentContext, row: Deployment) -> dict[str, Any]:
+    tree, _ = _expand(ctx.request, DEPLOYMENT_EXPANSIONS, is_list=False)
+    (body,) = await render_deployments(ctx.session, [row], tree)
+    return body
+
+
+@router.get("/deployments/{deployment_id}", operation_id="agentGetDeployment")
+async def get_deployment(
+    deployment_id: str, ctx: AgentContext = Depends(device_read_context)
+) -> Response:
+    row = await DeviceAgentService(ctx.session, ctx.device).deployment(deployment_id)
+    return json_response(await _render_deployment(ctx, row))
+
+
+@router.patch(
+    "/deployments/{deployment_id}",
+    operation_id="agentUpdateDeployment",
+    openapi_extra=openapi_body(UpdateDeploymentRequest),
+)
+async def update_deployment(
+    deployment_id: str, request: Request, ctx: AgentContext = Depends(device_write_context)
+) -> Response:
+    body = await parse_body(request, UpdateDeploymentRequest)
+    _expand(request, DEPLOYMENT_EXPANSIONS, is_list=False)  # refuse a bad expand before writing
+    row = await DeviceAgentService(ctx.session, ctx.device).report(deployment_id, body, utcnow())
+    await ctx.commit()
+    return json_response(await _render_deployment(ctx, row))
+
+
+@router.get("/releases/{release_id}", operation_id="agentGetRelease")
+async def get_release(
+    release_id: str, request: Request, ctx: AgentContext = Depends(device_read_context)
+) -> Response:
+    tree, _ = _expand(request, RELEASE_EXPANSIONS, is_list=False)
+    row = await DeviceAgentService(ctx.session, ctx.device).scope.release(release_id)
+    if row is None:
+        raise not_found("release", release_id)
+    (body,) = await render_releases(ctx.session, [row], tree)
+    return json_response(body)
+
+
+@router.get("/git_commits/{git_commit_id}", operation_id="agentGetGitCommit")
+async def get_git_commit(
+    git_commit_id: str, ctx: AgentContext = Depends(device_read_context)
+) -> Response:
+    row = await DeviceAgentService(ctx.session, ctx.device).scope.git_commit(git_commit_id)
+    if row is None:
+        raise not_found("git commit", git_commit_id)
+    return json_response(render_git_commit(row))
+
+
+def _content_disposition(disposition: str, filepath: str) -> str:
+    filename = posixpath.basename(filepath) or "content"
+    if filename.isascii() and all(c.isprintable() and c not in '"\\' for c in filename):
+        return f'{disposition}; filename="{filename}"'
+    return f"{disposition}; filename*=UTF-8''{quote(filename, safe='')}"
+
+
+@router.get(
+    "/config_instances/{config_instance_id}/content", operation_id="agentGetConfigInstanceContent"
+)
+async def get_config_instance_content(
+    config_instance_id: str, request: Request, ctx: AgentContext = Depends(device_read_context)
+) -> Response:
+    disposition = request.query_params.get("disposition") or "inline"
+    if disposition not in ("inline", "attachment"):
+        raise InvalidRequest(
+            "disposition must be inline or attachment",
+            parameter="disposition",
+            allowed=["inline", "attachment"],
+        )
+    row = await DeviceAgentService(ctx.session, ctx.device).scope.config_instance(
+        config_instance_id
+    )
+    if row is None:
+        raise not_found("config instance", config_instance_id)
+    return Response(
+        row.data.encode("utf-8"),
+        media_type=CONTENT_TYPES.get(row.format, "application/octet-stream"),
+        headers={
+            "Content-Disposition": _content_disposition(disposition, row.filepath),
+            # Content never changes once created.
+            "Cache-Control": "private, max-age=31536000, immutable",
+        },
+    )

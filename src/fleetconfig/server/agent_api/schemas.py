@@ -1,0 +1,191 @@
+"""Wire shapes of the agent API (v0.4): request bodies and the render functions.
+
+The agent API is its own contract, versioned apart from the Platform API, so its objects are
+rendered here even where they look like the Platform API's today.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, StrictStr, field_validator, model_validator
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleetconfig.server.agent_api import repository
+from fleetconfig.server.agent_api.repository import InstanceSummary
+from fleetconfig.server.deployments.lifecycle import derived_status
+from fleetconfig.server.kit.clock import isoformat
+from fleetconfig.server.kit.params import Expand
+from fleetconfig.server.models import Deployment, Device, GitCommit, Release
+
+# The values of the v0.4 reference. The lifecycle decides which moves a device may make;
+# a value it has no move for (``removing``, say) is accepted and changes nothing.
+ACTIVITY_STATUSES = ("drifted", "staged", "queued", "deployed", "removing", "archived")
+ERROR_STATUSES = ("none", "failed", "retrying")
+ActivityStatusValue = Literal["drifted", "staged", "queued", "deployed", "removing", "archived"]
+ErrorStatusValue = Literal["none", "failed", "retrying"]
+
+MAX_ERROR_MESSAGE_CHARS = 4000
+
+
+def _as_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class ActivateDeviceRequest(BaseModel):
+    public_key_pem: StrictStr
+    agent_version: StrictStr
+    name: StrictStr | None = None
+
+
+class UpdateDeviceRequest(BaseModel):
+    agent_version: StrictStr | None = None
+
+
+class UpdateDeploymentRequest(BaseModel):
+    """A device's report on one of its deployments. ``error_message`` is a fleetconfig
+    extension (the reason a deployment is retrying or failed, shown to operators)."""
+
+    activity_status: ActivityStatusValue | None = None
+    error_status: ErrorStatusValue | None = None
+    error_message: StrictStr | None = None
+    deployed_at: datetime | None = None
+    archived_at: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_target_status(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "target_status" in data:
+            raise ValueError("target_status is decided by the server; a device cannot set it")
+        return data
+
+    @field_validator("deployed_at", "archived_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return _as_utc(value)
+
+    @field_validator("error_message")
+    @classmethod
+    def _bounded(cls, value: str | None) -> str | None:
+        return value[:MAX_ERROR_MESSAGE_CHARS] if value is not None else None
+
+
+class PongRequest(BaseModel):
+    message_id: StrictStr = Field(min_length=1, max_length=128)
+    timestamp: datetime | None = None
+
+
+# -- rendering ------------------------------------------------------------------------------
+
+
+def render_device(row: Device) -> dict[str, Any]:
+    return {
+        "object": "device",
+        "id": row.id,
+        "name": row.name,
+        "status": row.status,
+        "agent_version": row.agent_version,
+        "last_connected_at": isoformat(row.last_connected_at),
+        "last_disconnected_at": isoformat(row.last_disconnected_at),
+        "created_at": isoformat(row.created_at),
+        "updated_at": isoformat(row.updated_at),
+        "session_id": row.session_id,
+    }
+
+
+def render_git_commit(row: GitCommit) -> dict[str, Any]:
+    return {
+        "object": "git_commit",
+        "id": row.id,
+        "sha": row.sha,
+        "message": row.message,
+        "repository_owner": row.repository_owner,
+        "repository_name": row.repository_name,
+        "repository_type": row.repository_type,
+        "repository_url": row.repository_url,
+        "commit_url": row.commit_url,
+        "created_at": isoformat(row.created_at),
+    }
+
+
+def render_release(row: Release) -> dict[str, Any]:
+    return {
+        "object": "release",
+        "id": row.id,
+        "version": row.version,
+        "git_commit_id": row.git_commit_id,
+        "created_at": isoformat(row.created_at),
+        "updated_at": isoformat(row.updated_at),
+    }
+
+
+def render_config_instance(row: InstanceSummary) -> dict[str, Any]:
+    return {
+        "object": "config_instance",
+        "id": row.id,
+        "config_type_name": row.config_type_name,
+        "filepath": row.filepath,
+        "created_at": isoformat(row.created_at),
+        "config_schema_id": row.config_schema_id,
+        "config_type_id": row.config_type_id,
+    }
+
+
+def render_deployment(row: Deployment) -> dict[str, Any]:
+    return {
+        "object": "deployment",
+        "id": row.id,
+        "description": row.description,
+        "status": derived_status(row.activity_status, row.error_status),
+        "activity_status": row.activity_status,
+        "error_status": row.error_status,
+        "target_status": row.target_status,
+        "device_id": row.device_id,
+        "release_id": row.release_id,
+        "created_at": isoformat(row.created_at),
+        "updated_at": isoformat(row.updated_at),
+    }
+
+
+async def render_releases(
+    session: AsyncSession, rows: list[Release], expand: Expand
+) -> list[dict[str, Any]]:
+    """``expand`` may hold ``git_commit`` (null when the release has none)."""
+    rendered = [render_release(row) for row in rows]
+    if "git_commit" in expand:
+        commits = await repository.git_commits_by_id(session, (row.git_commit_id for row in rows))
+        for body, row in zip(rendered, rows, strict=True):
+            commit = commits.get(row.git_commit_id or "")
+            body["git_commit"] = render_git_commit(commit) if commit is not None else None
+    return rendered
+
+
+async def render_deployments(
+    session: AsyncSession, rows: list[Deployment], expand: Expand
+) -> list[dict[str, Any]]:
+    """``expand`` may hold ``release`` (itself with ``git_commit``) and ``config_instances``;
+    at most three queries whatever the number of rows."""
+    rendered = [render_deployment(row) for row in rows]
+    if "release" in expand:
+        releases = await repository.releases_by_id(session, (row.release_id for row in rows))
+        release_rows = list(releases.values())
+        by_id = {
+            release.id: body
+            for release, body in zip(
+                release_rows,
+                await render_releases(session, release_rows, expand["release"]),
+                strict=True,
+            )
+        }
+        for body, row in zip(rendered, rows, strict=True):
+            body["release"] = by_id[row.release_id]
+    if "config_instances" in expand:
+        instances = await repository.instances_by_deployment(session, (row.id for row in rows))
+        for body, row in zip(rendered, rows, strict=True):
+            body["config_instances"] = [
+                render_config_instance(item) for item in instances.get(row.id, [])
+            ]
+    return rendered

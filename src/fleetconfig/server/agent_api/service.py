@@ -1,0 +1,223 @@
+"""Rules of the agent API. Services receive the session and never commit.
+
+- :class:`IdentityService` — who the device is: activation (an activation token, once), token
+  exchange (a device-signed assertion for a session token), and authentication of every other
+  call (a session token whose ``sid`` is the device's current session).
+- :class:`DeviceAgentService` — what an authenticated device may change: its
+  ``agent_version`` and the status of its own deployments (through the deployment lifecycle's
+  device-report rules: idempotent, forward-only).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+
+import jwt
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleetconfig.server.agent_api import repository, tokens
+from fleetconfig.server.agent_api.repository import DeviceScope
+from fleetconfig.server.agent_api.schemas import (
+    ActivateDeviceRequest,
+    UpdateDeploymentRequest,
+    UpdateDeviceRequest,
+)
+from fleetconfig.server.agent_api.tokens import SessionClaims, TokenRejected
+from fleetconfig.server.deployments import lifecycle
+from fleetconfig.server.devices.activation import decode_activation_token
+from fleetconfig.server.devices.service import DeviceService
+from fleetconfig.server.kit import ids
+from fleetconfig.server.kit.errors import Conflict, Unauthorized, ValidationFailed, not_found
+from fleetconfig.server.kit.validation import check_length
+from fleetconfig.server.models import Deployment, Device
+
+SESSION_PREFIX = "dvc_sess_"
+ACTIVATING = "activating"
+ONLINE = "online"
+MAX_AGENT_VERSION_CHARS = 64
+# Forgetting expired ``jti``\s is housekeeping: done by a few exchanges, not all, so that a
+# fleet exchanging tokens at once does not contend on deleting the same rows.
+FORGET_TOKEN_USES_PROBABILITY = 1 / 32
+
+
+def rejected(error: TokenRejected) -> Unauthorized:
+    return Unauthorized(error.message, reason=error.reason)
+
+
+def _check_agent_version(value: str) -> None:
+    check_length("/agent_version", value, maximum=MAX_AGENT_VERSION_CHARS)
+
+
+class IdentityService:
+    def __init__(self, session: AsyncSession, token_secret: str) -> None:
+        self.session = session
+        self.token_secret = token_secret
+
+    async def activate(self, bearer: str, body: ActivateDeviceRequest, now: datetime) -> Device:
+        """Bind a key to the device named by the activation token and start a new session."""
+        try:
+            claims = decode_activation_token(self.token_secret, bearer)
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized("The activation token has expired", reason="expired_token") from None
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+            raise Unauthorized(
+                "The activation token is not valid", reason="invalid_token"
+            ) from None
+        record = await repository.activation_token(self.session, claims.token_id)
+        if record is None or record.device_id != claims.device_id:
+            raise Unauthorized("The activation token is not valid", reason="invalid_token")
+        if record.expires_at <= now:
+            raise Unauthorized("The activation token has expired", reason="expired_token")
+        # First, so that of two concurrent uses exactly one gets past this line.
+        if not await repository.consume_activation_token(self.session, record.id, now):
+            raise Unauthorized("The activation token was already used", reason="token_used")
+        device = await repository.device_by_id(self.session, claims.device_id, for_update=True)
+        if device is None or device.workspace_id != claims.workspace_id:
+            raise Unauthorized("The activation token is not valid", reason="invalid_token")
+        if device.activated_at is not None and not record.allow_reactivation:
+            raise Conflict(
+                f"Device {device.id} is already activated; reactivating it needs an activation "
+                "token issued with allow_reactivation",
+                "device_already_activated",
+                device_id=device.id,
+            )
+        try:
+            key = tokens.load_public_key(body.public_key_pem)
+        except tokens.InvalidPublicKey as error:
+            raise ValidationFailed(
+                f"public_key_pem {error}",
+                errors=[{"path": "/public_key_pem", "message": str(error)}],
+            ) from None
+        _check_agent_version(body.agent_version)
+        key_fingerprint = tokens.fingerprint(key)
+        for other in await repository.devices_by_fingerprint(self.session, key_fingerprint):
+            if other.id != device.id:
+                raise Conflict(
+                    "This public key is already registered to another device; make a new key",
+                    "public_key_in_use",
+                )
+        if body.name is not None and body.name != device.name:
+            await DeviceService(self.session, device.workspace_id).rename(device.id, body.name)
+        device.public_key_pem = tokens.public_key_pem(key)
+        device.key_fingerprint = key_fingerprint
+        device.session_id = ids.new_id(SESSION_PREFIX, 24)  # every older session token dies
+        device.status = ACTIVATING
+        device.activated_at = now
+        device.agent_version = body.agent_version
+        device.updated_at = now
+        await self.session.flush()
+        return device
+
+    async def exchange(
+        self, bearer: str, now: datetime, ttl_seconds: int
+    ) -> tuple[str, datetime, Device]:
+        """A device-signed assertion for a session token; the device has now reported in."""
+        try:
+            key_id = tokens.read_key_id(bearer)
+        except TokenRejected as error:
+            raise rejected(error) from None
+        devices = await repository.devices_by_fingerprint(self.session, key_id)
+        device = devices[0] if len(devices) == 1 else None
+        public_key = device.public_key_pem if device is not None else None
+        session_id = device.session_id if device is not None else None
+        if device is None or public_key is None or session_id is None:
+            raise Unauthorized("No activated device has this key (kid)", reason="unknown_key")
+        try:
+            assertion = tokens.verify_device_assertion(
+                bearer, public_key, device_id=device.id, now=now
+            )
+        except TokenRejected as error:
+            raise rejected(error) from None
+        if random.random() < FORGET_TOKEN_USES_PROBABILITY:
+            await repository.forget_token_uses(self.session, now)
+        repository.record_token_use(
+            self.session, assertion.token_id, device.id, tokens.replay_window_end(assertion)
+        )
+        try:
+            await self.session.flush()
+        except IntegrityError:
+            raise Unauthorized(
+                "This device token was already used: sign a new one (fresh jti) per request",
+                reason="token_replayed",
+            ) from None
+        if device.status != ONLINE:
+            device.status = ONLINE
+            device.last_connected_at = now
+            device.updated_at = now
+            await self.session.flush()
+        token, expires_at = tokens.issue_session_token(
+            self.token_secret,
+            device_id=device.id,
+            session_id=session_id,
+            now=now,
+            ttl_seconds=ttl_seconds,
+        )
+        return token, expires_at, device
+
+    async def authenticate(self, bearer: str, now: datetime) -> tuple[Device, SessionClaims]:
+        try:
+            claims = tokens.verify_session_token(self.token_secret, bearer, now=now)
+        except TokenRejected as error:
+            raise rejected(error) from None
+        device = await repository.device_by_id(self.session, claims.device_id)
+        if device is None or device.session_id != claims.session_id:
+            raise Unauthorized(
+                "This session has ended (the device was reactivated): get a new session token",
+                reason="session_ended",
+            )
+        return device, claims
+
+
+class DeviceAgentService:
+    def __init__(self, session: AsyncSession, device: Device) -> None:
+        self.session = session
+        self.device = device
+        self.scope = DeviceScope(session, device)
+
+    def _own(self, device_id: str) -> Device:
+        if device_id != self.device.id:
+            raise not_found("device", device_id)
+        return self.device
+
+    async def update_device(
+        self, device_id: str, body: UpdateDeviceRequest, now: datetime
+    ) -> Device:
+        device = self._own(device_id)
+        if body.agent_version is not None and body.agent_version != device.agent_version:
+            _check_agent_version(body.agent_version)
+            device.agent_version = body.agent_version
+            device.updated_at = now
+            await self.session.flush()
+        return device
+
+    async def deployment(self, deployment_id: str) -> Deployment:
+        row = await self.scope.deployment(deployment_id)
+        if row is None:
+            raise not_found("deployment", deployment_id)
+        return row
+
+    async def report(
+        self, deployment_id: str, body: UpdateDeploymentRequest, now: datetime
+    ) -> Deployment:
+        """Apply the device's report; one that would move backwards changes nothing."""
+        # The device row first, as the Platform API's deployment service does: the device's
+        # deployments change one transaction at a time, whoever changes them.
+        await repository.device_by_id(self.session, self.device.id, for_update=True)
+        row = await self.scope.deployment(deployment_id, for_update=True)
+        if row is None:
+            raise not_found("deployment", deployment_id)
+        report = lifecycle.DeviceReport(
+            received_at=now,
+            activity_status=body.activity_status,
+            error_status=body.error_status,
+            error_message=body.error_message,
+            deployed_at=body.deployed_at,
+            archived_at=body.archived_at,
+        )
+        changes = lifecycle.apply_device_report(row, report)
+        if changes:
+            lifecycle.apply(row, changes)
+            await self.session.flush()
+        return row

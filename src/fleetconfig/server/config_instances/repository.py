@@ -1,0 +1,72 @@
+"""SQL for config instances, always scoped to one workspace.
+
+Lists and single reads leave the content (``data``, up to the body limit) unloaded: it is
+fetched only when the caller expands or downloads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
+
+from fleetconfig.server.models import ConfigInstance
+
+
+class ConfigInstanceRepository:
+    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
+        self.session = session
+        self.workspace_id = workspace_id
+
+    def base(self) -> Select[ConfigInstance]:
+        return (
+            select(ConfigInstance)
+            .where(ConfigInstance.workspace_id == self.workspace_id)
+            .options(defer(ConfigInstance.data))
+        )
+
+    async def get(self, config_instance_id: str) -> ConfigInstance | None:
+        return (
+            await self.session.execute(self.base().where(ConfigInstance.id == config_instance_id))
+        ).scalar_one_or_none()
+
+    async def get_many(self, ids: Iterable[str]) -> dict[str, ConfigInstance]:
+        wanted = set(ids)
+        if not wanted:
+            return {}
+        rows = (
+            await self.session.execute(self.base().where(ConfigInstance.id.in_(wanted)))
+        ).scalars()
+        return {row.id: row for row in rows}
+
+    async def content(self, config_instance_id: str) -> tuple[str, str] | None:
+        """``(filepath, data)`` of one instance, for the download."""
+        statement = select(ConfigInstance.filepath, ConfigInstance.data).where(
+            ConfigInstance.workspace_id == self.workspace_id,
+            ConfigInstance.id == config_instance_id,
+        )
+        found = (await self.session.execute(statement)).one_or_none()
+        return None if found is None else (found[0], found[1])
+
+    def search(
+        self, ids: list[str], config_schema_ids: list[str], config_type_ids: list[str]
+    ) -> Select[ConfigInstance]:
+        statement = self.base()
+        if ids:
+            statement = statement.where(ConfigInstance.id.in_(ids))
+        if config_schema_ids:
+            statement = statement.where(ConfigInstance.config_schema_id.in_(config_schema_ids))
+        if config_type_ids:
+            statement = statement.where(ConfigInstance.config_type_id.in_(config_type_ids))
+        return statement
+
+
+async def data_by_instance(session: AsyncSession, ids: Iterable[str]) -> dict[str, str]:
+    """The content of instances whose rows were read without it, in one query."""
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    statement = select(ConfigInstance.id, ConfigInstance.data).where(ConfigInstance.id.in_(wanted))
+    return {row_id: data for row_id, data in (await session.execute(statement)).all()}

@@ -1,0 +1,108 @@
+"""Rules of config instances: immutable; the content must be JSON valid against the schema
+(every violation is reported); the text is stored exactly as sent; file path and config type
+come from the schema."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleetconfig.server.config_instances.repository import ConfigInstanceRepository
+from fleetconfig.server.config_schemas import cue, rules
+from fleetconfig.server.config_schemas.documents import (
+    DocumentError,
+    off_loop_if_large,
+    parse_json,
+    parse_yaml,
+)
+from fleetconfig.server.config_schemas.jsonschema_rules import (
+    ValidatorCache,
+    compile_validator,
+    instance_errors,
+)
+from fleetconfig.server.config_schemas.repository import ConfigSchemaRepository, documents_by_schema
+from fleetconfig.server.kit import ids
+from fleetconfig.server.kit.errors import ValidationFailed, not_found
+from fleetconfig.server.models import ConfigInstance, ConfigSchema
+
+# Shared by every request of the process: schemas never change, so neither do validators.
+VALIDATORS = ValidatorCache(max_size=256)
+
+
+class ConfigInstanceService:
+    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
+        self.session = session
+        self.workspace_id = workspace_id
+        self.repository = ConfigInstanceRepository(session, workspace_id)
+
+    async def get(self, config_instance_id: str) -> ConfigInstance:
+        row = await self.repository.get(config_instance_id)
+        if row is None:
+            raise not_found("config instance", config_instance_id)
+        return row
+
+    async def content(self, config_instance_id: str) -> tuple[str, str]:
+        """``(filepath, data)`` for the download."""
+        found = await self.repository.content(config_instance_id)
+        if found is None:
+            raise not_found("config instance", config_instance_id)
+        return found
+
+    async def create(self, config_schema_id: str, format: str, data: str) -> ConfigInstance:
+        schema = await ConfigSchemaRepository(self.session, self.workspace_id).get(config_schema_id)
+        if schema is None:
+            raise not_found("config schema", config_schema_id)
+        rules.check_text("/content/data", data)
+        try:
+            instance = await off_loop_if_large(len(data), parse_json, data)
+        except DocumentError as error:
+            raise ValidationFailed(
+                f"content.data is not valid JSON: {error}",
+                errors=[{"path": "", "message": str(error)}],
+            ) from None
+        await self._validate(schema, data, instance)
+        row = ConfigInstance(
+            id=ids.new_id(ids.CONFIG_INSTANCE),
+            workspace_id=self.workspace_id,
+            config_schema_id=schema.id,
+            config_type_id=schema.config_type_id,
+            filepath=schema.instance_filepath,
+            format=format,
+            data=data,
+        )
+        self.session.add(row)
+        await self.session.flush()
+        return row
+
+    async def _validate(self, schema: ConfigSchema, data: str, instance: object) -> None:
+        if schema.language == rules.CUE:
+            documents = (await documents_by_schema(self.session, [schema.id]))[schema.id]
+            errors = await cue.vet(
+                [cue.CueDocument(name=document.name, data=document.data) for document in documents],
+                instance_json=data,
+            )
+            count = len(errors)
+        else:
+            validator = VALIDATORS.get(schema.id)
+            if validator is None:
+                (document,) = (await documents_by_schema(self.session, [schema.id]))[schema.id]
+                try:
+                    parsed = (
+                        parse_yaml(document.data)
+                        if schema.format == "yaml"
+                        else parse_json(document.data)
+                    )
+                except DocumentError as error:  # stored schemas parsed when created
+                    raise ValidationFailed(
+                        f"The config schema can no longer be read: {error}",
+                        errors=[{"path": "", "message": str(error)}],
+                    ) from None
+                validator = compile_validator(parsed)
+                VALIDATORS.put(schema.id, validator)
+            errors, count = await off_loop_if_large(len(data), instance_errors, validator, instance)
+        if errors:
+            raise ValidationFailed(
+                f"content.data does not match the config schema: {count} error(s), "
+                f"first at {errors[0]['path'] or '/'}: {errors[0]['message']}",
+                errors=errors,
+                error_count=count,
+            )

@@ -1,0 +1,95 @@
+"""SQL for config schemas and their documents, always scoped to one workspace.
+
+The module-level loaders take ids already read through a scoped query (they batch the
+expansions of rows the caller holds) and issue one query whatever the number of ids.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from sqlalchemy import Select, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleetconfig.server.models import ConfigSchema, ConfigType, SchemaDocument
+
+
+class ConfigSchemaRepository:
+    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
+        self.session = session
+        self.workspace_id = workspace_id
+
+    def base(self) -> Select[ConfigSchema]:
+        return select(ConfigSchema).where(ConfigSchema.workspace_id == self.workspace_id)
+
+    async def get(self, config_schema_id: str) -> ConfigSchema | None:
+        return (
+            await self.session.execute(self.base().where(ConfigSchema.id == config_schema_id))
+        ).scalar_one_or_none()
+
+    async def get_many(self, ids: Iterable[str]) -> dict[str, ConfigSchema]:
+        wanted = set(ids)
+        if not wanted:
+            return {}
+        rows = (
+            await self.session.execute(self.base().where(ConfigSchema.id.in_(wanted)))
+        ).scalars()
+        return {row.id: row for row in rows}
+
+    async def find_same(
+        self, config_type_id: str, digest: str, instance_filepath: str
+    ) -> ConfigSchema | None:
+        """The schema with this content, type and path, if one exists (get-or-create)."""
+        statement = self.base().where(
+            ConfigSchema.config_type_id == config_type_id,
+            ConfigSchema.digest == digest,
+            ConfigSchema.instance_filepath == instance_filepath,
+        )
+        return (await self.session.execute(statement)).scalar_one_or_none()
+
+    def search(self, ids: list[str], config_type_ids: list[str]) -> Select[ConfigSchema]:
+        statement = self.base()
+        if ids:
+            statement = statement.where(ConfigSchema.id.in_(ids))
+        if config_type_ids:
+            statement = statement.where(ConfigSchema.config_type_id.in_(config_type_ids))
+        return statement
+
+
+async def documents_by_schema(
+    session: AsyncSession, schema_ids: Iterable[str]
+) -> dict[str, list[SchemaDocument]]:
+    """Each schema's documents in their original order."""
+    wanted = set(schema_ids)
+    grouped: dict[str, list[SchemaDocument]] = defaultdict(list)
+    if not wanted:
+        return grouped
+    statement = (
+        select(SchemaDocument)
+        .where(SchemaDocument.config_schema_id.in_(wanted))
+        .order_by(SchemaDocument.config_schema_id, SchemaDocument.position)
+    )
+    for document in (await session.execute(statement)).scalars():
+        grouped[document.config_schema_id].append(document)
+    return grouped
+
+
+async def config_types_by_id(session: AsyncSession, ids: Iterable[str]) -> dict[str, ConfigType]:
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    rows = (await session.execute(select(ConfigType).where(ConfigType.id.in_(wanted)))).scalars()
+    return {row.id: row for row in rows}
+
+
+async def config_schemas_by_id(
+    session: AsyncSession, ids: Iterable[str]
+) -> dict[str, ConfigSchema]:
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    rows = (
+        await session.execute(select(ConfigSchema).where(ConfigSchema.id.in_(wanted)))
+    ).scalars()
+    return {row.id: row for row in rows}

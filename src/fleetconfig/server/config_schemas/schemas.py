@@ -1,0 +1,95 @@
+"""Wire shapes of config schemas, and the batch renderer other resources embed them with."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, model_validator
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleetconfig.server.config_schemas.repository import config_types_by_id, documents_by_schema
+from fleetconfig.server.config_types.schemas import render_config_type
+from fleetconfig.server.kit.clock import isoformat
+from fleetconfig.server.kit.params import Expand
+from fleetconfig.server.models import ConfigSchema, ConfigType
+
+
+class ConfigTypeRef(BaseModel):
+    id: str | None = None
+    slug: str | None = None
+
+    @model_validator(mode="after")
+    def _id_or_slug(self) -> ConfigTypeRef:
+        if self.id is None and self.slug is None:
+            raise ValueError("give the config type's id or slug")
+        return self
+
+
+class GitCommitRef(BaseModel):
+    id: str | None = None
+    sha: str | None = None
+
+    @model_validator(mode="after")
+    def _id_or_sha(self) -> GitCommitRef:
+        if self.id is None and self.sha is None:
+            raise ValueError("give the git commit's id or sha")
+        return self
+
+
+class CreateSchemaDocument(BaseModel):
+    name: str
+    data: str
+
+
+class CreateConfigSchemaGitCommit(BaseModel):
+    commit_ref: GitCommitRef
+    schema_filepaths: list[str]
+
+
+class CreateConfigSchemaRequest(BaseModel):
+    config_type_ref: ConfigTypeRef
+    instance_filepath: str | None = None
+    language: Literal["jsonschema", "cue"]
+    format: Literal["json", "yaml", "cue"]
+    documents: list[CreateSchemaDocument]
+    git_commit: CreateConfigSchemaGitCommit | None = None
+
+
+def render_config_schema(row: ConfigSchema, config_type: ConfigType) -> dict[str, Any]:
+    return {
+        "object": "config_schema",
+        "id": row.id,
+        "digest": row.digest,
+        "config_type_name": config_type.name,
+        "instance_filepath": row.instance_filepath,
+        "created_at": isoformat(row.created_at),
+        "updated_at": isoformat(row.updated_at),
+        "config_type_id": row.config_type_id,
+        "language": row.language,
+        "format": row.format,
+    }
+
+
+async def render_config_schemas(
+    session: AsyncSession, rows: list[ConfigSchema], expand: Expand
+) -> list[dict[str, Any]]:
+    """Render ``rows`` with the ``documents`` / ``config_type`` expansions: at most two queries."""
+    types = await config_types_by_id(session, (row.config_type_id for row in rows))
+    documents = (
+        await documents_by_schema(session, (row.id for row in rows))
+        if "documents" in expand
+        else {}
+    )
+    rendered = []
+    for row in rows:
+        config_type = types[row.config_type_id]
+        body = render_config_schema(row, config_type)
+        if "documents" in expand:
+            body["documents"] = [
+                {"id": document.id, "name": document.name, "data": document.data}
+                for document in documents.get(row.id, [])
+            ]
+        if "config_type" in expand:
+            body["config_type"] = render_config_type(config_type)
+        rendered.append(body)
+    return rendered

@@ -1,0 +1,1 @@
+"""Deployments: one device, one release, one config instance per schema; the lifecycle."""

@@ -1,0 +1,150 @@
+"""HTTP endpoints of deployments: the six operations of the version, plus ``restage``."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from fleetconfig.server.deployments.lifecycle import ActivityStatus, ErrorStatus, TargetStatus
+from fleetconfig.server.deployments.schemas import CreateDeploymentRequest, render_deployments
+from fleetconfig.server.deployments.service import DeploymentService
+from fleetconfig.server.kit.context import Context, read_context, write_context
+from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
+from fleetconfig.server.kit.params import (
+    Page,
+    enum_filter,
+    expand_param,
+    filter_param,
+    list_envelope,
+    order_by_param,
+    page_param,
+)
+from fleetconfig.server.models import Deployment
+
+router = APIRouter(prefix="/deployments", tags=["Deployments"])
+logger = logging.getLogger(__name__)
+
+
+def _notify_after_commit(ctx: Context, service: DeploymentService) -> None:
+    """Tell the devices whose target changed to sync, once the change is durable."""
+    device_ids = sorted(service.changed_device_ids)
+    if not device_ids:
+        return
+    notifier = ctx.request.app.state.notifier
+
+    async def notify() -> None:
+        try:
+            await notifier.notify_changed(device_ids)
+        except Exception:
+            # The change is committed; the agent's periodic sync still picks it up, so a lost
+            # nudge delays delivery but must not turn a success into a 500.
+            logger.exception("could not notify devices %s", device_ids)
+
+    ctx.after_commit(notify)
+
+
+async def _render_one(ctx: Context, row: Deployment) -> Response:
+    expand = expand_param(ctx.request.query_params, "deployment", is_list=False)
+    (body,) = await render_deployments(ctx.session, [row], expand.tree)
+    return json_response(body)
+
+
+@router.get("", operation_id="listDeployments")
+async def list_deployments(request: Request, ctx: Context = Depends(read_context)) -> Response:
+    ctx.principal.require(("deployments:read",))
+    query = request.query_params
+    page, order = page_param(query), order_by_param(query)
+    expand = expand_param(query, "deployment", is_list=True)
+    repository = DeploymentService(ctx.session, ctx.workspace_id).repository
+    statement = repository.search(
+        ids=filter_param(query, "id"),
+        target_statuses=enum_filter(query, "target_status", TargetStatus),
+        activity_statuses=enum_filter(query, "activity_status", ActivityStatus),
+        error_statuses=enum_filter(query, "error_status", ErrorStatus),
+        device_ids=filter_param(query, "device_id"),
+        release_ids=filter_param(query, "release_id"),
+    )
+    rows, has_more, total = await repository.page(
+        statement, page, order, with_total=expand.total_count
+    )
+    data = await render_deployments(ctx.session, rows, expand.tree)
+    return json_response(list_envelope(data, page, has_more, total))
+
+
+@router.post(
+    "", operation_id="createDeployment", openapi_extra=openapi_body(CreateDeploymentRequest)
+)
+async def create_deployment(request: Request, ctx: Context = Depends(write_context)) -> Response:
+    ctx.principal.require(("deployments:write",))
+    body = await parse_body(request, CreateDeploymentRequest)
+    ctx.principal.require(
+        ("deployments:deploy",)
+        if body.target_status == TargetStatus.DEPLOYED
+        else ("deployments:stage",)
+    )
+    expand_param(request.query_params, "deployment", is_list=False)  # refuse a bad one first
+    service = DeploymentService(ctx.session, ctx.workspace_id)
+    row = await service.create(body)
+    response = await _render_one(ctx, row)
+    _notify_after_commit(ctx, service)
+    await ctx.commit()
+    return response
+
+
+@router.get("/{deployment_id}", operation_id="getDeployment")
+async def get_deployment(deployment_id: str, ctx: Context = Depends(read_context)) -> Response:
+    ctx.principal.require(("deployments:read",))
+    expand_param(ctx.request.query_params, "deployment", is_list=False)
+    row = await DeploymentService(ctx.session, ctx.workspace_id).get(deployment_id)
+    return await _render_one(ctx, row)
+
+
+@router.post("/{deployment_id}/deploy", operation_id="deployDeployment")
+async def deploy_deployment(deployment_id: str, ctx: Context = Depends(write_context)) -> Response:
+    ctx.principal.require(("deployments:deploy",))
+    expand_param(ctx.request.query_params, "deployment", is_list=False)
+    service = DeploymentService(ctx.session, ctx.workspace_id)
+    row = await service.deploy(deployment_id)
+    response = await _render_one(ctx, row)
+    _notify_after_commit(ctx, service)
+    await ctx.commit()
+    return response
+
+
+@router.post("/{deployment_id}/archive", operation_id="archiveDeployment")
+async def archive_deployment(deployment_id: str, ctx: Context = Depends(write_context)) -> Response:
+    ctx.principal.require(("deployments:archive",))
+    expand_param(ctx.request.query_params, "deployment", is_list=False)
+    service = DeploymentService(ctx.session, ctx.workspace_id)
+    row = await service.archive(deployment_id)
+    response = await _render_one(ctx, row)
+    _notify_after_commit(ctx, service)
+    await ctx.commit()
+    return response
+
+
+@router.post("/{deployment_id}/restage", operation_id="restageDeployment")
+async def restage_deployment(deployment_id: str, ctx: Context = Depends(write_context)) -> Response:
+    """Extension: a reviewed drifted deployment is staged again (its drift window restarts)."""
+    ctx.principal.require(("deployments:stage",))
+    expand_param(ctx.request.query_params, "deployment", is_list=False)
+    service = DeploymentService(ctx.session, ctx.workspace_id)
+    row = await service.restage(deployment_id)
+    response = await _render_one(ctx, row)
+    _notify_after_commit(ctx, service)
+    await ctx.commit()
+    return response
+
+
+@router.get("/{deployment_id}/drifts", operation_id="getDeploymentDrifts")
+async def list_deployment_drifts(
+    deployment_id: str, ctx: Context = Depends(read_context)
+) -> Response:
+    ctx.principal.require(("deployments:read",))
+    expand = expand_param(ctx.request.query_params, "deployment", is_list=False)
+    rows = await DeploymentService(ctx.session, ctx.workspace_id).drifts(deployment_id)
+    data = await render_deployments(ctx.session, rows, expand.tree)
+    # The whole set at once: the envelope says so.
+    return json_response(list_envelope(data, Page(offset=0, limit=len(data)), False, None))

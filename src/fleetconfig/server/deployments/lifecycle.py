@@ -1,0 +1,360 @@
+"""The deployment lifecycle: statuses, the moves allowed between them, and the derived status.
+
+Pure (no I/O, no clock): every function takes the current state and ``now`` and returns the
+column changes to apply, or raises :class:`InvalidTransition`. The Platform API service, the
+dashboard and the agent API (device status reports) change deployments only through here, so
+the rules below hold whoever makes the change:
+
+- target (what we want) moves only forward: staged -> deployed -> archived, or staged -> archived;
+- activity (what is known) follows :data:`ACTIVITY_MOVES`; staged <-> drifted is the only
+  cycle (a drifted deployment must be reviewed and restaged before it can be deployed);
+- error: none <-> retrying -> failed; ``failed`` is terminal and archives the deployment;
+- ``status`` is the error status when it is not ``none``, else the activity status.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol, TypedDict
+
+
+class TargetStatus(StrEnum):
+    STAGED = "staged"
+    DEPLOYED = "deployed"
+    ARCHIVED = "archived"
+
+
+class ActivityStatus(StrEnum):
+    DRIFTED = "drifted"
+    STAGED = "staged"
+    QUEUED = "queued"
+    DEPLOYED = "deployed"
+    ARCHIVED = "archived"
+
+
+class ErrorStatus(StrEnum):
+    NONE = "none"
+    RETRYING = "retrying"
+    FAILED = "failed"
+
+
+class Actor(StrEnum):
+    """Who may make an activity move: the server (operators, and the server's own
+    consequences of their actions) or the device (its agent's status reports)."""
+
+    SERVER = "server"
+    DEVICE = "device"
+
+
+T, A, E = TargetStatus, ActivityStatus, ErrorStatus
+
+TARGET_MOVES: frozenset[tuple[str, str]] = frozenset(
+    {(T.STAGED, T.DEPLOYED), (T.STAGED, T.ARCHIVED), (T.DEPLOYED, T.ARCHIVED)}
+)
+
+# Keyed by plain strings too: a StrEnum member hashes and compares as its value.
+ACTIVITY_MOVES: Mapping[tuple[str, str], frozenset[Actor]] = {
+    # Another deployment became the device's target after this one was staged.
+    (A.STAGED, A.DRIFTED): frozenset({Actor.SERVER}),
+    # Reviewed after drifting: restaged, with a new drift window.
+    (A.DRIFTED, A.STAGED): frozenset({Actor.SERVER}),
+    (A.STAGED, A.QUEUED): frozenset({Actor.SERVER}),
+    (A.STAGED, A.ARCHIVED): frozenset({Actor.SERVER}),
+    (A.DRIFTED, A.ARCHIVED): frozenset({Actor.SERVER}),
+    # Files written on the device.
+    (A.QUEUED, A.DEPLOYED): frozenset({Actor.DEVICE}),
+    # Replaced or failed before the device applied it: nothing to remove, so at once; the
+    # agent may also report it.
+    (A.QUEUED, A.ARCHIVED): frozenset({Actor.SERVER, Actor.DEVICE}),
+    # Only the agent knows when the files are gone.
+    (A.DEPLOYED, A.ARCHIVED): frozenset({Actor.DEVICE}),
+}
+
+ERROR_MOVES: frozenset[tuple[str, str]] = frozenset(
+    {(E.NONE, E.RETRYING), (E.RETRYING, E.NONE), (E.NONE, E.FAILED), (E.RETRYING, E.FAILED)}
+)
+
+
+def derived_status(activity_status: str, error_status: str) -> str:
+    """The single ``status`` the API shows: an error takes precedence over the activity."""
+    return activity_status if error_status == E.NONE else error_status
+
+
+class HasState(Protocol):
+    """Anything carrying a deployment's statuses: a table row or a :class:`State`."""
+
+    @property
+    def target_status(self) -> str: ...
+    @property
+    def activity_status(self) -> str: ...
+    @property
+    def error_status(self) -> str: ...
+    @property
+    def error_message(self) -> str | None: ...
+    @property
+    def deployed_at(self) -> datetime | None: ...
+    @property
+    def archived_at(self) -> datetime | None: ...
+
+
+@dataclass(frozen=True)
+class State:
+    target_status: str
+    activity_status: str
+    error_status: str = E.NONE
+    error_message: str | None = None
+    deployed_at: datetime | None = None
+    archived_at: datetime | None = None
+
+    @property
+    def status(self) -> str:
+        return derived_status(self.activity_status, self.error_status)
+
+    @classmethod
+    def of(cls, deployment: HasState) -> State:
+        return cls(
+            target_status=deployment.target_status,
+            activity_status=deployment.activity_status,
+            error_status=deployment.error_status,
+            error_message=deployment.error_message,
+            deployed_at=deployment.deployed_at,
+            archived_at=deployment.archived_at,
+        )
+
+
+class Changes(TypedDict, total=False):
+    """Columns of a deployment to set; an empty dict means nothing changes."""
+
+    target_status: str
+    activity_status: str
+    error_status: str
+    error_message: str | None
+    staged_at: datetime
+    targeted_at: datetime
+    deployed_at: datetime
+    archived_at: datetime
+    updated_at: datetime
+
+
+Operation = Callable[["HasState", datetime], Changes]
+"""An operator's move: current state and time in, changes out (or :class:`InvalidTransition`)."""
+
+
+class InvalidTransition(Exception):
+    """The requested move is not allowed from the deployment's current state."""
+
+    def __init__(self, action: str, current: HasState, why: str) -> None:
+        super().__init__(why)
+        self.action = action
+        self.why = why
+        self.target_status = current.target_status
+        self.activity_status = current.activity_status
+        self.error_status = current.error_status
+
+
+def is_consistent(state: HasState) -> bool:
+    """The combinations the rules can produce (every move keeps a deployment inside them)."""
+    target, activity, error = state.target_status, state.activity_status, state.error_status
+    if target == T.STAGED:
+        return activity in (A.STAGED, A.DRIFTED) and error == E.NONE
+    if target == T.DEPLOYED:
+        return activity in (A.QUEUED, A.DEPLOYED) and error != E.FAILED
+    if target == T.ARCHIVED:
+        return activity in (A.DEPLOYED, A.ARCHIVED)
+    return False
+
+
+def after(state: HasState, changes: Changes) -> State:
+    """The state that results from applying ``changes`` to ``state``."""
+    fields = {field.name for field in dataclasses.fields(State)}
+    values: dict[str, Any] = {key: value for key, value in changes.items() if key in fields}
+    return dataclasses.replace(State.of(state), **values)
+
+
+def apply(deployment: Any, changes: Changes) -> None:
+    """Set ``changes`` on a row (or any object with those attributes)."""
+    for column, value in changes.items():
+        setattr(deployment, column, value)
+
+
+# -- operations of the Platform API and the dashboard --------------------------------------
+
+
+def create_staged(now: datetime) -> Changes:
+    return {
+        "target_status": T.STAGED,
+        "activity_status": A.STAGED,
+        "error_status": E.NONE,
+        "staged_at": now,
+        "updated_at": now,
+    }
+
+
+def create_deployed(now: datetime) -> Changes:
+    return {
+        "target_status": T.DEPLOYED,
+        "activity_status": A.QUEUED,
+        "error_status": E.NONE,
+        "staged_at": now,
+        "targeted_at": now,
+        "updated_at": now,
+    }
+
+
+def deploy(current: HasState, now: datetime) -> Changes:
+    """Make a staged deployment its device's target."""
+    if current.activity_status == A.STAGED and current.target_status == T.STAGED:
+        return {
+            "target_status": T.DEPLOYED,
+            "activity_status": A.QUEUED,
+            "targeted_at": now,
+            "updated_at": now,
+        }
+    if current.activity_status == A.DRIFTED:
+        why = (
+            "it has drifted: the device's target changed since it was staged; review it and "
+            "restage it before deploying"
+        )
+    elif current.target_status == T.DEPLOYED:
+        why = "it is already the device's target"
+    else:
+        why = "it is archived"
+    raise InvalidTransition("deploy", current, why)
+
+
+def archive(current: HasState, now: datetime) -> Changes:
+    """Archive a staged or drifted deployment; an archived one stays as it is."""
+    if current.target_status == T.ARCHIVED:
+        return {}
+    if current.activity_status in (A.STAGED, A.DRIFTED):
+        return {
+            "target_status": T.ARCHIVED,
+            "activity_status": A.ARCHIVED,
+            "archived_at": now,
+            "updated_at": now,
+        }
+    raise InvalidTransition(
+        "archive",
+        current,
+        "it is the device's target; deploy another deployment to replace it",
+    )
+
+
+def restage(current: HasState, now: datetime) -> Changes:
+    """A reviewed drifted deployment is staged again; its drift window starts now.
+
+    A deployment that is already staged has had no drift (any new target would have drifted
+    it), so restaging it changes nothing: a retried request succeeds.
+    """
+    if current.activity_status == A.DRIFTED:
+        return {"activity_status": A.STAGED, "staged_at": now, "updated_at": now}
+    if current.activity_status == A.STAGED and current.target_status == T.STAGED:
+        return {}
+    why = (
+        "it is already the device's target"
+        if current.target_status == T.DEPLOYED
+        else "it is archived"
+    )
+    raise InvalidTransition("restage", current, why)
+
+
+def drift(current: HasState, now: datetime) -> Changes:
+    """Another deployment became the device's target: a staged one must be reviewed again."""
+    if current.activity_status == A.STAGED and current.target_status == T.STAGED:
+        return {"activity_status": A.DRIFTED, "updated_at": now}
+    return {}
+
+
+def supersede(current: HasState, now: datetime) -> Changes:
+    """The device's target is replaced by another deployment.
+
+    Its activity stays as known (the agent reports when the files are removed), except when
+    it never left ``queued``: then nothing reached the device and it is archived at once,
+    and a ``retrying`` error is moot.
+    """
+    if current.target_status != T.DEPLOYED:
+        raise InvalidTransition("supersede", current, "it is not the device's target")
+    changes: Changes = {"target_status": T.ARCHIVED, "updated_at": now}
+    if current.activity_status == A.QUEUED:
+        changes["activity_status"] = A.ARCHIVED
+        changes["archived_at"] = now
+        if current.error_status == E.RETRYING:
+            changes["error_status"] = E.NONE
+            changes["error_message"] = None
+    return changes
+
+
+# -- status reports from the device (the agent API) ----------------------------------------
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """What an agent says about one of its deployments (never its target)."""
+
+    received_at: datetime
+    activity_status: str | None = None
+    error_status: str | None = None
+    error_message: str | None = None
+    deployed_at: datetime | None = None
+    archived_at: datetime | None = None
+
+
+def apply_device_report(current: HasState, reported: DeviceReport) -> Changes | None:
+    """The changes a device's report makes, or ``None`` when it changes nothing.
+
+    Reports are idempotent and forward-only: a report that would move any status backwards
+    (a stale or replayed one) is ignored as a whole, never applied in part. Devices never
+    see staged or drifted deployments, so reports about those are ignored too.
+    """
+    if current.target_status == T.STAGED:
+        return None
+    target = current.target_status
+    activity = current.activity_status
+    changes: Changes = {}
+
+    error = reported.error_status
+    if error is not None and error != current.error_status:
+        if (current.error_status, error) not in ERROR_MOVES:
+            return None
+        changes["error_status"] = error
+        changes["error_message"] = reported.error_message if error != E.NONE else None
+        if error == E.FAILED and target != T.ARCHIVED:
+            # A failed deployment is archived; the agent keeps the previous files as fallback.
+            target = T.ARCHIVED
+            changes["target_status"] = T.ARCHIVED
+    elif (
+        error is not None
+        and error != E.NONE
+        and reported.error_message is not None
+        and reported.error_message != current.error_message
+    ):
+        changes["error_message"] = reported.error_message
+
+    new_activity = reported.activity_status
+    if new_activity is not None and new_activity != activity:
+        if Actor.DEVICE not in ACTIVITY_MOVES.get((activity, new_activity), frozenset()):
+            return None
+        if new_activity == A.ARCHIVED and target != T.ARCHIVED:
+            # The files of the device's target are removed only once it is replaced or failed.
+            return None
+        activity = new_activity
+        changes["activity_status"] = new_activity
+        if new_activity == A.DEPLOYED and current.deployed_at is None:
+            changes["deployed_at"] = reported.deployed_at or reported.received_at
+        if new_activity == A.ARCHIVED and current.archived_at is None:
+            changes["archived_at"] = reported.archived_at or reported.received_at
+
+    if changes.get("error_status") == E.FAILED and activity == A.QUEUED:
+        # Failed before anything was applied: nothing to remove.
+        changes["activity_status"] = A.ARCHIVED
+        if current.archived_at is None:
+            changes["archived_at"] = reported.archived_at or reported.received_at
+
+    if not changes:
+        return None
+    changes["updated_at"] = reported.received_at
+    return changes

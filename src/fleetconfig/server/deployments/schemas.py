@@ -1,0 +1,115 @@
+"""Wire shapes of deployments, and their rendering with batch-loaded expansions."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Literal
+
+from pydantic import BaseModel, StrictStr
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import defer
+
+from fleetconfig.server.config_instances.schemas import render_config_instances
+from fleetconfig.server.deployments.lifecycle import derived_status
+from fleetconfig.server.devices.schemas import render_device
+from fleetconfig.server.kit.clock import isoformat
+from fleetconfig.server.kit.params import Expand
+from fleetconfig.server.models import (
+    ConfigInstance,
+    Deployment,
+    DeploymentConfigInstance,
+    Device,
+    Release,
+)
+from fleetconfig.server.releases.schemas import render_releases
+
+
+class CreateDeploymentRequest(BaseModel):
+    target_status: Literal["staged", "deployed"]
+    description: StrictStr
+    release_id: StrictStr
+    device_id: StrictStr
+    config_instance_ids: list[StrictStr]
+    parent_id: StrictStr | None = None
+
+
+def render_deployment(row: Deployment) -> dict[str, Any]:
+    return {
+        "object": "deployment",
+        "id": row.id,
+        "description": row.description,
+        "status": derived_status(row.activity_status, row.error_status),
+        "activity_status": row.activity_status,
+        "error_status": row.error_status,
+        "target_status": row.target_status,
+        "device_id": row.device_id,
+        "release_id": row.release_id,
+        "created_at": isoformat(row.created_at),
+        "updated_at": isoformat(row.updated_at),
+    }
+
+
+async def instances_by_deployment(
+    session: AsyncSession, deployment_ids: list[str], *, with_data: bool
+) -> dict[str, list[ConfigInstance]]:
+    """Each deployment's config instances in the order they were given, in one query.
+
+    The content (``data``) is loaded only when it will be rendered: it can be large.
+    """
+    grouped: dict[str, list[ConfigInstance]] = defaultdict(list)
+    if not deployment_ids:
+        return grouped
+    statement = (
+        select(DeploymentConfigInstance.deployment_id, ConfigInstance)
+        .join(ConfigInstance, ConfigInstance.id == DeploymentConfigInstance.config_instance_id)
+        .where(DeploymentConfigInstance.deployment_id.in_(set(deployment_ids)))
+        .order_by(DeploymentConfigInstance.deployment_id, DeploymentConfigInstance.position)
+    )
+    if not with_data:
+        statement = statement.options(defer(ConfigInstance.data))
+    for deployment_id, instance in (await session.execute(statement)).all():
+        grouped[deployment_id].append(instance)
+    return grouped
+
+
+async def render_deployments(
+    session: AsyncSession, rows: list[Deployment], expand: Expand
+) -> list[dict[str, Any]]:
+    """Render a page of deployments; each expansion costs a fixed number of queries."""
+    rendered = [render_deployment(row) for row in rows]
+    if not rows:
+        return rendered
+    if "device" in expand:
+        device_ids = {row.device_id for row in rows}
+        devices = {
+            device.id: render_device(device)
+            for device in (
+                await session.execute(select(Device).where(Device.id.in_(device_ids)))
+            ).scalars()
+        }
+        for row, body in zip(rows, rendered, strict=True):
+            body["device"] = devices[row.device_id]
+    if "release" in expand:
+        release_ids = {row.release_id for row in rows}
+        releases = list(
+            (await session.execute(select(Release).where(Release.id.in_(release_ids)))).scalars()
+        )
+        by_id = {
+            body["id"]: body for body in await render_releases(session, releases, expand["release"])
+        }
+        for row, body in zip(rows, rendered, strict=True):
+            body["release"] = by_id[row.release_id]
+    if "config_instances" in expand:
+        instance_expand = expand["config_instances"]
+        grouped = await instances_by_deployment(
+            session, [row.id for row in rows], with_data="content" in instance_expand
+        )
+        unique = list({i.id: i for instances in grouped.values() for i in instances}.values())
+        by_id = {
+            body["id"]: body
+            for body in await render_config_instances(session, unique, instance_expand)
+        }
+        for row, body in zip(rows, rendered, strict=True):
+            body["config_instances"] = [by_id[i.id] for i in grouped.get(row.id, [])]
+    return rendered
