@@ -367,6 +367,8 @@ class EventStreamClient:
                         block, buffer = buffer.split("\n\n", 1)
                         for event in parse_sse(block + "\n\n"):
                             self.events.put_nowait(event)
+        except httpx.HTTPError:
+            pass  # the server went away: the stream has ended
         finally:
             self._opened.set()
             self.ended.set()

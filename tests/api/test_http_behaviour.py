@@ -10,10 +10,14 @@ from tests.support import API_VERSION, ApiCaller, assert_error
 async def test_version_header_rules(http: httpx.AsyncClient, api: ApiCaller) -> None:
     missing = await http.get("/beta/devices", headers={"X-API-Key": api.key})
     assert_error(missing, 400, "missing_api_version")
-    unknown = await http.get("/beta/devices", headers={"X-API-Key": api.key, "Miru-Version": "2020-01-01.x"})
+    unknown = await http.get(
+        "/beta/devices", headers={"X-API-Key": api.key, "Miru-Version": "2020-01-01.x"}
+    )
     error = assert_error(unknown, 400, "unsupported_api_version")
     assert error["params"]["supported"] == [API_VERSION]
-    eol = await http.get("/beta/devices", headers={"X-API-Key": api.key, "Miru-Version": "2025-10-21.zion"})
+    eol = await http.get(
+        "/beta/devices", headers={"X-API-Key": api.key, "Miru-Version": "2025-10-21.zion"}
+    )
     assert_error(eol, 400, "api_version_end_of_life")
     ok = await api.get("/devices")
     assert ok.headers["miru-version"] == API_VERSION
@@ -28,13 +32,19 @@ async def test_v1_is_an_alias(api: ApiCaller) -> None:
 async def test_auth_failures(http: httpx.AsyncClient, api: ApiCaller, key_with) -> None:  # type: ignore[no-untyped-def]
     headers = {"Miru-Version": API_VERSION}
     assert_error(await http.get("/beta/devices", headers=headers), 401, "unauthorized")
-    assert_error(await http.get("/beta/devices", headers={**headers, "X-API-Key": "fck_wrong"}), 401, "unauthorized")
+    assert_error(
+        await http.get("/beta/devices", headers={**headers, "X-API-Key": "fck_wrong"}),
+        401,
+        "unauthorized",
+    )
     limited = await key_with("devices:write")
     error = assert_error(await limited.get("/devices"), 403, "forbidden")
     assert error["params"]["required_scopes"] == ["devices:read", "devices:provision"]
 
 
-async def test_other_workspace_objects_are_404(api: ApiCaller, app, http: httpx.AsyncClient) -> None:  # type: ignore[no-untyped-def]
+async def test_other_workspace_objects_are_404(
+    api: ApiCaller, app, http: httpx.AsyncClient
+) -> None:  # type: ignore[no-untyped-def]
     from tests.conftest import new_workspace_key
 
     device = await api.ok("POST", "/devices", json={"name": "mine"})
@@ -69,7 +79,9 @@ async def test_body_parsing_is_lenient(api: ApiCaller) -> None:
     empty = await api.post(f"/devices/{device['id']}/activation_token", content=b"")
     assert empty.status_code == 200
     assert_error(await api.post("/devices", content=b"\xff\xfe{}"), 400, "invalid_request")
-    assert_error(await api.post("/devices", content=b"[" * 100_000 + b"]" * 100_000), 400, "invalid_request")
+    assert_error(
+        await api.post("/devices", content=b"[" * 100_000 + b"]" * 100_000), 400, "invalid_request"
+    )
 
 
 async def test_body_limit(api: ApiCaller) -> None:
@@ -86,7 +98,9 @@ async def test_paging_is_clamped_and_order_by_is_checked(api: ApiCaller) -> None
     assert (await api.ok("GET", "/devices", params={"limit": 0}))["limit"] == 1
     assert_error(await api.get("/devices", params={"limit": "ten"}), 400, "invalid_request")
     assert_error(await api.get("/devices", params={"order_by": "name:asc"}), 400, "invalid_request")
-    assert_error(await api.get("/devices", params={"order_by": "id:sideways"}), 400, "invalid_request")
+    assert_error(
+        await api.get("/devices", params={"order_by": "id:sideways"}), 400, "invalid_request"
+    )
     assert_error(await api.get("/devices", params={"expand": "nonsense"}), 400, "invalid_request")
     by_id = await api.ok("GET", "/devices", params={"order_by": "id"})
     ids = [item["id"] for item in by_id["data"]]
@@ -122,7 +136,15 @@ async def test_revoked_key_fails_at_once(api: ApiCaller, app) -> None:  # type: 
 
 async def test_text_that_no_database_can_store_is_refused(api: ApiCaller) -> None:
     assert_error(await api.post("/devices", json={"name": "a\u0000b"}), 422, "validation_failed")
-    assert_error(await api.post("/devices", content=b'{"name": "\\ud800"}'), 422, "validation_failed")
+    assert_error(
+        await api.post("/devices", content=b'{"name": "\\ud800"}'), 422, "validation_failed"
+    )
     assert_error(await api.get("/devices?name=a%00b"), 400, "invalid_request")
     assert_error(await api.get("/devices/dvc_%00"), 400, "invalid_request")
     assert (await api.ok("GET", "/devices", params={"name": "a"}))["data"] == []
+
+
+async def test_agent_api_answers_with_its_own_version(http: httpx.AsyncClient) -> None:
+    response = await http.get("/agent/v1/device", headers={"Miru-Version": "v0.4"})
+    assert response.status_code == 401
+    assert response.headers["miru-version"] == "v0.4"

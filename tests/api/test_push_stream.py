@@ -94,6 +94,13 @@ async def eventually(check: Callable[[], Awaitable[bool]], within: float = 5) ->
     raise AssertionError(f"not true within {within} s")
 
 
+def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def run() -> bool:
+        return check()
+
+    return run
+
+
 async def device_field(api: ApiCaller, device_id: str, field: str) -> Any:
     return (await api.ok("GET", f"/devices/{device_id}"))[field]
 
@@ -113,7 +120,7 @@ async def test_open_stream_is_online_and_closing_is_offline(
     await eventually(lambda: _status_is(api_here, agent.device_id, "offline"))
     device = await api_here.ok("GET", f"/devices/{agent.device_id}")
     assert device["last_disconnected_at"] >= device["last_connected_at"]
-    assert not push_server.hub.streams.has(agent.device_id)
+    await eventually(_async(lambda: not push_server.hub.streams.has(agent.device_id)))
     # Back again.
     async with EventStreamClient(push_server.client, agent) as stream:
         await stream.next()

@@ -28,14 +28,18 @@ async def test_apikey_lifecycle_without_and_with_a_server(tmp_path: Path) -> Non
     env = {"FLEETCONFIG_DATA_DIR": str(tmp_path), "FLEETCONFIG_DATABASE_URL": url}
     try:
         assert run_cli(env, "db", "upgrade").returncode == 0
-        created = run_cli(env, "apikey", "create", "--name", "ci", "--scope", "devices:read", "--json")
+        created = run_cli(
+            env, "apikey", "create", "--name", "ci", "--scope", "devices:read", "--json"
+        )
         assert created.returncode == 0, created.stderr
         key = json.loads(created.stdout)
         assert set(key) == {"id", "name", "scopes", "secret"}
         assert key["scopes"] == ["devices:read"]
         assert key["secret"].startswith("fck_")
 
-        every = json.loads(run_cli(env, "apikey", "create", "--name", "ops", "--scope", "all", "--json").stdout)
+        every = json.loads(
+            run_cli(env, "apikey", "create", "--name", "ops", "--scope", "all", "--json").stdout
+        )
         assert all(scope.endswith(":manage") for scope in every["scopes"])
 
         listed = json.loads(run_cli(env, "apikey", "list", "--json").stdout)

@@ -98,8 +98,11 @@ async def make_releases(client: httpx.AsyncClient, count: int) -> tuple[list[str
 async def test_racing_deploys_leave_exactly_one_target(race_server: ServerProcess) -> None:
     base_url = race_server.base_url + "/beta"
     timeout = httpx.Timeout(120)
+    # Pooled connections are dropped well before the server's 5 s keep-alive ends: reusing one
+    # the server is closing would be a client-side ReadError, not what this test measures.
+    limits = httpx.Limits(keepalive_expiry=1.0)
     async with httpx.AsyncClient(
-        base_url=base_url, headers=headers(race_server), timeout=timeout
+        base_url=base_url, headers=headers(race_server), timeout=timeout, limits=limits
     ) as admin:
         releases, instance = await make_releases(admin, STAGED + 1)
         direct_release, staged_releases = releases[0], releases[1:]

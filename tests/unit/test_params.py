@@ -67,7 +67,9 @@ def test_order_by() -> None:
 
 def test_expand_tree_and_errors() -> None:
     request = expand_param(
-        QueryParams("expand=release.config_schemas.config_type,config_instances.content,total_count"),
+        QueryParams(
+            "expand=release.config_schemas.config_type,config_instances.content,total_count"
+        ),
         "deployment",
         is_list=True,
     )

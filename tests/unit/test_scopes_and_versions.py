@@ -30,7 +30,9 @@ def test_write_does_not_imply_read() -> None:
 
 
 def test_require_groups_are_anded_and_scopes_within_a_group_ored() -> None:
-    principal("deployments:write", "deployments:stage").require(("deployments:write",), ("deployments:stage",))
+    principal("deployments:write", "deployments:stage").require(
+        ("deployments:write",), ("deployments:stage",)
+    )
     with pytest.raises(Forbidden) as raised:
         principal("deployments:write").require(("deployments:write",), ("deployments:deploy",))
     assert raised.value.params["required_scopes"] == ["deployments:deploy"]

@@ -14,7 +14,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetconfig import __version__
-from fleetconfig.server import migrate
+from fleetconfig.server import dashboard, migrate
 from fleetconfig.server.agent_api.endpoints import router as agent_router
 from fleetconfig.server.api_keys.service import bootstrap_admin_key
 from fleetconfig.server.kit.db import Database
@@ -51,7 +51,9 @@ async def _on_api_error(request: Request, error: Exception) -> Response:
 async def _on_http_exception(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
     if error.status_code == 404:
-        return _error_response(request, NotFound(f"No route for {request.method} {request.url.path}"))
+        return _error_response(
+            request, NotFound(f"No route for {request.method} {request.url.path}")
+        )
     if error.status_code == 405:
         return _error_response(
             request, MethodNotAllowed(f"{request.method} is not allowed on {request.url.path}")
@@ -65,7 +67,10 @@ async def _on_http_exception(request: Request, error: Exception) -> Response:
 async def _on_validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
     errors = [
-        {"path": "/" + "/".join(str(p) for p in item.get("loc", ())), "message": str(item.get("msg"))}
+        {
+            "path": "/" + "/".join(str(p) for p in item.get("loc", ())),
+            "message": str(item.get("msg")),
+        }
         for item in error.errors()
     ]
     return _error_response(request, InvalidRequest("Invalid request", errors=errors))
@@ -97,7 +102,9 @@ async def prepare_database(settings: Settings, database: Database) -> None:
         print_admin_key(settings, created.secret)
 
 
-def create_app(settings: Settings | None = None, *, notifier: DeviceNotifier | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, notifier: DeviceNotifier | None = None
+) -> FastAPI:
     settings = settings or Settings()
     database = Database(settings.resolved_database_url)
     # Push to agents: streams held here, plus the PostgreSQL relay and MQTT when configured.
@@ -135,6 +142,8 @@ def create_app(settings: Settings | None = None, *, notifier: DeviceNotifier | N
     app.include_router(platform_router(), prefix="/beta")
     app.include_router(platform_router(), prefix="/v1", include_in_schema=False)
     app.include_router(agent_router, prefix="/agent/v1")
+    app.include_router(dashboard.router)
+    app.mount("/static", dashboard.static_files(), name="dashboard-static")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -7,8 +7,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,12 +18,10 @@ from fleetconfig.server.agent_api.tokens import SessionClaims
 from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import MissingAPIVersion, Unauthorized, UnsupportedAPIVersion
+from fleetconfig.server.kit.versions import AGENT_API_VERSION
 from fleetconfig.server.models import Device
 
-AGENT_API_VERSION = "v0.4"
 SUPPORTED_AGENT_VERSIONS = (AGENT_API_VERSION,)
-
-AfterCommit = Callable[[], Awaitable[None]]
 
 
 def check_version_header(request: Request) -> None:
@@ -63,16 +61,9 @@ class AgentContext:
     session: AsyncSession
     device: Device
     claims: SessionClaims
-    _after_commit: list[AfterCommit] = field(default_factory=list)
-
-    def after_commit(self, callback: AfterCommit) -> None:
-        self._after_commit.append(callback)
 
     async def commit(self) -> None:
         await self.session.commit()
-        callbacks, self._after_commit = self._after_commit, []
-        for callback in callbacks:
-            await callback()
 
 
 async def authenticate_device(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from datetime import datetime
 from typing import Any
 
 from starlette.responses import StreamingResponse
@@ -78,12 +79,19 @@ class DeviceEventStream(StreamingResponse):
             pass  # the agent went away mid-write
         finally:
             watcher.cancel()
+            # Shielded, and the stream stays registered until the write is done: a request
+            # cancelled by a server shutdown still records the disconnect before the hub
+            # (which waits for its streams) lets the database go.
+            closing = asyncio.ensure_future(self._record_closed(connection, connected_at))
+            await asyncio.shield(closing)
+
+    async def _record_closed(self, connection: StreamConnection, connected_at: datetime) -> None:
+        try:
+            await self.hub.presence.stream_closed(self.device_id, connected_at)
+        except Exception:
+            logger.warning("could not record device %s offline", self.device_id, exc_info=True)
+        finally:
             self.hub.streams.remove(connection)
-            try:
-                # Shielded: a cancelled request (server shutdown) still records the disconnect.
-                await asyncio.shield(self.hub.presence.stream_closed(self.device_id, connected_at))
-            except (asyncio.CancelledError, Exception):
-                logger.warning("could not record device %s offline", self.device_id, exc_info=True)
 
     async def _pump(self, send: Send, connection: StreamConnection) -> None:
         heartbeat = self.hub.heartbeat_seconds

@@ -25,7 +25,9 @@ class CreatedKey:
 async def default_workspace(session: AsyncSession) -> Workspace:
     """The first workspace, created on first use."""
     workspace = (
-        await session.execute(select(Workspace).order_by(Workspace.created_at, Workspace.id).limit(1))
+        await session.execute(
+            select(Workspace).order_by(Workspace.created_at, Workspace.id).limit(1)
+        )
     ).scalar_one_or_none()
     if workspace is None:
         workspace = Workspace(id=ids.new_id(ids.WORKSPACE), name=DEFAULT_WORKSPACE_NAME)
@@ -59,7 +61,9 @@ async def create_key(
 
 
 async def list_keys(session: AsyncSession) -> list[ApiKey]:
-    return list((await session.execute(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))).scalars())
+    return list(
+        (await session.execute(select(ApiKey).order_by(ApiKey.created_at, ApiKey.id))).scalars()
+    )
 
 
 async def revoke_key(session: AsyncSession, key_id: str) -> ApiKey | None:

@@ -51,15 +51,7 @@ class ConfigInstanceService:
         schema = await ConfigSchemaRepository(self.session, self.workspace_id).get(config_schema_id)
         if schema is None:
             raise not_found("config schema", config_schema_id)
-        rules.check_text("/content/data", data)
-        try:
-            instance = await off_loop_if_large(len(data), parse_json, data)
-        except DocumentError as error:
-            raise ValidationFailed(
-                f"content.data is not valid JSON: {error}",
-                errors=[{"path": "", "message": str(error)}],
-            ) from None
-        await self._validate(schema, data, instance)
+        await self.check_content(schema, data)
         row = ConfigInstance(
             id=ids.new_id(ids.CONFIG_INSTANCE),
             workspace_id=self.workspace_id,
@@ -72,6 +64,21 @@ class ConfigInstanceService:
         self.session.add(row)
         await self.session.flush()
         return row
+
+    async def check_content(self, schema: ConfigSchema, data: str) -> None:
+        """Raise ``ValidationFailed`` listing every problem ``data`` has as content of ``schema``.
+
+        Also used by the dashboard's editor to validate as the user types.
+        """
+        rules.check_text("/content/data", data)
+        try:
+            instance = await off_loop_if_large(len(data), parse_json, data)
+        except DocumentError as error:
+            raise ValidationFailed(
+                f"content.data is not valid JSON: {error}",
+                errors=[{"path": "", "message": f"not valid JSON: {error}"}],
+            ) from None
+        await self._validate(schema, data, instance)
 
     async def _validate(self, schema: ConfigSchema, data: str, instance: object) -> None:
         if schema.language == rules.CUE:

@@ -38,10 +38,14 @@ async def list_config_types(request: Request, ctx: Context = Depends(read_contex
     rows, has_more, total = await fetch_page(
         ctx.session, statement, ConfigType, page, order, with_total=expand.total_count
     )
-    return json_response(list_envelope([render_config_type(r) for r in rows], page, has_more, total))
+    return json_response(
+        list_envelope([render_config_type(r) for r in rows], page, has_more, total)
+    )
 
 
-@router.post("", operation_id="createConfigType", openapi_extra=openapi_body(CreateConfigTypeRequest))
+@router.post(
+    "", operation_id="createConfigType", openapi_extra=openapi_body(CreateConfigTypeRequest)
+)
 async def create_config_type(request: Request, ctx: Context = Depends(write_context)) -> Response:
     ctx.principal.require(("config_types:write",))
     body = await parse_body(request, CreateConfigTypeRequest)
@@ -58,13 +62,17 @@ async def get_config_type(config_type_id: str, ctx: Context = Depends(read_conte
 
 
 @router.patch(
-    "/{config_type_id}", operation_id="updateConfigType", openapi_extra=openapi_body(UpdateConfigTypeRequest)
+    "/{config_type_id}",
+    operation_id="updateConfigType",
+    openapi_extra=openapi_body(UpdateConfigTypeRequest),
 )
 async def update_config_type(
     config_type_id: str, request: Request, ctx: Context = Depends(write_context)
 ) -> Response:
     ctx.principal.require(("config_types:write",))
     body = await parse_body(request, UpdateConfigTypeRequest)
-    row = await ConfigTypeService(ctx.session, ctx.workspace_id).update(config_type_id, body.name, body.slug)
+    row = await ConfigTypeService(ctx.session, ctx.workspace_id).update(
+        config_type_id, body.name, body.slug
+    )
     await ctx.commit()
     return json_response(render_config_type(row))

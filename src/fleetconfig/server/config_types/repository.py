@@ -24,10 +24,14 @@ class ConfigTypeRepository:
         ).scalar_one_or_none()
 
     async def get_by_slug(self, slug: str) -> ConfigType | None:
-        return (await self.session.execute(self.base().where(ConfigType.slug == slug))).scalar_one_or_none()
+        return (
+            await self.session.execute(self.base().where(ConfigType.slug == slug))
+        ).scalar_one_or_none()
 
     async def get_by_name(self, name: str) -> ConfigType | None:
-        return (await self.session.execute(self.base().where(ConfigType.name == name))).scalar_one_or_none()
+        return (
+            await self.session.execute(self.base().where(ConfigType.name == name))
+        ).scalar_one_or_none()
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, ConfigType]:
         wanted = set(ids)
@@ -36,9 +40,7 @@ class ConfigTypeRepository:
         rows = (await self.session.execute(self.base().where(ConfigType.id.in_(wanted)))).scalars()
         return {row.id: row for row in rows}
 
-    def search(
-        self, ids: list[str], names: list[str], slugs: list[str]
-    ) -> Select[ConfigType]:
+    def search(self, ids: list[str], names: list[str], slugs: list[str]) -> Select[ConfigType]:
         statement = self.base()
         if ids:
             statement = statement.where(ConfigType.id.in_(ids))

@@ -29,8 +29,12 @@ class ConfigTypeService:
         check_slug("/slug", slug)
         await self._check_name_free(name)
         if await self.repository.get_by_slug(slug) is not None:
-            raise Conflict(f"A config type with slug {slug!r} already exists", "slug_taken", slug=slug)
-        row = ConfigType(id=ids.new_id(ids.CONFIG_TYPE), workspace_id=self.workspace_id, name=name, slug=slug)
+            raise Conflict(
+                f"A config type with slug {slug!r} already exists", "slug_taken", slug=slug
+            )
+        row = ConfigType(
+            id=ids.new_id(ids.CONFIG_TYPE), workspace_id=self.workspace_id, name=name, slug=slug
+        )
         self.session.add(row)
         await self.session.flush()
         return row

@@ -27,24 +27,6 @@ router = APIRouter(prefix="/deployments", tags=["Deployments"])
 logger = logging.getLogger(__name__)
 
 
-def _notify_after_commit(ctx: Context, service: DeploymentService) -> None:
-    """Tell the devices whose target changed to sync, once the change is durable."""
-    device_ids = sorted(service.changed_device_ids)
-    if not device_ids:
-        return
-    notifier = ctx.request.app.state.notifier
-
-    async def notify() -> None:
-        try:
-            await notifier.notify_changed(device_ids)
-        except Exception:
-            # The change is committed; the agent's periodic sync still picks it up, so a lost
-            # nudge delays delivery but must not turn a success into a 500.
-            logger.exception("could not notify devices %s", device_ids)
-
-    ctx.after_commit(notify)
-
-
 async def _render_one(ctx: Context, row: Deployment) -> Response:
     expand = expand_param(ctx.request.query_params, "deployment", is_list=False)
     (body,) = await render_deployments(ctx.session, [row], expand.tree)
@@ -88,7 +70,7 @@ async def create_deployment(request: Request, ctx: Context = Depends(write_conte
     service = DeploymentService(ctx.session, ctx.workspace_id)
     row = await service.create(body)
     response = await _render_one(ctx, row)
-    _notify_after_commit(ctx, service)
+    ctx.notify_devices_after_commit(service.changed_device_ids)
     await ctx.commit()
     return response
 
@@ -108,7 +90,7 @@ async def deploy_deployment(deployment_id: str, ctx: Context = Depends(write_con
     service = DeploymentService(ctx.session, ctx.workspace_id)
     row = await service.deploy(deployment_id)
     response = await _render_one(ctx, row)
-    _notify_after_commit(ctx, service)
+    ctx.notify_devices_after_commit(service.changed_device_ids)
     await ctx.commit()
     return response
 
@@ -120,7 +102,7 @@ async def archive_deployment(deployment_id: str, ctx: Context = Depends(write_co
     service = DeploymentService(ctx.session, ctx.workspace_id)
     row = await service.archive(deployment_id)
     response = await _render_one(ctx, row)
-    _notify_after_commit(ctx, service)
+    ctx.notify_devices_after_commit(service.changed_device_ids)
     await ctx.commit()
     return response
 
@@ -133,7 +115,7 @@ async def restage_deployment(deployment_id: str, ctx: Context = Depends(write_co
     service = DeploymentService(ctx.session, ctx.workspace_id)
     row = await service.restage(deployment_id)
     response = await _render_one(ctx, row)
-    _notify_after_commit(ctx, service)
+    ctx.notify_devices_after_commit(service.changed_device_ids)
     await ctx.commit()
     return response
 

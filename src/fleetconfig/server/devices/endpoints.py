@@ -57,11 +57,17 @@ async def list_devices(request: Request, ctx: Context = Depends(read_context)) -
 @router.get("/{device_id}", operation_id="getDevice")
 async def get_device(device_id: str, ctx: Context = Depends(read_context)) -> Response:
     ctx.principal.require(("devices:read",))
-    return json_response(render_device(await DeviceService(ctx.session, ctx.workspace_id).get(device_id)))
+    return json_response(
+        render_device(await DeviceService(ctx.session, ctx.workspace_id).get(device_id))
+    )
 
 
-@router.patch("/{device_id}", operation_id="updateDevice", openapi_extra=openapi_body(UpdateDeviceRequest))
-async def update_device(device_id: str, request: Request, ctx: Context = Depends(write_context)) -> Response:
+@router.patch(
+    "/{device_id}", operation_id="updateDevice", openapi_extra=openapi_body(UpdateDeviceRequest)
+)
+async def update_device(
+    device_id: str, request: Request, ctx: Context = Depends(write_context)
+) -> Response:
     ctx.principal.require(("devices:write",))
     body = await parse_body(request, UpdateDeviceRequest)
     row = await DeviceService(ctx.session, ctx.workspace_id).rename(device_id, body.name)
@@ -88,8 +94,12 @@ async def issue_activation_token(
     return json_response({"token": token, "expires_at": isoformat(expires_at)})
 
 
-@router.post("/{device_id}/ping", operation_id="pingDevice", openapi_extra=openapi_body(PingDeviceRequest))
-async def ping_device(device_id: str, request: Request, ctx: Context = Depends(read_context)) -> Response:
+@router.post(
+    "/{device_id}/ping", operation_id="pingDevice", openapi_extra=openapi_body(PingDeviceRequest)
+)
+async def ping_device(
+    device_id: str, request: Request, ctx: Context = Depends(read_context)
+) -> Response:
     ctx.principal.require(("devices:read",))
     body = await parse_body(request, PingDeviceRequest)
     if not 1 <= body.timeout_nanos <= MAX_PING_TIMEOUT_NANOS:

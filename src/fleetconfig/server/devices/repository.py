@@ -25,7 +25,9 @@ class DeviceRepository:
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     async def get_by_name(self, name: str) -> Device | None:
-        return (await self.session.execute(self.base().where(Device.name == name))).scalar_one_or_none()
+        return (
+            await self.session.execute(self.base().where(Device.name == name))
+        ).scalar_one_or_none()
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, Device]:
         wanted = set(ids)

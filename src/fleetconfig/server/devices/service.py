@@ -37,7 +37,9 @@ class DeviceService:
     async def create(self, name: str) -> Device:
         check_length("/name", name)
         await self._check_name_free(name)
-        row = Device(id=ids.new_id(ids.DEVICE), workspace_id=self.workspace_id, name=name, status="inactive")
+        row = Device(
+            id=ids.new_id(ids.DEVICE), workspace_id=self.workspace_id, name=name, status="inactive"
+        )
         self.session.add(row)
         await self.session.flush()
         return row
@@ -76,4 +78,6 @@ class DeviceService:
 
     async def _check_name_free(self, name: str) -> None:
         if await self.repository.get_by_name(name) is not None:
-            raise Conflict(f"A device named {name!r} already exists", "device_name_taken", name=name)
+            raise Conflict(
+                f"A device named {name!r} already exists", "device_name_taken", name=name
+            )

@@ -6,7 +6,8 @@ which then runs what must happen only once the data is durable (telling devices 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 from fastapi import Request
@@ -15,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fleetconfig.server.kit.auth import Principal, authenticate
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.versions import LATEST
+
+logger = logging.getLogger(__name__)
 
 AfterCommit = Callable[[], Awaitable[None] | None]
 
@@ -34,6 +37,25 @@ class Context:
     def after_commit(self, callback: AfterCommit) -> None:
         self._after_commit.append(callback)
 
+    def notify_devices_after_commit(self, device_ids: Iterable[str]) -> None:
+        """Tell devices whose deployments changed to sync, once the change is durable.
+
+        The change is committed by then and agents also sync on their own, so a lost nudge
+        only delays delivery: it is logged, never turned into an error response.
+        """
+        changed = sorted(set(device_ids))
+        if not changed:
+            return
+        notifier = self.request.app.state.notifier
+
+        async def notify() -> None:
+            try:
+                await notifier.notify_changed(changed)
+            except Exception:
+                logger.exception("could not notify devices %s", changed)
+
+        self.after_commit(notify)
+
     async def commit(self) -> None:
         await self.session.commit()
         callbacks, self._after_commit = self._after_commit, []
@@ -44,7 +66,8 @@ class Context:
 
 
 def database(request: Request) -> Database:
-    return request.app.state.database  # type: ignore[no-any-return]
+    db: Database = request.app.state.database
+    return db
 
 
 async def _context(request: Request, *, write: bool) -> AsyncIterator[Context]:

@@ -79,7 +79,9 @@ class Database:
             engine_kwargs.setdefault("pool_pre_ping", True)
             self.engine = create_async_engine(url, **engine_kwargs)
             self.write_engine = self.engine
-        self.read_sessions = async_sessionmaker(self.engine, expire_on_commit=False, autoflush=False)
+        self.read_sessions = async_sessionmaker(
+            self.engine, expire_on_commit=False, autoflush=False
+        )
         self.write_sessions = async_sessionmaker(
             self.write_engine, expire_on_commit=False, autoflush=False
         )

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from fastapi import Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
+from starlette.requests import ClientDisconnect
 
 from fleetconfig.server.kit.errors import InvalidRequest
 from fleetconfig.server.kit.validation import check_storable_body
@@ -23,12 +24,20 @@ def dump_json(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def json_response(body: Any, status_code: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(dump_json(body), status_code=status_code, media_type="application/json", headers=headers)
+def json_response(
+    body: Any, status_code: int = 200, headers: dict[str, str] | None = None
+) -> Response:
+    return Response(
+        dump_json(body), status_code=status_code, media_type="application/json", headers=headers
+    )
 
 
 async def read_json_body(request: Request) -> Any:
-    raw = await request.body()
+    try:
+        raw = await request.body()
+    except ClientDisconnect:
+        # Nobody will read the answer, but the request must not count as a server error.
+        raise InvalidRequest("The client closed the connection before sending the body") from None
     if not raw.strip():
         return {}
     try:
@@ -69,10 +78,25 @@ async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
         ) from None
 
 
+def _inline_definitions(node: Any, definitions: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        reference = node.get("$ref")
+        if isinstance(reference, str) and reference.startswith("#/$defs/"):
+            return _inline_definitions(definitions[reference.removeprefix("#/$defs/")], definitions)
+        return {key: _inline_definitions(value, definitions) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_inline_definitions(item, definitions) for item in node]
+    return node
+
+
 def openapi_body(model: type[BaseModel]) -> dict[str, Any]:
-    """Describe a body in the OpenAPI document (bodies are read by ``parse_body``)."""
-    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-    schema.pop("$defs", None)
+    """Describe a body in the OpenAPI document (bodies are read by ``parse_body``).
+
+    Nested models are inlined: the request models are small and not recursive, and inlining
+    keeps the description self-contained.
+    """
+    schema = model.model_json_schema()
+    schema = _inline_definitions(schema, schema.pop("$defs", {}))
     return {
         "requestBody": {
             "required": True,

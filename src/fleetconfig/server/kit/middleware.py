@@ -13,7 +13,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetconfig.server.kit.errors import APIError, InvalidRequest, PayloadTooLarge
 from fleetconfig.server.kit.http import dump_json
-from fleetconfig.server.kit.versions import LATEST, check_version
+from fleetconfig.server.kit.versions import (
+    AGENT_API_PREFIX,
+    AGENT_API_VERSION,
+    LATEST,
+    check_version,
+)
 
 VERSIONED_PREFIXES = ("/beta/", "/v1/")
 
@@ -37,7 +42,7 @@ class APIMiddleware:
         request_id = (_header(scope, b"x-request-id") or "")[:128] or f"req_{uuid.uuid4().hex}"
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
-        served_version = LATEST
+        served_version = AGENT_API_VERSION if scope["path"].startswith(AGENT_API_PREFIX) else LATEST
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -92,6 +97,10 @@ class APIMiddleware:
             (b"content-length", str(len(payload)).encode()),
         ]
         headers += [(k.encode(), v.encode()) for k, v in error.headers().items()]
-        start: dict[str, Any] = {"type": "http.response.start", "status": error.status_code, "headers": headers}
+        start: dict[str, Any] = {
+            "type": "http.response.start",
+            "status": error.status_code,
+            "headers": headers,
+        }
         await send(start)
         await send({"type": "http.response.body", "body": payload})

@@ -26,8 +26,13 @@ async def fetch_page(
         total = (await session.execute(count_statement)).scalar_one()
     columns = [getattr(model, item.field) for item in order]
     ordered = statement.order_by(
-        *[column.desc() if item.descending else column.asc() for column, item in zip(columns, order, strict=True)]
+        *[
+            column.desc() if item.descending else column.asc()
+            for column, item in zip(columns, order, strict=True)
+        ]
     )
-    rows = list((await session.execute(ordered.offset(page.offset).limit(page.limit + 1))).scalars())
+    rows = list(
+        (await session.execute(ordered.offset(page.offset).limit(page.limit + 1))).scalars()
+    )
     has_more = len(rows) > page.limit
     return rows[: page.limit], has_more, total

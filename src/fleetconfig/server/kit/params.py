@@ -111,7 +111,11 @@ EXPANDABLE: Mapping[str, Mapping[str, str | None]] = {
     "deployment": {"device": "device", "release": "release", "config_instances": "config_instance"},
     "release": {"config_schemas": "config_schema"},
     "config_schema": {"documents": None, "config_type": "config_type"},
-    "config_instance": {"content": None, "config_schema": "config_schema", "config_type": "config_type"},
+    "config_instance": {
+        "content": None,
+        "config_schema": "config_schema",
+        "config_type": "config_type",
+    },
     "device": {},
     "config_type": {},
     "git_commit": {},
@@ -144,9 +148,7 @@ def expand_param(query: QueryParams, kind: str, *, is_list: bool) -> ExpandReque
             fields = EXPANDABLE.get(current_kind or "", {})
             if segment not in fields:
                 allowed = sorted(fields) + (["total_count"] if is_list and node is tree else [])
-                raise InvalidRequest(
-                    f"Cannot expand {item!r}", parameter="expand", allowed=allowed
-                )
+                raise InvalidRequest(f"Cannot expand {item!r}", parameter="expand", allowed=allowed)
             node = node.setdefault(segment, {})
             current_kind = fields[segment]  # type: ignore[assignment]
     return ExpandRequest(tree=tree, total_count=total_count)

@@ -24,7 +24,9 @@ def check_slug(path: str, value: str) -> None:
             "must be 1 to 48 characters of a-z, 0-9 and '-', "
             "starting and ending with a letter or digit"
         )
-        raise ValidationFailed(f"{path.strip('/')} {message}", errors=[{"path": path, "message": message}])
+        raise ValidationFailed(
+            f"{path.strip('/')} {message}", errors=[{"path": path, "message": message}]
+        )
 
 
 _SURROGATE = re.compile(r"[\ud800-\udfff]")

@@ -14,12 +14,17 @@ TETONS = "2026-03-09.tetons"
 SUPPORTED_VERSIONS: tuple[str, ...] = (TETONS,)
 END_OF_LIFE_VERSIONS: frozenset[str] = frozenset({"2025-10-21.zion"})
 LATEST = TETONS
+# The agent API (``/agent/v1``) is versioned on its own, after the official agent protocol.
+AGENT_API_VERSION = "v0.4"
+AGENT_API_PREFIX = "/agent/"
 
 
 def check_version(header_value: str | None) -> str:
     """Return the version to serve, or raise the documented 400."""
     if header_value is None or not header_value.strip():
-        raise MissingAPIVersion("The Miru-Version header is required", supported=list(SUPPORTED_VERSIONS))
+        raise MissingAPIVersion(
+            "The Miru-Version header is required", supported=list(SUPPORTED_VERSIONS)
+        )
     version = header_value.strip()
     if version in SUPPORTED_VERSIONS:
         return version

@@ -31,7 +31,9 @@ async def list_releases(request: Request, ctx: Context = Depends(read_context)) 
     statement = ReleaseService(ctx.session, ctx.workspace_id).repository.search(
         filter_param(query, "id"), filter_param(query, "version")
     )
-    rows, has_more, total = await fetch_page(ctx.session, statement, Release, page, order, with_total=expand.total_count)
+    rows, has_more, total = await fetch_page(
+        ctx.session, statement, Release, page, order, with_total=expand.total_count
+    )
     data = await render_releases(ctx.session, rows, expand.tree)
     return json_response(list_envelope(data, page, has_more, total))
 
@@ -50,7 +52,9 @@ async def create_release(request: Request, ctx: Context = Depends(write_context)
 
 
 @router.get("/{release_id}", operation_id="getRelease")
-async def get_release(release_id: str, request: Request, ctx: Context = Depends(read_context)) -> Response:
+async def get_release(
+    release_id: str, request: Request, ctx: Context = Depends(read_context)
+) -> Response:
     ctx.principal.require(("releases:read",))
     expand = expand_param(request.query_params, "release", is_list=False)
     row = await ReleaseService(ctx.session, ctx.workspace_id).get(release_id)

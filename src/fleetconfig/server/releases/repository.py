@@ -19,10 +19,14 @@ class ReleaseRepository:
         return select(Release).where(Release.workspace_id == self.workspace_id)
 
     async def get(self, release_id: str) -> Release | None:
-        return (await self.session.execute(self.base().where(Release.id == release_id))).scalar_one_or_none()
+        return (
+            await self.session.execute(self.base().where(Release.id == release_id))
+        ).scalar_one_or_none()
 
     async def get_by_version(self, version: str) -> Release | None:
-        return (await self.session.execute(self.base().where(Release.version == version))).scalar_one_or_none()
+        return (
+            await self.session.execute(self.base().where(Release.version == version))
+        ).scalar_one_or_none()
 
     async def get_many(self, ids: Iterable[str]) -> dict[str, Release]:
         wanted = set(ids)

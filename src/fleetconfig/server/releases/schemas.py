@@ -54,7 +54,9 @@ async def schemas_by_release(
     return grouped
 
 
-async def render_releases(session: AsyncSession, rows: list[Release], expand: Expand) -> list[dict[str, Any]]:
+async def render_releases(
+    session: AsyncSession, rows: list[Release], expand: Expand
+) -> list[dict[str, Any]]:
     rendered = [render_release(row) for row in rows]
     if "config_schemas" in expand:
         from fleetconfig.server.config_schemas.schemas import render_config_schemas

@@ -43,14 +43,23 @@ class ReleaseService:
         await self._check_schemas(config_schema_ids)
         git_commit_id = await self._resolve_git_commit(git_commit_ref)
         if await self.repository.get_by_version(version) is not None:
-            raise Conflict(f"A release with version {version!r} already exists", "version_taken", version=version)
+            raise Conflict(
+                f"A release with version {version!r} already exists",
+                "version_taken",
+                version=version,
+            )
         release = Release(
-            id=ids.new_id(ids.RELEASE), workspace_id=self.workspace_id, version=version, git_commit_id=git_commit_id
+            id=ids.new_id(ids.RELEASE),
+            workspace_id=self.workspace_id,
+            version=version,
+            git_commit_id=git_commit_id,
         )
         self.session.add(release)
         await self.session.flush()
         self.session.add_all(
-            ReleaseConfigSchema(release_id=release.id, config_schema_id=schema_id, position=position)
+            ReleaseConfigSchema(
+                release_id=release.id, config_schema_id=schema_id, position=position
+            )
             for position, schema_id in enumerate(config_schema_ids)
         )
         await self.session.flush()
@@ -77,24 +86,20 @@ class ReleaseService:
                 errors.append({"path": path, "message": f"{schema_id} is listed twice"})
                 continue
             seen_ids.add(schema_id)
-            if schema.config_type_id in type_owner:
-                errors.append(
-                    {
-                        "path": path,
-                        "message": f"{schema_id} has the same config type as {type_owner[schema.config_type_id]}",
-                    }
-                )
-            if schema.instance_filepath in path_owner:
-                errors.append(
-                    {
-                        "path": path,
-                        "message": f"{schema_id} writes to the same file as {path_owner[schema.instance_filepath]}",
-                    }
-                )
+            same_type = type_owner.get(schema.config_type_id)
+            if same_type is not None:
+                message = f"{schema_id} has the same config type as {same_type}"
+                errors.append({"path": path, "message": message})
+            same_file = path_owner.get(schema.instance_filepath)
+            if same_file is not None:
+                message = f"{schema_id} writes to the same file as {same_file}"
+                errors.append({"path": path, "message": message})
             type_owner.setdefault(schema.config_type_id, schema_id)
             path_owner.setdefault(schema.instance_filepath, schema_id)
         if errors:
-            raise ValidationFailed("The release's config schemas are not a valid set", errors=errors)
+            raise ValidationFailed(
+                "The release's config schemas are not a valid set", errors=errors
+            )
 
     async def _resolve_git_commit(self, ref: GitCommitRef | None) -> str | None:
         if ref is None or not (ref.id or ref.sha):

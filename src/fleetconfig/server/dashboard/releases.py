@@ -1,0 +1,341 @@
+"""Releases and each release's staging area: stage deployments for many devices, then deploy,
+archive or restage them in bulk, watching their statuses converge.
+
+Every change goes through :class:`DeploymentService` (and so through the lifecycle rules),
+one deployment at a time inside a savepoint: one refusal (a drifted deployment, a device
+already on this release) is reported next to its row without undoing the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from fleetconfig.server.config_schemas.repository import config_types_by_id
+from fleetconfig.server.dashboard.devices import offset_of
+from fleetconfig.server.dashboard.repository import DashboardRepository
+from fleetconfig.server.dashboard.web import (
+    DashboardRoute,
+    User,
+    read_form,
+    reader,
+    render,
+    writer,
+)
+from fleetconfig.server.deployments.lifecycle import ActivityStatus, ErrorStatus, derived_status
+from fleetconfig.server.deployments.schemas import CreateDeploymentRequest, instances_by_deployment
+from fleetconfig.server.deployments.service import DeploymentService
+from fleetconfig.server.devices.repository import DeviceRepository
+from fleetconfig.server.kit.errors import APIError, InvalidRequest
+from fleetconfig.server.kit.pagination import fetch_page
+from fleetconfig.server.kit.params import OrderBy, Page
+from fleetconfig.server.models import Deployment, Device, Release
+from fleetconfig.server.releases.schemas import schemas_by_release
+from fleetconfig.server.releases.service import ReleaseService
+
+router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
+
+RELEASES_PER_PAGE = 50
+# Enough for a fleet's rollout on one screen; finished deployments are history, shown briefly.
+ACTIVE_DEPLOYMENTS_SHOWN = 1000
+FINISHED_DEPLOYMENTS_SHOWN = 50
+DEVICES_IN_PICKER = 1000
+INSTANCES_IN_PICKER = 50
+MAX_SELECTED = 2000
+
+# The order an operator reads a rollout in: what needs review, what waits, what is moving,
+# what landed, what went wrong, what is done.
+GROUP_ORDER = (
+    ActivityStatus.DRIFTED,
+    ActivityStatus.STAGED,
+    ActivityStatus.QUEUED,
+    ErrorStatus.RETRYING,
+    ActivityStatus.DEPLOYED,
+    ErrorStatus.FAILED,
+    ActivityStatus.ARCHIVED,
+)
+# Which bulk action each group offers, and the scope it needs (as the Platform API does).
+GROUP_ACTIONS: dict[str, tuple[str, ...]] = {
+    ActivityStatus.DRIFTED: ("restage", "archive"),
+    ActivityStatus.STAGED: ("deploy", "archive"),
+}
+ACTION_SCOPES = {
+    "deploy": "deployments:deploy",
+    "archive": "deployments:archive",
+    "restage": "deployments:stage",
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one bulk step did, for the results panel."""
+
+    subject: str
+    ok: bool
+    message: str
+
+
+def _release_list_order() -> list[OrderBy]:
+    return [OrderBy("created_at", descending=True), OrderBy("id", descending=True)]
+
+
+@router.get("/releases")
+async def releases_page(request: Request, user: User = Depends(reader)) -> Response:
+    user.principal.require(("releases:read",))
+    session = user.ctx.session
+    offset = offset_of(request)
+    statement = ReleaseService(session, user.workspace_id).repository.base()
+    releases, has_more, total = await fetch_page(
+        session,
+        statement,
+        Release,
+        Page(offset, RELEASES_PER_PAGE),
+        _release_list_order(),
+        with_total=True,
+    )
+    schemas = await schemas_by_release(session, [release.id for release in releases])
+    types = await config_types_by_id(
+        session, (schema.config_type_id for group in schemas.values() for schema in group)
+    )
+    counts = (
+        await DashboardRepository(session, user.workspace_id).status_counts_by_release(
+            release.id for release in releases
+        )
+        if user.can("deployments:read")
+        else {}
+    )
+    return render(
+        request,
+        "releases.html",
+        {
+            "user": user,
+            "releases": releases,
+            "schemas": schemas,
+            "types": types,
+            "counts": counts,
+            "group_order": GROUP_ORDER,
+            "offset": offset,
+            "has_more": has_more,
+            "total": total,
+            "per_page": RELEASES_PER_PAGE,
+        },
+    )
+
+
+async def _staging(user: User, release: Release) -> dict[str, Any]:
+    """The release's deployments grouped by status, with counts and the rows' details."""
+    session = user.ctx.session
+    dashboard = DashboardRepository(session, user.workspace_id)
+    counts = (await dashboard.status_counts_by_release([release.id])).get(release.id, {})
+    rows = await dashboard.release_deployments(
+        release.id,
+        active_limit=ACTIVE_DEPLOYMENTS_SHOWN,
+        finished_limit=FINISHED_DEPLOYMENTS_SHOWN,
+    )
+    devices = await DeviceRepository(session, user.workspace_id).get_many(
+        row.device_id for row in rows
+    )
+    instances = await instances_by_deployment(session, [row.id for row in rows], with_data=False)
+    grouped: dict[str, list[Deployment]] = {status: [] for status in GROUP_ORDER}
+    for row in rows:
+        grouped.setdefault(_status(row), []).append(row)
+    groups = [
+        {
+            "status": status,
+            "rows": grouped.get(status, []),
+            "count": counts.get(status, 0),
+            "actions": [
+                action
+                for action in GROUP_ACTIONS.get(status, ())
+                if user.can(ACTION_SCOPES[action])
+            ],
+        }
+        for status in GROUP_ORDER
+    ]
+    return {
+        "release": release,
+        "groups": groups,
+        "devices": devices,
+        "instances": instances,
+        "total": sum(counts.values()),
+        "can_act": any(user.can(scope) for scope in ACTION_SCOPES.values()),
+    }
+
+
+def _status(row: Deployment) -> str:
+    return derived_status(row.activity_status, row.error_status)
+
+
+def _device_name(devices: dict[str, Device], device_id: str) -> str:
+    device = devices.get(device_id)
+    return device.name if device is not None else device_id
+
+
+async def _release(user: User, release_id: str) -> Release:
+    user.principal.require(("releases:read",), ("deployments:read",))
+    return await ReleaseService(user.ctx.session, user.workspace_id).get(release_id)
+
+
+async def _stage_form(user: User, release: Release) -> dict[str, Any]:
+    """Devices and, per schema of the release, its recent config instances to pick from."""
+    session = user.ctx.session
+    schemas = (await schemas_by_release(session, [release.id])).get(release.id, [])
+    types = await config_types_by_id(session, (schema.config_type_id for schema in schemas))
+    can_stage = user.can("deployments:write") and user.can("deployments:stage")
+    can_pick = user.can("devices:read") and user.can("config_instances:read")
+    context: dict[str, Any] = {
+        "schemas": schemas,
+        "types": types,
+        "can_stage": can_stage,
+        "can_pick": can_pick,
+    }
+    if can_stage and can_pick:
+        dashboard = DashboardRepository(session, user.workspace_id)
+        devices = await dashboard.devices_by_name(DEVICES_IN_PICKER)
+        context.update(
+            picker_devices=devices,
+            picker_current=await dashboard.current_releases(device.id for device in devices),
+            picker_instances=await dashboard.recent_instances(
+                (schema.id for schema in schemas), INSTANCES_IN_PICKER
+            ),
+        )
+    return context
+
+
+@router.get("/releases/{release_id}")
+async def release_page(release_id: str, request: Request, user: User = Depends(reader)) -> Response:
+    release = await _release(user, release_id)
+    context = {**await _stage_form(user, release), **await _staging(user, release)}
+    return render(request, "release.html", {"user": user, **context})
+
+
+@router.get("/releases/{release_id}/deployments")
+async def release_deployments_fragment(
+    release_id: str, request: Request, user: User = Depends(reader)
+) -> Response:
+    """The grouped deployments alone: polled by the page for live status."""
+    release = await _release(user, release_id)
+    return render(request, "_staging.html", {"user": user, **await _staging(user, release)})
+
+
+def _selected(values: list[str], what: str) -> list[str]:
+    chosen = list(dict.fromkeys(value for value in values if value))
+    if not chosen:
+        raise InvalidRequest(f"Select at least one {what} first")
+    if len(chosen) > MAX_SELECTED:
+        raise InvalidRequest(f"Select at most {MAX_SELECTED} {what}s at once")
+    return chosen
+
+
+async def _after_action(
+    request: Request, user: User, release: Release, outcomes: list[Outcome], title: str
+) -> Response:
+    context = await _staging(user, release)
+    return render(
+        request,
+        "_staging.html",
+        {"user": user, **context, "outcomes": outcomes, "outcome_title": title},
+    )
+
+
+@router.post("/releases/{release_id}/stage")
+async def stage(release_id: str, request: Request, user: User = Depends(writer)) -> Response:
+    user.principal.require(("deployments:write",), ("deployments:stage",))
+    release = await _release(user, release_id)
+    form = await read_form(request)
+    device_ids = _selected(form.getlist("device_id"), "device")
+    session = user.ctx.session
+    schemas = (await schemas_by_release(session, [release.id])).get(release.id, [])
+    instance_ids = [form.get(f"instance:{schema.id}", "") for schema in schemas]
+    description = form.get("description", "").strip() or f"Staged for {release.version}"
+    devices = await DeviceRepository(session, user.workspace_id).get_many(device_ids)
+    service = DeploymentService(session, user.workspace_id)
+    outcomes: list[Outcome] = []
+    # One device at a time, in id order (the order every bulk request locks devices in).
+    for device_id in sorted(device_ids):
+        label = _device_name(devices, device_id)
+        try:
+            async with session.begin_nested():
+                created = await service.create(
+                    CreateDeploymentRequest(
+                        target_status="staged",
+                        description=description,
+                        release_id=release.id,
+                        device_id=device_id,
+                        config_instance_ids=[i for i in instance_ids if i],
+                    )
+                )
+            outcomes.append(Outcome(label, True, f"staged as {created.id}"))
+        except APIError as error:
+            outcomes.append(Outcome(label, False, _explain(error)))
+    user.ctx.notify_devices_after_commit(service.changed_device_ids)
+    await user.ctx.commit()
+    staged = sum(outcome.ok for outcome in outcomes)
+    return await _after_action(
+        request, user, release, outcomes, f"Staged {staged} of {len(outcomes)}"
+    )
+
+
+@router.post("/releases/{release_id}/bulk")
+async def bulk_action(release_id: str, request: Request, user: User = Depends(writer)) -> Response:
+    form = await read_form(request)
+    action = form.get("action", "")
+    if action not in ACTION_SCOPES:
+        raise InvalidRequest(f"Unknown action {action!r}", allowed=sorted(ACTION_SCOPES))
+    user.principal.require((ACTION_SCOPES[action],))
+    release = await _release(user, release_id)
+    selected = _selected(form.getlist("deployment_id"), "deployment")
+    session = user.ctx.session
+    service = DeploymentService(session, user.workspace_id)
+    statement = service.repository.search(
+        ids=selected,
+        target_statuses=[],
+        activity_statuses=[],
+        error_statuses=[],
+        device_ids=[],
+        release_ids=[release.id],
+    )
+    found = {row.id: row for row in (await session.execute(statement)).scalars()}
+    devices = await DeviceRepository(session, user.workspace_id).get_many(
+        row.device_id for row in found.values()
+    )
+    operation = {"deploy": service.deploy, "archive": service.archive, "restage": service.restage}[
+        action
+    ]
+    outcomes: list[Outcome] = [
+        Outcome(deployment_id, False, f"not a deployment of release {release.version}")
+        for deployment_id in selected
+        if deployment_id not in found
+    ]
+    # Devices are locked in id order, as every bulk request does, so two never wait on each
+    # other in a cycle.
+    # (Labels first: a refused step's savepoint rollback expires the rows it touched.)
+    plan = sorted(
+        (row.device_id, row.id, f"{_device_name(devices, row.device_id)} ({row.id})")
+        for row in found.values()
+    )
+    for _device_id, deployment_id, label in plan:
+        try:
+            async with session.begin_nested():
+                await operation(deployment_id)
+            outcomes.append(Outcome(label, True, f"{_PAST[action]}"))
+        except APIError as error:
+            outcomes.append(Outcome(label, False, _explain(error)))
+    user.ctx.notify_devices_after_commit(service.changed_device_ids)
+    await user.ctx.commit()
+    done = sum(outcome.ok for outcome in outcomes)
+    return await _after_action(
+        request, user, release, outcomes, f"{_PAST[action].capitalize()} {done} of {len(outcomes)}"
+    )
+
+
+_PAST = {"deploy": "deployed", "archive": "archived", "restage": "restaged"}
+
+
+def _explain(error: APIError) -> str:
+    """The error's message, with the details a validation failure lists."""
+    details = [item.get("message", "") for item in error.params.get("errors") or []]
+    return "; ".join([error.message, *details[:5]])
