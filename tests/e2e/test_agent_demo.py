@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import re
-import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,19 +45,47 @@ def demo_command(data_dir: Path, port: int, *extra: str) -> list[str]:
     ]
 
 
-def read_until(process: subprocess.Popen[str], marker: str, timeout: float) -> str:
-    assert process.stdout is not None
-    seen = ""
-    deadline = time.monotonic() + timeout
-    while marker not in seen:
-        remaining = deadline - time.monotonic()
-        assert remaining > 0, f"no {marker!r} in:\n{seen}"
-        ready, _, _ = select.select([process.stdout], [], [], remaining)
-        if ready:
-            line = process.stdout.readline()
-            assert line or process.poll() is None, f"the demo exited:\n{seen}"
-            seen += line
-    return seen
+class Lines:
+    """The demo's output, read line by line in a thread (a buffered pipe and ``select`` do
+    not mix: lines already buffered would never be seen)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.queue: queue.Queue[str | None] = queue.Queue()
+        self.seen = ""
+        assert process.stdout is not None
+        stdout = process.stdout
+
+        def pump() -> None:
+            for line in stdout:
+                self.queue.put(line)
+            self.queue.put(None)
+
+        threading.Thread(target=pump, daemon=True).start()
+
+    def until(self, marker: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while marker not in self.seen:
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"no {marker!r} in:\n{self.seen}"
+            try:
+                line = self.queue.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            assert line is not None, f"the demo exited:\n{self.seen}"
+            self.seen += line
+        return self.seen
+
+    def rest(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.queue.get(timeout=max(0.01, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen += line
+        return self.seen
 
 
 def test_demo_lands_a_deployment_then_reuses_its_data_and_stops_cleanly(tmp_path: Path) -> None:
@@ -91,8 +120,9 @@ def test_demo_lands_a_deployment_then_reuses_its_data_and_stops_cleanly(tmp_path
         stderr=subprocess.STDOUT,
         text=True,
     )
+    lines = Lines(process)
     try:
-        output = read_until(process, "Ctrl-C", timeout=60)
+        output = lines.until("Ctrl-C", timeout=60)
         assert device_id.group(1) in output  # the same device, not a new one
         assert "Activating" not in output  # the agent kept its identity
         api_key = re.search(r"MIRU_API_KEY=(\S+)", output)
@@ -115,14 +145,15 @@ def test_demo_lands_a_deployment_then_reuses_its_data_and_stops_cleanly(tmp_path
         )
         client.close()
         wait_until(lambda: read_or_none(config) == b'{"max_speed": 2.5, "mode": "outdoor"}', 5)
-        read_until(process, "motion.json changed", timeout=5)
+        lines.until("motion.json changed", timeout=5)
     finally:
         process.send_signal(signal.SIGINT)
         try:
-            remaining, _ = process.communicate(timeout=30)
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             raise
+    remaining = lines.rest(timeout=5)
     assert process.returncode == 0, remaining
     assert "Stopped the agent and the server" in remaining
     # Both children are gone: the port is free and the agent removed its socket.

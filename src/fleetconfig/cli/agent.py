@@ -1,15 +1,226 @@
-"""The ``fleetconfig-agent`` command (the daemon's commands arrive with the agent)."""
+"""The ``fleetconfig-agent`` command: activate, run (the daemon), status, version.
+
+Every command takes ``--state-dir``, ``--root`` and ``--socket`` (or their
+``FLEETCONFIG_AGENT_*`` variables), so several agents can run side by side without root;
+other settings come from ``agent.toml`` in the state directory (see
+:mod:`fleetconfig.agent.settings`). Exit codes: 0 done, 1 the server refused or the agent
+failed, 2 a usage or local problem (not activated, bad setting), 3 the server is unreachable.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
 from fleetconfig import __version__
 
-app = typer.Typer(name="fleetconfig-agent", help="The fleetconfig agent for robots.", no_args_is_help=True)
+app = typer.Typer(
+    name="fleetconfig-agent",
+    help="The fleetconfig agent: keeps a robot's config files in line with the server.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+StateDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--state-dir",
+        envvar="FLEETCONFIG_AGENT_STATE_DIR",
+        help="Keys, identity and local state [default: /var/lib/fleetconfig].",
+        show_default=False,
+    ),
+]
+RootOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--root",
+        envvar="FLEETCONFIG_AGENT_ROOT",
+        help="Write every device path under this directory [default: /].",
+        show_default=False,
+    ),
+]
+SocketOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--socket",
+        envvar="FLEETCONFIG_AGENT_SOCKET",
+        help="The on-device API's Unix socket [default: /run/fleetconfig/agent.sock].",
+        show_default=False,
+    ),
+]
+
+
+def _fail(message: str, code: int) -> typer.Exit:
+    print(f"fleetconfig-agent: {message}", file=sys.stderr)
+    return typer.Exit(code)
+
+
+def _settings(state_dir: Path | None, root: Path | None, socket: Path | None) -> Any:
+    from fleetconfig.agent.settings import SettingsError, load_settings
+
+    try:
+        return load_settings(
+            {
+                "state_dir": state_dir.absolute() if state_dir else None,
+                "root": root.absolute() if root else None,
+                "socket": socket.absolute() if socket else None,
+            }
+        )
+    except SettingsError as error:
+        raise _fail(str(error), 2) from None
 
 
 @app.command()
-def version() -> None:
+def activate(
+    server: Annotated[
+        str, typer.Option("--server", help="The server's URL, such as https://fleet.example.com.")
+    ],
+    token: Annotated[
+        str,
+        typer.Option(
+            "--token",
+            envvar="FLEETCONFIG_ACTIVATION_TOKEN",
+            help="The device's activation token (from the dashboard or the Platform API).",
+        ),
+    ],
+    name: Annotated[
+        str | None, typer.Option("--name", help="Rename the device at activation.")
+    ] = None,
+    state_dir: StateDirOption = None,
+    root: RootOption = None,
+    socket: SocketOption = None,
+) -> None:
+    """Make this machine's key pair and bind it to a device with a one-time token."""
+    from fleetconfig.agent.activation import activate as run_activation
+    from fleetconfig.agent.server_link import NetworkError, ServerError
+
+    settings = _settings(state_dir, root, socket)
+    try:
+        activated = asyncio.run(run_activation(settings, server, token, name))
+    except ValueError as error:
+        raise _fail(str(error), 2) from None
+    except NetworkError as error:
+        raise _fail(f"cannot reach the server: {error}", 3) from None
+    except ServerError as error:
+        raise _fail(f"activation refused: {error}", 1) from None
+    except OSError as error:
+        raise _fail(f"cannot write to {settings.state_dir}: {error}", 2) from None
+    device = activated.device
+    print(f"Activated as device {device.get('name', '')} ({activated.identity.device_id}).")
+    print(f"State directory: {settings.state_dir}")
+    if activated.replaced_device_id:
+        print(f"(This agent was device {activated.replaced_device_id} before; its state is reset.)")
+    print("Start the agent with: fleetconfig-agent run")
+
+
+@app.command()
+def run(
+    state_dir: StateDirOption = None,
+    root: RootOption = None,
+    socket: SocketOption = None,
+) -> None:
+    """Run the agent daemon until SIGTERM or Ctrl-C."""
+    from fleetconfig.agent import logs
+    from fleetconfig.agent.daemon import AgentDaemon
+    from fleetconfig.agent.keys import IdentityError
+    from fleetconfig.agent.unix_socket import SocketInUse
+
+    settings = _settings(state_dir, root, socket)
+    logs.configure(settings.log_level, settings.log_format)
+    try:
+        asyncio.run(AgentDaemon(settings).run())
+    except IdentityError as error:
+        raise _fail(str(error), 2) from None
+    except SocketInUse as error:
+        raise _fail(f"{error} (is another agent running?)", 1) from None
+    except (OSError, ValueError) as error:
+        raise _fail(str(error), 1) from None
+    except RuntimeError as error:
+        raise _fail(str(error), 1) from None
+
+
+@app.command()
+def status(
+    state_dir: StateDirOption = None,
+    root: RootOption = None,
+    socket: SocketOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show this agent's identity, link and deployments (from its local state)."""
+    from fleetconfig.agent.clock import isoformat
+    from fleetconfig.agent.keys import Identity, IdentityError
+    from fleetconfig.agent.store import Store
+
+    settings = _settings(state_dir, root, socket)
+    try:
+        identity = Identity.load(settings.state_dir)
+    except IdentityError as error:
+        raise _fail(str(error), 2) from None
+
+    def when(value: Any) -> str | None:
+        return isoformat(value) if value is not None else None
+
+    # Read only: ``start_run`` is for the daemon, whose state this must not disturb.
+    with Store.open(settings.state_dir) as store:
+        facts = store.device_facts()
+        current = store.current_deployment()
+        unfinished = store.unfinished_deployments()
+        outbox = store.pending_reports(limit=1000)
+        device = store.get_device() or {}
+    pending = [
+        {"id": record.id, "status": record.status, "reason": record.error_reason}
+        for record in unfinished
+        if record.id != (current.id if current else None)
+    ]
+    payload: dict[str, Any] = {
+        "device_id": identity.device_id,
+        "device_name": device.get("name"),
+        "server_url": settings.server_url or identity.server_url,
+        "online": facts.online,
+        "last_synced_at": when(facts.last_synced_at),
+        "last_attempted_sync_at": when(facts.last_attempted_sync_at),
+        "current_deployment": None
+        if current is None
+        else {"id": current.id, "release_id": current.release_id, "status": current.status},
+        "pending_deployments": pending,
+        "unsent_reports": len(outbox),
+        "state_dir": str(settings.state_dir),
+        "root": str(settings.root),
+        "socket": str(settings.socket),
+    }
+    if as_json:
+        print(json.dumps(payload, indent=2))
+        return
+    print(f"device      {payload['device_name'] or ''} ({identity.device_id})")
+    print(f"server      {payload['server_url']}")
+    print(f"link        {'online' if facts.online else 'offline'}")
+    print(f"last sync   {payload['last_synced_at'] or 'never'}")
+    if current is not None:
+        print(f"current     {current.id} ({current.status})")
+    else:
+        print("current     none")
+    for item in pending:
+        reason = f": {item['reason']}" if item["reason"] else ""
+        print(f"pending     {item['id']} ({item['status']}){reason}")
+    print(f"unsent      {len(outbox)} status report(s)")
+
+
+@app.command()
+def version(
+    state_dir: StateDirOption = None,
+    root: RootOption = None,
+    socket: SocketOption = None,
+) -> None:
     """Print the agent's version."""
+    # The common options are accepted (and ignored) so every command takes them.
     print(__version__)
+
+
+if __name__ == "__main__":
+    app()

@@ -4,18 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from fleetconfig.cli import deployments, login
+from fleetconfig.cli import demo, deployments, login
 from fleetconfig.cli.client import EPILOG
 from fleetconfig.cli.devices import devices_app
 from fleetconfig.cli.instances import instances_app
 from fleetconfig.cli.releases import releases_app
 from fleetconfig.cli.schemas import schemas_app
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+T = TypeVar("T")
 
 app = typer.Typer(
     name="fleetconfig",
@@ -26,7 +32,9 @@ app = typer.Typer(
     epilog=EPILOG,
 )
 db_app = typer.Typer(help="Database administration.", no_args_is_help=True)
-apikey_app = typer.Typer(help="Create, list and revoke API keys (works without a running server).", no_args_is_help=True)
+apikey_app = typer.Typer(
+    help="Create, list and revoke API keys (works without a running server).", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(apikey_app, name="apikey")
 # The developer and CI commands (they talk to a server through the official client).
@@ -42,6 +50,7 @@ app.add_typer(schemas_app, name="schemas", rich_help_panel=FLEET)
 app.add_typer(instances_app, name="instances", rich_help_panel=FLEET)
 app.add_typer(deployments.deployments_app, name="deployments", rich_help_panel=FLEET)
 app.command("deploy", rich_help_panel=FLEET)(deployments.deploy_now)
+app.command("demo")(demo.demo)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -85,7 +94,7 @@ def db_upgrade() -> None:
     console.print("Database is up to date.")
 
 
-def _run_on_database(work):  # type: ignore[no-untyped-def]
+def _run_on_database(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
     """Migrate, then run ``work(session)`` in one committed transaction."""
     from fleetconfig.server import migrate
     from fleetconfig.server.kit.db import Database
@@ -96,7 +105,7 @@ def _run_on_database(work):  # type: ignore[no-untyped-def]
         settings.ensure_data_dir()
     migrate.upgrade(settings.resolved_database_url)
 
-    async def run():  # type: ignore[no-untyped-def]
+    async def run() -> T:
         database = Database(settings.resolved_database_url)
         try:
             async with database.session(write=True) as session:
@@ -112,7 +121,10 @@ def _run_on_database(work):  # type: ignore[no-untyped-def]
 @apikey_app.command("create")
 def apikey_create(
     name: Annotated[str, typer.Option(help="A name to recognise the key by.")],
-    scope: Annotated[list[str], typer.Option(help="A scope such as deployments:read; 'all' for every manage scope.")],
+    scope: Annotated[
+        list[str],
+        typer.Option(help="A scope such as deployments:read; 'all' for every manage scope."),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Create an API key; its secret is printed once."""
@@ -123,7 +135,12 @@ def apikey_create(
     except ValueError as error:
         err_console.print(f"[red]Error:[/red] {error}")
         raise typer.Exit(2) from None
-    payload = {"id": created.key.id, "name": created.key.name, "scopes": created.key.scopes, "secret": created.secret}
+    payload = {
+        "id": created.key.id,
+        "name": created.key.name,
+        "scopes": created.key.scopes,
+        "secret": created.secret,
+    }
     if as_json:
         print(json.dumps(payload))
         return
@@ -134,7 +151,9 @@ def apikey_create(
 
 
 @apikey_app.command("list")
-def apikey_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def apikey_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """List API keys (never their secrets)."""
     from fleetconfig.server.api_keys.service import list_keys
     from fleetconfig.server.kit.clock import isoformat
@@ -155,13 +174,22 @@ def apikey_list(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
         print(json.dumps(rows))
         return
     table = Table("id", "name", "scopes", "prefix", "created", "revoked")
-    for row in rows:
-        table.add_row(row["id"], row["name"], ", ".join(row["scopes"]), row["prefix"] + "…", row["created_at"], row["revoked_at"] or "")
+    for key in keys:
+        table.add_row(
+            key.id,
+            key.name,
+            ", ".join(key.scopes),
+            key.secret_prefix + "…",
+            isoformat(key.created_at),
+            isoformat(key.revoked_at) or "",
+        )
     console.print(table)
 
 
 @apikey_app.command("revoke")
-def apikey_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (api_key_...).")]) -> None:
+def apikey_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (api_key_...).")],
+) -> None:
     """Revoke an API key: requests with it fail at once."""
     from fleetconfig.server.api_keys.service import revoke_key
 

@@ -1,0 +1,446 @@
+"""The sync loop: pull deployments, download content, apply, report back — one sync at a time.
+
+A sync (``Syncer.sync_once``):
+
+1. pulls ``GET /deployments?activity_status=queued|deployed`` with the config instances and
+   release expanded, every page, and merges it into the store; a local deployment that is
+   still unfinished but no longer in that list is fetched by id to learn its fate (the server
+   archived it);
+2. downloads the content of every config instance an unfinished deployment needs and the
+   cache lacks (content never changes: it is kept);
+3. reconciles (writes and removes files, in a worker thread);
+4. sends the outbox (``PATCH /deployments/{id}``); a report is dropped only once the server
+   has it, or refuses it as such (a 4xx that no retry can change);
+5. tells the push link (MQTT acknowledges with ``is_synced: true``).
+
+When: at start-up, whenever push asks (a notification, a (re)connection), when a deployment's
+retry is due, when ``POST /device/sync`` asks, and on a slow safety timer (10 minutes by
+default). Requests that arrive during a sync make one more sync right after it.
+
+Failures are either network errors (backoff 1 s doubling to 5 min) or anything else (an HTTP
+error status, an unparsable answer, a file system error: 2 s doubling to 12 h). A push request
+skips a network backoff — the server has just shown it is reachable — but not an error
+backoff. A restart starts every backoff afresh.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from fleetconfig import __version__
+from fleetconfig.agent.backoff import NETWORK_BACKOFF, SYNC_ERROR_BACKOFF, Backoff, BackoffPolicy
+from fleetconfig.agent.clock import utcnow
+from fleetconfig.agent.device_api import SyncResult
+from fleetconfig.agent.models import StatusReport
+from fleetconfig.agent.push_link import PushLink
+from fleetconfig.agent.reconcile import Reconciler, ReconcileResult
+from fleetconfig.agent.server_link import (
+    PAGE_LIMIT,
+    LinkError,
+    NetworkError,
+    ServerError,
+    ServerLink,
+)
+from fleetconfig.agent.store import Store
+
+logger = logging.getLogger("fleetconfig.agent.sync")
+
+PULL_STATUSES = ("queued", "deployed")
+PULL_EXPAND = ("config_instances", "release", "release.git_commit")
+FETCH_EXPAND = PULL_EXPAND
+DEFAULT_POLL_INTERVAL = 600.0
+DOWNLOAD_CONCURRENCY = 8
+REPORT_CONCURRENCY = 8
+AGENT_VERSION = f"v{__version__}"
+
+
+class SyncFailed(Exception):
+    """A sync did not complete; ``network`` says which backoff applies."""
+
+    def __init__(self, message: str, *, network: bool) -> None:
+        super().__init__(message)
+        self.network = network
+
+
+@dataclass
+class SyncReport:
+    """What one sync did."""
+
+    pulled: int = 0
+    fetched: int = 0
+    downloaded: int = 0
+    reported: int = 0
+    dropped_reports: int = 0
+    reconcile: ReconcileResult = field(default_factory=ReconcileResult)
+    seconds: float = 0.0
+    # Milliseconds spent in each step, for the log line (where the time of a sync goes).
+    steps: dict[str, float] = field(default_factory=dict)
+
+
+class Syncer:
+    """Runs syncs one at a time, when asked and on its timers; also the on-device API's
+    ``SyncRequester``."""
+
+    def __init__(
+        self,
+        store: Store,
+        reconciler: Reconciler,
+        link: ServerLink,
+        *,
+        device_id: str,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        request_timeout: float = 20.0,
+        network_backoff: BackoffPolicy = NETWORK_BACKOFF,
+        error_backoff: BackoffPolicy = SYNC_ERROR_BACKOFF,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.store = store
+        self.reconciler = reconciler
+        self.link = link
+        self.device_id = device_id
+        self.poll_interval = poll_interval
+        self.request_timeout = request_timeout
+        self.network_backoff = Backoff(network_backoff)
+        self.error_backoff = Backoff(error_backoff)
+        self.clock = clock
+        self.push: PushLink | None = None
+        self._wanted = asyncio.Event()
+        self._reasons: list[str] = []
+        self._stopping = False
+        # Generations: a caller waiting for "a sync that starts after now" waits for the
+        # completion of generation ``started + 1``.
+        self._started = 0
+        self._finished = 0
+        self._waiters: list[tuple[int, asyncio.Future[SyncFailed | None]]] = []
+        self._cooldown_until: datetime | None = None
+        self._cooldown_is_network = False
+        self._retry_at: datetime | None = None
+        self._next_poll = time.monotonic() + poll_interval
+        self._device_checked_at: float | None = None
+        self.last_report: SyncReport | None = None
+        self.last_error: SyncFailed | None = None
+        self.syncs = 0
+
+    # -- asking for a sync -------------------------------------------------------------------
+
+    def request(self, reason: str) -> None:
+        """Sync as soon as possible (coalesced with other requests; never blocks)."""
+        logger.debug("sync requested", extra={"reason": reason})
+        self._reasons.append(reason)
+        self._wanted.set()
+
+    def sync_requested(self, reason: str) -> None:
+        """From the push link: the server is reachable and asks for a sync."""
+        if self._cooldown_is_network:
+            # The network is back: a network backoff has nothing left to protect.
+            self._cooldown_until = None
+        self.request(reason)
+
+    def connection_changed(self, online: bool) -> None:
+        self.store.record_connection(online)
+
+    async def request_sync(self) -> SyncResult:
+        """``POST /device/sync``: sync now and wait for the outcome (bounded in time)."""
+        now = self.clock()
+        if self._cooldown_until is not None and now < self._cooldown_until:
+            facts = self.store.device_facts()
+            return SyncResult(
+                code="in_cooldown",
+                message="the last sync failed; the agent waits before trying again",
+                last_synced_at=facts.last_synced_at,
+                last_attempted_sync_at=facts.last_attempted_sync_at,
+                in_cooldown=True,
+                cooldown_ends_at=self._cooldown_until,
+            )
+        future: asyncio.Future[SyncFailed | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((self._started + 1, future))
+        self.request("device API")
+        try:
+            async with asyncio.timeout(self.request_timeout):
+                failure = await asyncio.shield(future)
+        except TimeoutError:
+            failure = SyncFailed("the sync did not finish in time", network=True)
+        facts = self.store.device_facts()
+        if failure is None:
+            return SyncResult(
+                code="success",
+                message="synced",
+                last_synced_at=facts.last_synced_at,
+                last_attempted_sync_at=facts.last_attempted_sync_at,
+            )
+        return SyncResult(
+            code="network_connection_error",
+            message=str(failure),
+            last_synced_at=facts.last_synced_at,
+            last_attempted_sync_at=facts.last_attempted_sync_at,
+        )
+
+    # -- the loop ------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Finish the sync in progress (if any), then leave ``run``."""
+        self._stopping = True
+        self._wanted.set()
+
+    def _seconds_until_due(self) -> float:
+        """How long to wait for a timer (safety poll, a deployment retry, a backoff)."""
+        now = self.clock()
+        due = self._next_poll - time.monotonic()
+        if self._cooldown_until is not None:
+            # After a failure the retry replaces the other timers until it is done.
+            return max(0.0, (self._cooldown_until - now).total_seconds())
+        if self._retry_at is not None:
+            due = min(due, (self._retry_at - now).total_seconds())
+        return max(0.0, due)
+
+    async def run(self) -> None:
+        while not self._stopping:
+            if not self._wanted.is_set():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self._seconds_until_due()):
+                        await self._wanted.wait()
+            if self._stopping:
+                break
+            now = self.clock()
+            if self._cooldown_until is not None and now < self._cooldown_until:
+                if self._wanted.is_set() and not self._cooldown_is_network:
+                    # An error backoff holds requests back until it ends.
+                    self._wanted.clear()
+                    continue
+                if not self._wanted.is_set():
+                    continue
+            reasons, self._reasons = self._reasons or ["timer"], []
+            self._wanted.clear()
+            await self._run_one(reasons)
+        self._release_waiters(SyncFailed("the agent is stopping", network=True), everyone=True)
+
+    async def _run_one(self, reasons: list[str]) -> None:
+        self._started += 1
+        generation = self._started
+        failure: SyncFailed | None = None
+        try:
+            report = await self.sync_once()
+        except SyncFailed as error:
+            failure = error
+        self._finished = generation
+        self._next_poll = time.monotonic() + self.poll_interval
+        if failure is None:
+            self.network_backoff.reset()
+            self.error_backoff.reset()
+            self._cooldown_until = None
+            self._cooldown_is_network = False
+            self.last_error = None
+            self.last_report = report
+            self._retry_at = report.reconcile.next_retry_at
+            self._log_success(report, reasons)
+        else:
+            backoff = self.network_backoff if failure.network else self.error_backoff
+            delay = backoff.next_delay()
+            self._cooldown_until = self.clock() + timedelta(seconds=delay)
+            self._cooldown_is_network = failure.network
+            self.last_error = failure
+            logger.warning(
+                "sync failed",
+                extra={
+                    "error": str(failure),
+                    "kind": "network" if failure.network else "error",
+                    "retry_in": round(delay, 3),
+                    "reasons": ",".join(dict.fromkeys(reasons)),
+                },
+            )
+        self._release_waiters(failure)
+
+    def _release_waiters(self, failure: SyncFailed | None, *, everyone: bool = False) -> None:
+        keep = []
+        for generation, future in self._waiters:
+            if everyone or generation <= self._finished:
+                if not future.done():
+                    future.set_result(failure)
+            else:
+                keep.append((generation, future))
+        self._waiters = keep
+
+    def _log_success(self, report: SyncReport, reasons: list[str]) -> None:
+        result = report.reconcile
+        fields: dict[str, Any] = {
+            "reasons": ",".join(dict.fromkeys(reasons)),
+            "pulled": report.pulled,
+            "ms": round(report.seconds * 1000, 1),
+            **report.steps,
+        }
+        for name, value in (
+            ("deployed", ",".join(result.deployed)),
+            ("removed", ",".join(result.removed)),
+            ("retrying", ",".join(result.retrying)),
+            ("failed", ",".join(result.failed)),
+            ("downloaded", report.downloaded),
+            ("reported", report.reported),
+            ("dropped_reports", report.dropped_reports),
+        ):
+            if value:
+                fields[name] = value
+        for deployment_id, reason in {**result.retrying, **result.failed}.items():
+            logger.warning(
+                "deployment not applied",
+                extra={"deployment": deployment_id, "reason": reason},
+            )
+        logger.info("synced", extra=fields)
+
+    # -- one sync ----------------------------------------------------------------------------
+
+    async def sync_once(self) -> SyncReport:
+        started = time.perf_counter()
+        report = SyncReport()
+        self.syncs += 1
+        try:
+            try:
+                mark = started
+
+                def step(name: str) -> None:
+                    nonlocal mark
+                    now = time.perf_counter()
+                    report.steps[name] = round((now - mark) * 1000, 1)
+                    mark = now
+
+                await self._check_device()
+                await self._pull(report)
+                step("pull_ms")
+                await self._download(report)
+                step("download_ms")
+                report.reconcile = await asyncio.to_thread(self.reconciler.reconcile)
+                step("apply_ms")
+                await self._flush_outbox(report)
+                step("report_ms")
+            finally:
+                # A reconcile can apply files even when the sync fails later: keep the time.
+                report.seconds = time.perf_counter() - started
+        except NetworkError as error:
+            self.store.record_sync(False)
+            raise SyncFailed(str(error), network=True) from error
+        except (ServerError, ValueError, OSError) as error:
+            self.store.record_sync(False)
+            raise SyncFailed(f"{type(error).__name__}: {error}", network=False) from error
+        except LinkError as error:  # pragma: no cover - every LinkError is one of the above
+            self.store.record_sync(False)
+            raise SyncFailed(str(error), network=False) from error
+        except Exception as error:
+            # A bug must not kill the loop: log it fully and back off like any other error.
+            logger.exception("sync crashed")
+            self.store.record_sync(False)
+            raise SyncFailed(f"{type(error).__name__}: {error}", network=False) from error
+        self.store.record_sync(True)
+        if self.push is not None:
+            await self.push.synced()
+        return report
+
+    async def _check_device(self) -> None:
+        """Refresh the cached device (for the on-device API) and the agent version it shows."""
+        if (
+            self._device_checked_at is not None
+            and time.monotonic() - self._device_checked_at < self.poll_interval
+        ):
+            return
+        device = await self.link.get_device()
+        if device.get("agent_version") != AGENT_VERSION:
+            device = await self.link.update_device(self.device_id, AGENT_VERSION)
+        self.store.set_device(device)
+        self._device_checked_at = time.monotonic()
+
+    async def _pull(self, report: SyncReport) -> None:
+        payloads: list[dict[str, Any]] = []
+        offset = 0
+        while True:
+            page = await self.link.list_deployments(
+                PULL_STATUSES, PULL_EXPAND, offset=offset, limit=PAGE_LIMIT
+            )
+            data = page["data"]
+            payloads.extend(data)
+            if not page.get("has_more") or not data:
+                break
+            offset += len(data)
+        # Newest first across pages: a deployment that moved between pages appears twice.
+        unique = list({payload.get("id"): payload for payload in reversed(payloads)}.values())
+        self.store.merge_server_deployments(unique)
+        report.pulled = len(unique)
+        seen = {payload.get("id") for payload in unique}
+        vanished = [r.id for r in self.store.unfinished_deployments() if r.id not in seen]
+        for deployment_id in vanished:
+            try:
+                payload = await self.link.get_deployment(deployment_id, FETCH_EXPAND)
+            except ServerError as error:
+                if error.status == 404:
+                    # Not ours (any more): there is nothing to learn, and nothing to report.
+                    logger.warning(
+                        "deployment unknown to the server", extra={"deployment": deployment_id}
+                    )
+                    continue
+                raise
+            self.store.merge_server_deployments([payload])
+            report.fetched += 1
+
+    async def _download(self, report: SyncReport) -> None:
+        wanted = [
+            instance.id
+            for record in self.store.unfinished_deployments()
+            for instance in record.config_instances or ()
+        ]
+        missing = self.store.missing_contents(wanted)
+        if not missing:
+            return
+        limit = asyncio.Semaphore(DOWNLOAD_CONCURRENCY)
+
+        async def download(instance_id: str) -> None:
+            async with limit:
+                content = await self.link.get_content(instance_id)
+            self.store.put_content(instance_id, content)
+
+        await _gather_all(download(instance_id) for instance_id in missing)
+        report.downloaded = len(missing)
+
+    async def _flush_outbox(self, report: SyncReport) -> None:
+        limit = asyncio.Semaphore(REPORT_CONCURRENCY)
+
+        async def send(pending: StatusReport) -> None:
+            async with limit:
+                try:
+                    await self.link.report_deployment(pending.deployment_id, pending.body)
+                except ServerError as error:
+                    if not error.rejected:
+                        self.store.note_report_failure(pending, str(error))
+                        raise
+                    # The server will never take this report (its deployment is gone, say):
+                    # keeping it would block every later sync behind a report that cannot
+                    # succeed.
+                    logger.error(
+                        "status report refused; dropped",
+                        extra={"deployment": pending.deployment_id, "error": str(error)},
+                    )
+                    report.dropped_reports += 1
+                except NetworkError as error:
+                    self.store.note_report_failure(pending, str(error))
+                    raise
+                else:
+                    report.reported += 1
+                self.store.ack_report(pending)
+
+        # A newer report replacing one in flight stays in the outbox: go round until empty.
+        for _ in range(10):
+            pending = self.store.pending_reports()
+            if not pending:
+                return
+            await _gather_all(send(item) for item in pending)
+
+
+async def _gather_all(coroutines: Any) -> None:
+    """Run them all; once all are done, raise the first failure (none is left running)."""
+    results = await asyncio.gather(*coroutines, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

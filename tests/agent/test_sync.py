@@ -1,0 +1,232 @@
+"""The sync loop against the in-memory agent API: pull, content, apply, report, errors, backoff."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fleetconfig.agent.apply import Applier, ApplySettings
+from fleetconfig.agent.clock import utcnow
+from fleetconfig.agent.keys import DeviceKey
+from fleetconfig.agent.reconcile import Reconciler
+from fleetconfig.agent.server_link import HttpServerLink
+from fleetconfig.agent.store import Store
+from fleetconfig.agent.sync import AGENT_VERSION, Syncer, SyncFailed
+from fleetconfig.agent.tokens import SessionTokens
+from tests.agent.fake_server import FakeAgentServer
+
+PATH_A = "/srv/miru/configs/a.json"
+PATH_B = "/srv/miru/configs/b.json"
+
+
+@pytest.fixture(scope="module")
+def device_key() -> DeviceKey:
+    return DeviceKey.generate(2048)
+
+
+@dataclass
+class Rig:
+    server: FakeAgentServer
+    store: Store
+    syncer: Syncer
+    tokens: SessionTokens
+    root: Path
+
+    def file(self, device_path: str) -> bytes | None:
+        path = self.root / device_path.lstrip("/")
+        return path.read_bytes() if path.exists() else None
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, device_key: DeviceKey) -> AsyncIterator[Rig]:
+    server = FakeAgentServer()
+    store = Store.open(tmp_path / "state")
+    store.start_run()
+    root = tmp_path / "root"
+    applier = Applier(tmp_path / "state", ApplySettings(root=root, durable=False))
+    link = HttpServerLink("http://fake", transport=server)
+    tokens = SessionTokens(link.issue_token, device_key)
+    link.token_source = tokens
+    syncer = Syncer(store, Reconciler(store, applier), link, device_id="dvc_1", request_timeout=5)
+    try:
+        yield Rig(server, store, syncer, tokens, root)
+    finally:
+        await link.aclose()
+        store.close()
+
+
+async def test_a_sync_pulls_every_page_applies_the_target_and_reports(rig: Rig) -> None:
+    rig.server.page_size = 2
+    old = rig.server.add_deployment({PATH_A: b"old"}, target="archived", activity="deployed")
+    rig.server.add_deployment({PATH_B: b"gone"}, target="archived", activity="deployed")
+    target = rig.server.add_deployment({PATH_A: b"new a", PATH_B: b"new b"})
+
+    report = await rig.syncer.sync_once()
+
+    assert report.pulled == 3
+    assert rig.server.count("GET", "/deployments") == 2  # two pages
+    assert report.reconcile.deployed == [target]
+    assert rig.file(PATH_A) == b"new a" and rig.file(PATH_B) == b"new b"
+    assert rig.server.deployments[target]["activity_status"] == "deployed"
+    assert rig.server.deployments[old]["activity_status"] == "archived"
+    assert rig.store.pending_reports() == []
+    # The device is cached for the on-device API, and told the agent's version.
+    assert rig.store.get_device() is not None
+    assert rig.server.device["agent_version"] == AGENT_VERSION
+    assert rig.store.device_facts().last_synced_at is not None
+
+
+async def test_content_is_downloaded_once(rig: Rig) -> None:
+    rig.server.add_deployment({PATH_A: b"a"})
+    await rig.syncer.sync_once()
+    await rig.syncer.sync_once()
+    assert rig.server.count("GET", "/config_instances/") == 1
+    assert rig.server.count("GET", "/device") == 1  # refreshed once per poll interval
+
+
+async def test_a_deployment_that_leaves_the_pull_is_fetched_to_learn_its_fate(rig: Rig) -> None:
+    first = rig.server.add_deployment({PATH_A: b"one"})
+    rig.server.broken[("GET", "/config_instances/")] = 503
+    with pytest.raises(SyncFailed):
+        await rig.syncer.sync_once()
+    assert rig.store.get_deployment(first) is not None  # known locally, still queued
+    del rig.server.broken[("GET", "/config_instances/")]
+    # The server archives it before it was ever written: it leaves queued|deployed.
+    second = rig.server.redeploy({PATH_A: b"two"})
+    assert rig.server.deployments[first]["activity_status"] == "archived"
+
+    report = await rig.syncer.sync_once()
+
+    assert report.fetched == 1
+    assert rig.server.count("GET", f"/deployments/{first}") == 1
+    assert rig.store.get_deployment(first).activity_status.value == "archived"  # type: ignore[union-attr]
+    assert rig.file(PATH_A) == b"two"
+    assert rig.server.deployments[second]["activity_status"] == "deployed"
+
+
+async def test_a_report_that_fails_stays_in_the_outbox_until_sent(rig: Rig) -> None:
+    target = rig.server.add_deployment({PATH_A: b"a"})
+    rig.server.broken[("PATCH", "/deployments/")] = 503
+    with pytest.raises(SyncFailed) as failed:
+        await rig.syncer.sync_once()
+    assert failed.value.network is False
+    assert rig.file(PATH_A) == b"a"  # applied; only the report is missing
+    (pending,) = rig.store.pending_reports()
+    assert pending.deployment_id == target and pending.attempts == 1
+
+    del rig.server.broken[("PATCH", "/deployments/")]
+    rig.server.failures.append(httpx.ConnectError("unreachable"))
+    with pytest.raises(SyncFailed) as failed:
+        await rig.syncer.sync_once()
+    assert failed.value.network is True
+    assert len(rig.store.pending_reports()) == 1
+
+    await rig.syncer.sync_once()
+    assert rig.store.pending_reports() == []
+    assert rig.server.deployments[target]["activity_status"] == "deployed"
+
+
+async def test_a_report_the_server_refuses_as_such_is_dropped(rig: Rig) -> None:
+    rig.server.add_deployment({PATH_A: b"a"})
+    rig.server.broken[("PATCH", "/deployments/")] = 422
+    report = await rig.syncer.sync_once()
+    assert report.dropped_reports == 1
+    assert rig.store.pending_reports() == []
+
+
+async def test_a_401_gets_a_new_session_token_and_retries(rig: Rig) -> None:
+    rig.server.add_deployment({PATH_A: b"a"})
+    await rig.syncer.sync_once()
+    assert rig.server.exchanges == 1
+    rig.server.refuse_tokens()  # e.g. the session ended
+    rig.server.redeploy({PATH_A: b"b"})
+    await rig.syncer.sync_once()
+    assert rig.server.exchanges == 2
+    assert rig.file(PATH_A) == b"b"
+
+
+async def test_a_malformed_answer_is_a_sync_error_not_a_network_error(rig: Rig) -> None:
+    deployment_id = rig.server.add_deployment({PATH_A: b"a"})
+    del rig.server.deployments[deployment_id]["target_status"]
+    with pytest.raises(SyncFailed) as failed:
+        await rig.syncer.sync_once()
+    assert failed.value.network is False
+    assert rig.store.device_facts().last_synced_at is None
+    assert rig.store.device_facts().last_attempted_sync_at is not None
+
+
+async def test_a_bad_filepath_fails_the_deployment_and_the_sync_goes_on(rig: Rig) -> None:
+    bad = rig.server.add_deployment({"/etc/passwd": b"x"})
+    report = await rig.syncer.sync_once()
+    assert bad in report.reconcile.failed
+    assert rig.server.deployments[bad]["error_status"] == "failed"
+    assert not (rig.root / "etc" / "passwd").exists()
+
+
+async def test_the_loop_syncs_on_request_and_answers_the_device_api(rig: Rig) -> None:
+    task = asyncio.create_task(rig.syncer.run())
+    try:
+        result = await rig.syncer.request_sync()
+        assert result.code == "success"
+        assert result.last_synced_at is not None
+        rig.server.add_deployment({PATH_A: b"pushed"})
+        rig.syncer.sync_requested("push")
+        async with asyncio.timeout(5):
+            while rig.file(PATH_A) != b"pushed":
+                await asyncio.sleep(0.01)
+    finally:
+        rig.syncer.stop()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_failures_back_off_and_a_push_ends_a_network_backoff(rig: Rig) -> None:
+    task = asyncio.create_task(rig.syncer.run())
+    try:
+        rig.server.failures.append(httpx.ConnectError("down"))
+        result = await rig.syncer.request_sync()
+        assert result.code == "network_connection_error"
+        # While the network backoff runs, the device API is told to wait.
+        cooling = await rig.syncer.request_sync()
+        assert cooling.code == "in_cooldown" and cooling.in_cooldown
+        assert cooling.cooldown_ends_at is not None and cooling.cooldown_ends_at > utcnow()
+        assert rig.syncer.network_backoff.attempts == 1
+
+        # The push link reconnected: the server is back, sync at once.
+        rig.server.add_deployment({PATH_A: b"back"})
+        rig.syncer.sync_requested("sse connected")
+        async with asyncio.timeout(5):
+            while rig.file(PATH_A) != b"back" or rig.syncer.last_error is not None:
+                await asyncio.sleep(0.01)
+        assert rig.syncer.network_backoff.attempts == 0
+
+        # An error status backs off on the other policy, and pushes wait for it.
+        rig.server.broken[("GET", "/deployments")] = 500
+        rig.syncer.request("test")
+        async with asyncio.timeout(5):
+            while rig.syncer.error_backoff.attempts == 0:
+                await asyncio.sleep(0.01)
+        calls = rig.server.count("GET", "/deployments")
+        rig.syncer.sync_requested("push")
+        await asyncio.sleep(0.3)
+        assert rig.server.count("GET", "/deployments") == calls
+    finally:
+        rig.syncer.stop()
+        await asyncio.wait_for(task, 5)
+
+
+async def test_a_deployment_retry_is_scheduled(rig: Rig, tmp_path: Path) -> None:
+    # A file where a directory must be: writing fails (retryable), and the loop plans a retry.
+    (rig.root / "srv" / "miru").mkdir(parents=True)
+    (rig.root / "srv" / "miru" / "configs").write_text("in the way")
+    target = rig.server.add_deployment({PATH_A: b"a"})
+    report = await rig.syncer.sync_once()
+    assert target in report.reconcile.retrying
+    assert report.reconcile.next_retry_at is not None
+    assert report.reconcile.next_retry_at > utcnow() + timedelta(seconds=5)
+    assert rig.server.deployments[target]["error_status"] == "retrying"
