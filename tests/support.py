@@ -23,7 +23,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 API_VERSION = "2026-03-09.tetons"
-PG_ADMIN_URL = os.environ.get("FLEETCONFIG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get(
+    "FLEETCONFIG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def backend() -> str:
@@ -41,7 +43,11 @@ async def create_pg_database() -> str:
         await connection.execute(f'CREATE DATABASE "{name}"')
     finally:
         await connection.close()
-    return PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://") + "/" + name
+    return (
+        PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+        + "/"
+        + name
+    )
 
 
 async def drop_pg_database(url: str) -> None:
@@ -132,7 +138,9 @@ class ServerProcess:
                 self.process.wait()
 
 
-def start_server(data_dir: Path, database_url: str, extra_env: dict[str, str] | None = None) -> ServerProcess:
+def start_server(
+    data_dir: Path, database_url: str, extra_env: dict[str, str] | None = None
+) -> ServerProcess:
     port = free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)

@@ -21,4 +21,13 @@ Modules, one job each:
 - ``unix_socket``  the API socket: bound with mode 0660, or taken from systemd
 - ``device_api``   the on-device API v0.2.1 that the official device SDK talks to
 - ``clock``        UTC timestamps
+- ``settings``     the agent's settings: command line, environment, ``agent.toml``
+- ``keys``         the device key pair, written with safe modes from the start
+- ``activation``   the one-time exchange of an activation token for a device identity
+- ``tokens``       device-signed assertions and the session token they buy, refreshed early
+- ``server_link``  the agent API client (an interface, the httpx implementation)
+- ``push_link``    "sync now" from the server: the built-in stream or MQTT, reconnecting
+- ``sync``         one sync at a time: pull, fetch content, reconcile, flush the outbox
+- ``daemon``       wires everything together and shuts down gracefully
+- ``logs``         structured log lines on stdout
 """

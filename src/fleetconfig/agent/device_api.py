@@ -474,6 +474,7 @@ class DeviceApiServer:
         self._subscribers.add(wake)
         # Any byte or the end of input from the client means it is gone (or misbehaving).
         client_gone = asyncio.ensure_future(reader.read(1))
+        woken: asyncio.Future[Literal[True]] | None = None
         try:
             while True:
                 wake.clear()
@@ -490,19 +491,22 @@ class DeviceApiServer:
                 await writer.drain()
                 if len(batch) == _EVENT_BATCH:
                     continue
-                woken = asyncio.ensure_future(wake.wait())
+                woken = waiting = asyncio.ensure_future(wake.wait())
                 done, _ = await asyncio.wait(
-                    {woken, client_gone},
+                    {waiting, client_gone},
                     timeout=self.heartbeat_seconds,
                     return_when=asyncio.FIRST_COMPLETED,
                 )
-                woken.cancel()
+                waiting.cancel()
                 if client_gone in done:
                     return
                 if not done:
                     writer.write(b": heartbeat\n\n")
                     await writer.drain()
         finally:
+            # Cancelled at shutdown mid-wait: leave no pending task behind.
+            if woken is not None:
+                woken.cancel()
             self._subscribers.discard(wake)
             client_gone.cancel()
 

@@ -46,8 +46,6 @@ def fail(path: str, message: str) -> ValidationFailed:
     )
 
 
-
-
 def check_text(path: str, value: str) -> None:
     problem = text_problem(value)
     if problem is not None:
