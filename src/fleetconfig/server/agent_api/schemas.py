@@ -1,7 +1,8 @@
 """Wire shapes of the agent API (v0.4): request bodies and the render functions.
 
-The agent API is its own contract, versioned apart from the Platform API, so its objects are
-rendered here even where they look like the Platform API's today.
+The agent API is its own contract, versioned apart from the Platform API. Its objects share
+the Platform API's base shapes today (rendered by the resources' own functions); what differs
+(the device's ``session_id``, which expansions exist) is added here.
 """
 
 from __future__ import annotations
@@ -14,10 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.agent_api import repository
 from fleetconfig.server.agent_api.repository import InstanceSummary
-from fleetconfig.server.deployments.lifecycle import derived_status
+from fleetconfig.server.deployments.schemas import render_deployment
+from fleetconfig.server.devices.schemas import render_device as render_platform_device
+from fleetconfig.server.git_commits.schemas import render_git_commit
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.params import Expand
-from fleetconfig.server.models import Deployment, Device, GitCommit, Release
+from fleetconfig.server.models import Deployment, Device, Release
+from fleetconfig.server.releases.schemas import render_release
 
 # The values of the v0.4 reference. The lifecycle decides which moves a device may make;
 # a value it has no move for (``removing``, say) is accepted and changes nothing.
@@ -82,44 +86,8 @@ class PongRequest(BaseModel):
 
 
 def render_device(row: Device) -> dict[str, Any]:
-    return {
-        "object": "device",
-        "id": row.id,
-        "name": row.name,
-        "status": row.status,
-        "agent_version": row.agent_version,
-        "last_connected_at": isoformat(row.last_connected_at),
-        "last_disconnected_at": isoformat(row.last_disconnected_at),
-        "created_at": isoformat(row.created_at),
-        "updated_at": isoformat(row.updated_at),
-        "session_id": row.session_id,
-    }
-
-
-def render_git_commit(row: GitCommit) -> dict[str, Any]:
-    return {
-        "object": "git_commit",
-        "id": row.id,
-        "sha": row.sha,
-        "message": row.message,
-        "repository_owner": row.repository_owner,
-        "repository_name": row.repository_name,
-        "repository_type": row.repository_type,
-        "repository_url": row.repository_url,
-        "commit_url": row.commit_url,
-        "created_at": isoformat(row.created_at),
-    }
-
-
-def render_release(row: Release) -> dict[str, Any]:
-    return {
-        "object": "release",
-        "id": row.id,
-        "version": row.version,
-        "git_commit_id": row.git_commit_id,
-        "created_at": isoformat(row.created_at),
-        "updated_at": isoformat(row.updated_at),
-    }
+    """The platform shape, plus the session the agent's tokens belong to."""
+    return {**render_platform_device(row), "session_id": row.session_id}
 
 
 def render_config_instance(row: InstanceSummary) -> dict[str, Any]:
@@ -131,22 +99,6 @@ def render_config_instance(row: InstanceSummary) -> dict[str, Any]:
         "created_at": isoformat(row.created_at),
         "config_schema_id": row.config_schema_id,
         "config_type_id": row.config_type_id,
-    }
-
-
-def render_deployment(row: Deployment) -> dict[str, Any]:
-    return {
-        "object": "deployment",
-        "id": row.id,
-        "description": row.description,
-        "status": derived_status(row.activity_status, row.error_status),
-        "activity_status": row.activity_status,
-        "error_status": row.error_status,
-        "target_status": row.target_status,
-        "device_id": row.device_id,
-        "release_id": row.release_id,
-        "created_at": isoformat(row.created_at),
-        "updated_at": isoformat(row.updated_at),
     }
 
 
