@@ -148,3 +148,19 @@ async def test_agent_api_answers_with_its_own_version(http: httpx.AsyncClient) -
     response = await http.get("/agent/v1/device", headers={"Miru-Version": "v0.4"})
     assert response.status_code == 401
     assert response.headers["miru-version"] == "v0.4"
+
+
+async def test_rate_limited_requests_get_429_with_retry_after(app, api: ApiCaller) -> None:  # type: ignore[no-untyped-def]
+    from fleetconfig.server.kit.rate_limit import RateLimiter
+
+    default = app.state.rate_limiter
+    app.state.rate_limiter = RateLimiter(per_second=0.5, burst=2)
+    try:
+        await api.ok("GET", "/devices")
+        await api.ok("GET", "/devices")
+        limited = await api.get("/devices")
+        assert_error(limited, 429, "rate_limited")
+        assert limited.headers["retry-after"] == "2"
+        assert "x-should-retry" not in limited.headers
+    finally:
+        app.state.rate_limiter = default

@@ -27,6 +27,7 @@ from fleetconfig.server.kit.errors import (
 )
 from fleetconfig.server.kit.http import json_response
 from fleetconfig.server.kit.middleware import APIMiddleware
+from fleetconfig.server.kit.rate_limit import RateLimiter
 from fleetconfig.server.kit.signing import SigningKeys
 from fleetconfig.server.platform_api import platform_router
 from fleetconfig.server.push.hub import PushHub
@@ -133,6 +134,7 @@ def create_app(
     app.state.push = push
     app.state.notifier = notifier or push
     app.state.signing_keys = SigningKeys()
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
 
     app.add_exception_handler(APIError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)

@@ -22,6 +22,9 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 1024 * 1024
+    # Requests per second per API key (token bucket, per process); 0 turns the limit off.
+    rate_limit_per_second: float = 1000.0
+    rate_limit_burst: int = 2000
     # Where agents are told to connect when push goes over MQTT (unset: built-in SSE only).
     mqtt_url: str | None = None
     session_token_ttl_seconds: int = 24 * 3600

@@ -70,6 +70,12 @@ def database(request: Request) -> Database:
     return db
 
 
+async def _authenticate(request: Request, session: AsyncSession) -> Principal:
+    principal = await authenticate(session, request.headers.get("x-api-key"))
+    request.app.state.rate_limiter.check(principal.id)
+    return principal
+
+
 async def _context(request: Request, *, write: bool) -> AsyncIterator[Context]:
     db = database(request)
     version = getattr(request.state, "api_version", LATEST)
@@ -77,12 +83,12 @@ async def _context(request: Request, *, write: bool) -> AsyncIterator[Context]:
         # Authenticate outside the write transaction, so that neither a refused request nor
         # the time spent validating a body holds SQLite's write lock.
         async with db.session() as auth_session:
-            principal = await authenticate(auth_session, request.headers.get("x-api-key"))
+            principal = await _authenticate(request, auth_session)
         async with db.session(write=True) as session:
             yield Context(request=request, session=session, principal=principal, version=version)
         return
     async with db.session(write=write) as session:
-        principal = await authenticate(session, request.headers.get("x-api-key"))
+        principal = await _authenticate(request, session)
         yield Context(request=request, session=session, principal=principal, version=version)
 
 

@@ -104,6 +104,9 @@ class RateLimited(APIError):
     code = "rate_limited"
     retryable = True
 
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.params.get("retry_after_seconds", 1))}
+
 
 class InternalError(APIError):
     status_code = 500
