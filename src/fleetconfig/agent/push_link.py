@@ -21,6 +21,7 @@ notification sent while disconnected may be lost; the sync loop's slow timer cov
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -64,7 +65,7 @@ class PushLink(Protocol):
     def connected(self) -> bool: ...
 
 
-class _Reconnecting:
+class _Reconnecting(abc.ABC):
     """The shared connect-serve-reconnect loop of both transports."""
 
     name = "push"
@@ -132,9 +133,9 @@ class _Reconnecting:
             if delay > 0:
                 await self.sleep(delay)
 
+    @abc.abstractmethod
     async def _serve_once(self) -> float | None:
         """Connect and serve until the connection ends; return a delay to wait, or None."""
-        raise NotImplementedError
 
 
 class SsePushLink(_Reconnecting):
