@@ -9,6 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.agent_api import wire
 from fleetconfig.server.agent_api.context import (
     AgentContext,
     authenticate_device,
@@ -32,9 +33,12 @@ from fleetconfig.server.agent_api.schemas import (
 )
 from fleetconfig.server.agent_api.service import DeviceAgentService, IdentityService
 from fleetconfig.server.agent_api.stream import DeviceEventStream
+from fleetconfig.server.devices.wire import TokenResponse
+from fleetconfig.server.git_commits.wire import GitCommit
 from fleetconfig.server.kit.clock import isoformat, utcnow
 from fleetconfig.server.kit.errors import InvalidRequest, not_found
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
+from fleetconfig.server.kit.openapi import raw_responses, responses
 from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import (
     Expand,
@@ -85,6 +89,7 @@ def _expand(request: Request, allowed: tuple[str, ...], *, is_list: bool) -> tup
 @router.post(
     "/devices/activate",
     operation_id="agentActivateDevice",
+    responses=responses(wire.AgentDevice, "The device, activating, with its new session."),
     openapi_extra=openapi_body(ActivateDeviceRequest),
 )
 async def activate_device(request: Request) -> Response:
@@ -100,7 +105,11 @@ async def activate_device(request: Request) -> Response:
     return json_response(render_device(device))
 
 
-@router.post("/devices/token", operation_id="agentIssueDeviceToken")
+@router.post(
+    "/devices/token",
+    operation_id="agentIssueDeviceToken",
+    responses=responses(TokenResponse, "A session token."),
+)
 async def issue_device_token(request: Request) -> Response:
     token = bearer_token(request)
     settings = request.app.state.settings
@@ -115,7 +124,11 @@ async def issue_device_token(request: Request) -> Response:
 # -- the device itself ----------------------------------------------------------------------
 
 
-@router.get("/device", operation_id="agentGetDeviceSelf")
+@router.get(
+    "/device",
+    operation_id="agentGetDeviceSelf",
+    responses=responses(wire.AgentDevice, "The calling device."),
+)
 async def get_device_self(ctx: AgentContext = Depends(device_read_context)) -> Response:
     return json_response(render_device(ctx.device))
 
@@ -123,6 +136,7 @@ async def get_device_self(ctx: AgentContext = Depends(device_read_context)) -> R
 @router.patch(
     "/devices/{device_id}",
     operation_id="agentUpdateDevice",
+    responses=responses(wire.AgentDevice, "The calling device, changed."),
     openapi_extra=openapi_body(UpdateDeviceRequest),
 )
 async def update_device(
@@ -136,14 +150,25 @@ async def update_device(
     return json_response(render_device(device))
 
 
-@router.get("/push", operation_id="agentGetPushSettings")
+@router.get(
+    "/push",
+    operation_id="agentGetPushSettings",
+    responses=responses(wire.PushSettings, "How the device should listen for pushes."),
+)
 async def get_push_settings(
     request: Request, ctx: AgentContext = Depends(device_read_context)
 ) -> Response:
     return json_response(_push(request).agent_settings())
 
 
-@router.get("/device/stream", operation_id="agentStreamDeviceEvents")
+@router.get(
+    "/device/stream",
+    operation_id="agentStreamDeviceEvents",
+    responses=raw_responses(
+        "Server-sent events until either side closes the stream.", wire.EVENT_STREAM_MEDIA_TYPES
+    ),
+    response_class=Response,
+)
 async def stream_device_events(request: Request) -> Response:
     # Authenticate with a short-lived session: none is held while the stream is open.
     async with database(request).session() as session:
@@ -154,6 +179,7 @@ async def stream_device_events(request: Request) -> Response:
 @router.post(
     "/devices/{device_id}/pong",
     operation_id="agentPongDevice",
+    responses=responses(wire.PongResponse, "The pong, received."),
     openapi_extra=openapi_body(PongRequest),
 )
 async def pong(
@@ -171,7 +197,11 @@ async def pong(
 # -- deployments and what they reference ----------------------------------------------------
 
 
-@router.get("/deployments", operation_id="agentListDeployments")
+@router.get(
+    "/deployments",
+    operation_id="agentListDeployments",
+    responses=responses(wire.AgentDeploymentList, "A page of the device's deployments."),
+)
 async def list_deployments(
     request: Request, ctx: AgentContext = Depends(device_read_context)
 ) -> Response:
@@ -193,7 +223,11 @@ async def _render_deployment(ctx: AgentContext, row: Deployment) -> dict[str, An
     return body
 
 
-@router.get("/deployments/{deployment_id}", operation_id="agentGetDeployment")
+@router.get(
+    "/deployments/{deployment_id}",
+    operation_id="agentGetDeployment",
+    responses=responses(wire.AgentDeployment, "The deployment."),
+)
 async def get_deployment(
     deployment_id: str, ctx: AgentContext = Depends(device_read_context)
 ) -> Response:
@@ -204,6 +238,7 @@ async def get_deployment(
 @router.patch(
     "/deployments/{deployment_id}",
     operation_id="agentUpdateDeployment",
+    responses=responses(wire.AgentDeployment, "The deployment, after the report."),
     openapi_extra=openapi_body(UpdateDeploymentRequest),
 )
 async def update_deployment(
@@ -216,7 +251,11 @@ async def update_deployment(
     return json_response(await _render_deployment(ctx, row))
 
 
-@router.get("/releases/{release_id}", operation_id="agentGetRelease")
+@router.get(
+    "/releases/{release_id}",
+    operation_id="agentGetRelease",
+    responses=responses(wire.AgentRelease, "The release."),
+)
 async def get_release(
     release_id: str, request: Request, ctx: AgentContext = Depends(device_read_context)
 ) -> Response:
@@ -228,7 +267,11 @@ async def get_release(
     return json_response(body)
 
 
-@router.get("/git_commits/{git_commit_id}", operation_id="agentGetGitCommit")
+@router.get(
+    "/git_commits/{git_commit_id}",
+    operation_id="agentGetGitCommit",
+    responses=responses(GitCommit, "The git commit."),
+)
 async def get_git_commit(
     git_commit_id: str, ctx: AgentContext = Depends(device_read_context)
 ) -> Response:
@@ -246,7 +289,12 @@ def _content_disposition(disposition: str, filepath: str) -> str:
 
 
 @router.get(
-    "/config_instances/{config_instance_id}/content", operation_id="agentGetConfigInstanceContent"
+    "/config_instances/{config_instance_id}/content",
+    operation_id="agentGetConfigInstanceContent",
+    responses=raw_responses(
+        "The instance's content, byte for byte, with its format's media type.",
+        wire.CONTENT_MEDIA_TYPES,
+    ),
 )
 async def get_config_instance_content(
     config_instance_id: str, request: Request, ctx: AgentContext = Depends(device_read_context)

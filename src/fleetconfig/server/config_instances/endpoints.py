@@ -8,6 +8,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.config_instances import wire
 from fleetconfig.server.config_instances.schemas import (
     CreateConfigInstanceRequest,
     render_config_instances,
@@ -16,6 +17,7 @@ from fleetconfig.server.config_instances.service import ConfigInstanceService
 from fleetconfig.server.kit.context import Context, read_context, write_context
 from fleetconfig.server.kit.errors import InvalidRequest
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
+from fleetconfig.server.kit.openapi import raw_responses, responses
 from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import (
     expand_param,
@@ -43,7 +45,11 @@ def content_disposition(disposition: str, filepath: str) -> str:
     return value
 
 
-@router.get("", operation_id="listConfigInstances")
+@router.get(
+    "",
+    operation_id="listConfigInstances",
+    responses=responses(wire.ConfigInstanceList, "A page of config instances."),
+)
 async def list_config_instances(request: Request, ctx: Context = Depends(read_context)) -> Response:
     ctx.principal.require(("config_instances:read",))
     query = request.query_params
@@ -62,7 +68,10 @@ async def list_config_instances(request: Request, ctx: Context = Depends(read_co
 
 
 @router.post(
-    "", operation_id="createConfigInstance", openapi_extra=openapi_body(CreateConfigInstanceRequest)
+    "",
+    operation_id="createConfigInstance",
+    responses=responses(wire.ConfigInstance, "The new config instance."),
+    openapi_extra=openapi_body(CreateConfigInstanceRequest),
 )
 async def create_config_instance(
     request: Request, ctx: Context = Depends(write_context)
@@ -78,7 +87,11 @@ async def create_config_instance(
     return json_response(rendered)
 
 
-@router.get("/{config_instance_id}", operation_id="getConfigInstance")
+@router.get(
+    "/{config_instance_id}",
+    operation_id="getConfigInstance",
+    responses=responses(wire.ConfigInstance, "The config instance."),
+)
 async def get_config_instance(
     config_instance_id: str, request: Request, ctx: Context = Depends(read_context)
 ) -> Response:
@@ -89,7 +102,14 @@ async def get_config_instance(
     return json_response(rendered)
 
 
-@router.get("/{config_instance_id}/content", operation_id="getConfigInstanceContent")
+@router.get(
+    "/{config_instance_id}/content",
+    operation_id="getConfigInstanceContent",
+    responses=raw_responses(
+        "The instance's content, byte for byte, with its format's media type.",
+        wire.CONTENT_MEDIA_TYPES,
+    ),
+)
 async def download_config_instance_content(
     config_instance_id: str, request: Request, ctx: Context = Depends(read_context)
 ) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.config_schemas import wire
 from fleetconfig.server.config_schemas.schemas import (
     CreateConfigSchemaRequest,
     render_config_schemas,
@@ -12,6 +13,7 @@ from fleetconfig.server.config_schemas.schemas import (
 from fleetconfig.server.config_schemas.service import ConfigSchemaService
 from fleetconfig.server.kit.context import Context, read_context, write_context
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
+from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import (
     expand_param,
@@ -25,7 +27,11 @@ from fleetconfig.server.models import ConfigSchema
 router = APIRouter(prefix="/config_schemas", tags=["Config Schemas"])
 
 
-@router.get("", operation_id="listConfigSchemas")
+@router.get(
+    "",
+    operation_id="listConfigSchemas",
+    responses=responses(wire.ConfigSchemaList, "A page of config schemas."),
+)
 async def list_config_schemas(request: Request, ctx: Context = Depends(read_context)) -> Response:
     ctx.principal.require(("config_schemas:read",))
     query = request.query_params
@@ -42,7 +48,12 @@ async def list_config_schemas(request: Request, ctx: Context = Depends(read_cont
 
 
 @router.post(
-    "", operation_id="createConfigSchema", openapi_extra=openapi_body(CreateConfigSchemaRequest)
+    "",
+    operation_id="createConfigSchema",
+    responses=responses(
+        wire.ConfigSchema, "The new config schema (or the existing one with the same content)."
+    ),
+    openapi_extra=openapi_body(CreateConfigSchemaRequest),
 )
 async def create_config_schema(request: Request, ctx: Context = Depends(write_context)) -> Response:
     ctx.principal.require(("config_schemas:write",))
@@ -54,7 +65,11 @@ async def create_config_schema(request: Request, ctx: Context = Depends(write_co
     return json_response(rendered)
 
 
-@router.get("/{config_schema_id}", operation_id="getConfigSchema")
+@router.get(
+    "/{config_schema_id}",
+    operation_id="getConfigSchema",
+    responses=responses(wire.ConfigSchema, "The config schema."),
+)
 async def get_config_schema(
     config_schema_id: str, request: Request, ctx: Context = Depends(read_context)
 ) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.config_types import wire
 from fleetconfig.server.config_types.schemas import (
     CreateConfigTypeRequest,
     UpdateConfigTypeRequest,
@@ -13,6 +14,7 @@ from fleetconfig.server.config_types.schemas import (
 from fleetconfig.server.config_types.service import ConfigTypeService
 from fleetconfig.server.kit.context import Context, read_context, write_context
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
+from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import (
     expand_param,
@@ -26,7 +28,11 @@ from fleetconfig.server.models import ConfigType
 router = APIRouter(prefix="/config_types", tags=["Config Types"])
 
 
-@router.get("", operation_id="listConfigTypes")
+@router.get(
+    "",
+    operation_id="listConfigTypes",
+    responses=responses(wire.ConfigTypeList, "A page of config types."),
+)
 async def list_config_types(request: Request, ctx: Context = Depends(read_context)) -> Response:
     ctx.principal.require(("config_types:read",))
     query = request.query_params
@@ -44,7 +50,10 @@ async def list_config_types(request: Request, ctx: Context = Depends(read_contex
 
 
 @router.post(
-    "", operation_id="createConfigType", openapi_extra=openapi_body(CreateConfigTypeRequest)
+    "",
+    operation_id="createConfigType",
+    responses=responses(wire.ConfigType, "The new config type."),
+    openapi_extra=openapi_body(CreateConfigTypeRequest),
 )
 async def create_config_type(request: Request, ctx: Context = Depends(write_context)) -> Response:
     ctx.principal.require(("config_types:write",))
@@ -54,7 +63,11 @@ async def create_config_type(request: Request, ctx: Context = Depends(write_cont
     return json_response(render_config_type(row))
 
 
-@router.get("/{config_type_id}", operation_id="getConfigType")
+@router.get(
+    "/{config_type_id}",
+    operation_id="getConfigType",
+    responses=responses(wire.ConfigType, "The config type."),
+)
 async def get_config_type(config_type_id: str, ctx: Context = Depends(read_context)) -> Response:
     ctx.principal.require(("config_types:read",))
     row = await ConfigTypeService(ctx.session, ctx.workspace_id).get(config_type_id)
@@ -64,6 +77,7 @@ async def get_config_type(config_type_id: str, ctx: Context = Depends(read_conte
 @router.patch(
     "/{config_type_id}",
     operation_id="updateConfigType",
+    responses=responses(wire.ConfigType, "The config type, changed."),
     openapi_extra=openapi_body(UpdateConfigTypeRequest),
 )
 async def update_config_type(

@@ -7,11 +7,13 @@ import logging
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.deployments import wire
 from fleetconfig.server.deployments.lifecycle import ActivityStatus, ErrorStatus, TargetStatus
 from fleetconfig.server.deployments.schemas import CreateDeploymentRequest, render_deployments
 from fleetconfig.server.deployments.service import DeploymentService
 from fleetconfig.server.kit.context import Context, read_context, write_context
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
+from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.params import (
     Page,
     enum_filter,
@@ -33,7 +35,11 @@ async def _render_one(ctx: Context, row: Deployment) -> Response:
     return json_response(body)
 
 
-@router.get("", operation_id="listDeployments")
+@router.get(
+    "",
+    operation_id="listDeployments",
+    responses=responses(wire.DeploymentList, "A page of deployments."),
+)
 async def list_deployments(request: Request, ctx: Context = Depends(read_context)) -> Response:
     ctx.principal.require(("deployments:read",))
     query = request.query_params
@@ -56,7 +62,10 @@ async def list_deployments(request: Request, ctx: Context = Depends(read_context
 
 
 @router.post(
-    "", operation_id="createDeployment", openapi_extra=openapi_body(CreateDeploymentRequest)
+    "",
+    operation_id="createDeployment",
+    responses=responses(wire.Deployment, "The new deployment."),
+    openapi_extra=openapi_body(CreateDeploymentRequest),
 )
 async def create_deployment(request: Request, ctx: Context = Depends(write_context)) -> Response:
     ctx.principal.require(("deployments:write",))
@@ -75,7 +84,11 @@ async def create_deployment(request: Request, ctx: Context = Depends(write_conte
     return response
 
 
-@router.get("/{deployment_id}", operation_id="getDeployment")
+@router.get(
+    "/{deployment_id}",
+    operation_id="getDeployment",
+    responses=responses(wire.Deployment, "The deployment."),
+)
 async def get_deployment(deployment_id: str, ctx: Context = Depends(read_context)) -> Response:
     ctx.principal.require(("deployments:read",))
     expand_param(ctx.request.query_params, "deployment", is_list=False)
@@ -83,7 +96,11 @@ async def get_deployment(deployment_id: str, ctx: Context = Depends(read_context
     return await _render_one(ctx, row)
 
 
-@router.post("/{deployment_id}/deploy", operation_id="deployDeployment")
+@router.post(
+    "/{deployment_id}/deploy",
+    operation_id="deployDeployment",
+    responses=responses(wire.Deployment, "The deployment, now the device's target."),
+)
 async def deploy_deployment(deployment_id: str, ctx: Context = Depends(write_context)) -> Response:
     ctx.principal.require(("deployments:deploy",))
     expand_param(ctx.request.query_params, "deployment", is_list=False)
@@ -95,7 +112,11 @@ async def deploy_deployment(deployment_id: str, ctx: Context = Depends(write_con
     return response
 
 
-@router.post("/{deployment_id}/archive", operation_id="archiveDeployment")
+@router.post(
+    "/{deployment_id}/archive",
+    operation_id="archiveDeployment",
+    responses=responses(wire.Deployment, "The deployment, archived."),
+)
 async def archive_deployment(deployment_id: str, ctx: Context = Depends(write_context)) -> Response:
     ctx.principal.require(("deployments:archive",))
     expand_param(ctx.request.query_params, "deployment", is_list=False)
@@ -107,7 +128,11 @@ async def archive_deployment(deployment_id: str, ctx: Context = Depends(write_co
     return response
 
 
-@router.post("/{deployment_id}/restage", operation_id="restageDeployment")
+@router.post(
+    "/{deployment_id}/restage",
+    operation_id="restageDeployment",
+    responses=responses(wire.Deployment, "The deployment, staged again."),
+)
 async def restage_deployment(deployment_id: str, ctx: Context = Depends(write_context)) -> Response:
     """Extension: a reviewed drifted deployment is staged again (its drift window restarts)."""
     ctx.principal.require(("deployments:stage",))
@@ -120,7 +145,11 @@ async def restage_deployment(deployment_id: str, ctx: Context = Depends(write_co
     return response
 
 
-@router.get("/{deployment_id}/drifts", operation_id="getDeploymentDrifts")
+@router.get(
+    "/{deployment_id}/drifts",
+    operation_id="getDeploymentDrifts",
+    responses=responses(wire.DeploymentList, "Every deployment that drifted because of this one."),
+)
 async def list_deployment_drifts(
     deployment_id: str, ctx: Context = Depends(read_context)
 ) -> Response:

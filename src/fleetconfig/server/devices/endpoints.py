@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.devices import wire
 from fleetconfig.server.devices.schemas import (
     CreateDeviceRequest,
     IssueActivationTokenRequest,
@@ -17,6 +18,7 @@ from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.context import Context, read_context, write_context
 from fleetconfig.server.kit.errors import InvalidRequest
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
+from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import (
     expand_param,
@@ -30,7 +32,12 @@ from fleetconfig.server.models import Device
 router = APIRouter(prefix="/devices", tags=["Devices"])
 
 
-@router.post("", operation_id="createDevice", openapi_extra=openapi_body(CreateDeviceRequest))
+@router.post(
+    "",
+    operation_id="createDevice",
+    responses=responses(wire.Device, "The new device (inactive until activated)."),
+    openapi_extra=openapi_body(CreateDeviceRequest),
+)
 async def create_device(request: Request, ctx: Context = Depends(write_context)) -> Response:
     ctx.principal.require(("devices:write", "devices:provision"))
     body = await parse_body(request, CreateDeviceRequest)
@@ -39,7 +46,9 @@ async def create_device(request: Request, ctx: Context = Depends(write_context))
     return json_response(render_device(row))
 
 
-@router.get("", operation_id="listDevices")
+@router.get(
+    "", operation_id="listDevices", responses=responses(wire.DeviceList, "A page of devices.")
+)
 async def list_devices(request: Request, ctx: Context = Depends(read_context)) -> Response:
     ctx.principal.require(("devices:read", "devices:provision"))
     query = request.query_params
@@ -54,7 +63,9 @@ async def list_devices(request: Request, ctx: Context = Depends(read_context)) -
     return json_response(list_envelope([render_device(row) for row in rows], page, has_more, total))
 
 
-@router.get("/{device_id}", operation_id="getDevice")
+@router.get(
+    "/{device_id}", operation_id="getDevice", responses=responses(wire.Device, "The device.")
+)
 async def get_device(device_id: str, ctx: Context = Depends(read_context)) -> Response:
     ctx.principal.require(("devices:read",))
     return json_response(
@@ -63,7 +74,10 @@ async def get_device(device_id: str, ctx: Context = Depends(read_context)) -> Re
 
 
 @router.patch(
-    "/{device_id}", operation_id="updateDevice", openapi_extra=openapi_body(UpdateDeviceRequest)
+    "/{device_id}",
+    operation_id="updateDevice",
+    responses=responses(wire.Device, "The device, changed."),
+    openapi_extra=openapi_body(UpdateDeviceRequest),
 )
 async def update_device(
     device_id: str, request: Request, ctx: Context = Depends(write_context)
@@ -78,6 +92,7 @@ async def update_device(
 @router.post(
     "/{device_id}/activation_token",
     operation_id="createDeviceActivationToken",
+    responses=responses(wire.TokenResponse, "A one-time activation token for the device."),
     openapi_extra=openapi_body(IssueActivationTokenRequest),
 )
 async def issue_activation_token(
@@ -95,7 +110,10 @@ async def issue_activation_token(
 
 
 @router.post(
-    "/{device_id}/ping", operation_id="pingDevice", openapi_extra=openapi_body(PingDeviceRequest)
+    "/{device_id}/ping",
+    operation_id="pingDevice",
+    responses=responses(wire.PingDeviceResponse, "Whether the device answered in time."),
+    openapi_extra=openapi_body(PingDeviceRequest),
 )
 async def ping_device(
     device_id: str, request: Request, ctx: Context = Depends(read_context)

@@ -5,10 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.git_commits import wire
 from fleetconfig.server.git_commits.schemas import CreateGitCommitRequest, render_git_commit
 from fleetconfig.server.git_commits.service import GitCommitService, normalize_sha
 from fleetconfig.server.kit.context import Context, read_context, write_context
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
+from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import (
     expand_param,
@@ -22,7 +24,11 @@ from fleetconfig.server.models import GitCommit
 router = APIRouter(prefix="/git_commits", tags=["Git Commits"])
 
 
-@router.get("", operation_id="listGitCommits")
+@router.get(
+    "",
+    operation_id="listGitCommits",
+    responses=responses(wire.GitCommitList, "A page of git commits."),
+)
 async def list_git_commits(request: Request, ctx: Context = Depends(read_context)) -> Response:
     ctx.principal.require(("git_commits:read",))
     query = request.query_params
@@ -38,7 +44,12 @@ async def list_git_commits(request: Request, ctx: Context = Depends(read_context
     return json_response(list_envelope([render_git_commit(r) for r in rows], page, has_more, total))
 
 
-@router.post("", operation_id="createGitCommit", openapi_extra=openapi_body(CreateGitCommitRequest))
+@router.post(
+    "",
+    operation_id="createGitCommit",
+    responses=responses(wire.GitCommit, "The git commit (the existing one when its sha is known)."),
+    openapi_extra=openapi_body(CreateGitCommitRequest),
+)
 async def create_git_commit(request: Request, ctx: Context = Depends(write_context)) -> Response:
     ctx.principal.require(("git_commits:write",))
     body = await parse_body(request, CreateGitCommitRequest)
@@ -49,7 +60,11 @@ async def create_git_commit(request: Request, ctx: Context = Depends(write_conte
     return json_response(render_git_commit(row))
 
 
-@router.get("/{git_commit_id}", operation_id="getGitCommit")
+@router.get(
+    "/{git_commit_id}",
+    operation_id="getGitCommit",
+    responses=responses(wire.GitCommit, "The git commit."),
+)
 async def get_git_commit(git_commit_id: str, ctx: Context = Depends(read_context)) -> Response:
     ctx.principal.require(("git_commits:read",))
     row = await GitCommitService(ctx.session, ctx.workspace_id).get(git_commit_id)

@@ -7,6 +7,7 @@ from fastapi.responses import Response
 
 from fleetconfig.server.kit.context import Context, read_context, write_context
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
+from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import (
     expand_param,
@@ -16,13 +17,16 @@ from fleetconfig.server.kit.params import (
     page_param,
 )
 from fleetconfig.server.models import Release
+from fleetconfig.server.releases import wire
 from fleetconfig.server.releases.schemas import CreateReleaseRequest, render_releases
 from fleetconfig.server.releases.service import ReleaseService
 
 router = APIRouter(prefix="/releases", tags=["Releases"])
 
 
-@router.get("", operation_id="listReleases")
+@router.get(
+    "", operation_id="listReleases", responses=responses(wire.ReleaseList, "A page of releases.")
+)
 async def list_releases(request: Request, ctx: Context = Depends(read_context)) -> Response:
     ctx.principal.require(("releases:read",))
     query = request.query_params
@@ -38,7 +42,12 @@ async def list_releases(request: Request, ctx: Context = Depends(read_context)) 
     return json_response(list_envelope(data, page, has_more, total))
 
 
-@router.post("", operation_id="createRelease", openapi_extra=openapi_body(CreateReleaseRequest))
+@router.post(
+    "",
+    operation_id="createRelease",
+    responses=responses(wire.Release, "The new release."),
+    openapi_extra=openapi_body(CreateReleaseRequest),
+)
 async def create_release(request: Request, ctx: Context = Depends(write_context)) -> Response:
     ctx.principal.require(("releases:write",))
     expand = expand_param(request.query_params, "release", is_list=False)
@@ -51,7 +60,9 @@ async def create_release(request: Request, ctx: Context = Depends(write_context)
     return json_response(rendered)
 
 
-@router.get("/{release_id}", operation_id="getRelease")
+@router.get(
+    "/{release_id}", operation_id="getRelease", responses=responses(wire.Release, "The release.")
+)
 async def get_release(
     release_id: str, request: Request, ctx: Context = Depends(read_context)
 ) -> Response:

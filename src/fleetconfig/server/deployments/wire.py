@@ -1,0 +1,52 @@
+"""The response bodies of deployments, as ``/openapi.json`` describes them.
+
+They describe what :func:`~fleetconfig.server.deployments.schemas.render_deployments`
+renders; responses are never built from them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from fleetconfig.server.config_instances.wire import ConfigInstance
+from fleetconfig.server.deployments.lifecycle import ActivityStatus, ErrorStatus, TargetStatus
+from fleetconfig.server.devices.wire import Device
+from fleetconfig.server.kit.openapi import Absent, PaginatedList, ResponseModel, optional
+from fleetconfig.server.releases.wire import Release
+
+# The error status when it is not ``none``, else the activity status.
+DeploymentStatus = Literal[
+    "drifted", "staged", "queued", "deployed", "archived", "failed", "retrying"
+]
+
+
+class BaseDeployment(ResponseModel):
+    """The fields of every deployment, whatever API renders it."""
+
+    object: Literal["deployment"]
+    id: str
+    description: str
+    status: DeploymentStatus
+    activity_status: ActivityStatus
+    error_status: ErrorStatus
+    target_status: TargetStatus
+    device_id: str
+    release_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class Deployment(BaseDeployment):
+    device: Device | Absent = optional("Only with expand=device.")
+    release: Release | Absent = optional(
+        "Only with expand=release (itself expandable: release.config_schemas, ...)."
+    )
+    config_instances: list[ConfigInstance] | Absent = optional(
+        "The deployment's instances, in order; only with expand=config_instances (itself "
+        "expandable: config_instances.content, ...)."
+    )
+
+
+class DeploymentList(PaginatedList):
+    data: list[Deployment]
