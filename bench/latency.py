@@ -17,97 +17,30 @@ deploy -> file, as median, p90, p99, max and spread (interquartile range).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import platform
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import httpx
-from miru_platform_sdk import Miru
-
-BROKER = ("127.0.0.1", 1883)
-PG_ADMIN_URL = os.environ.get(
-    "FLEETCONFIG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
+from _support import (
+    MQTT_URL,
+    Fleet,
+    agent,
+    broker_is_up,
+    config_path,
+    database,
+    machine_line,
+    percentile,
+    server,
+    wait_for,
 )
+
 WARMUP = 5
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def broker_is_up() -> bool:
-    try:
-        with socket.create_connection(BROKER, timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-async def _pg(statement: str) -> None:
-    import asyncpg
-
-    connection = await asyncpg.connect(PG_ADMIN_URL)
-    try:
-        await connection.execute(statement)
-    finally:
-        await connection.close()
-
-
-@contextmanager
-def database(kind: str, workdir: Path) -> Iterator[str]:
-    if kind == "sqlite":
-        yield f"sqlite+aiosqlite:///{workdir / 'fleetconfig.db'}"
-        return
-    name = f"fleetconfig_bench_{uuid.uuid4().hex[:10]}"
-    asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
-    try:
-        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
-        yield f"{base}/{name}"
-    finally:
-        asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@contextmanager
-def process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    with log.open("wb") as out:
-        child = subprocess.Popen(
-            [sys.executable, *args], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    try:
-        yield child
-    finally:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-            try:
-                child.wait(15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
-
-
-def wait_for(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 @dataclass
@@ -130,93 +63,23 @@ def run_one(transport: str, deploys: int, db_kind: str, durable: bool) -> Run:
 
 
 def _run(transport: str, deploys: int, url: str, workdir: Path, durable: bool) -> Run:
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCONFIG_")}
-    base_env["PYTHONUNBUFFERED"] = "1"
-    port = free_port()
-    server_env = dict(
-        base_env, FLEETCONFIG_DATA_DIR=str(workdir / "server"), FLEETCONFIG_DATABASE_URL=url
-    )
-    if transport == "mqtt":
-        server_env["FLEETCONFIG_MQTT_URL"] = f"mqtt://{BROKER[0]}:{BROKER[1]}"
-    base_url = f"http://127.0.0.1:{port}"
-    serve = ["-m", "fleetconfig.cli.main", "serve", "--port", str(port)]
-    with process(serve, server_env, workdir / "server.log") as server:
-
-        def healthy() -> bool:
-            if server.poll() is not None:
-                raise SystemExit((workdir / "server.log").read_text())
-            try:
-                return httpx.get(base_url + "/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(healthy, 60, "the server")
-        key = (workdir / "server" / "admin-api-key").read_text().strip()
-        client = Miru(api_key=key, base_url=base_url + "/beta", max_retries=0)
-        slug = "bench"
-        client.config_types.create(name=slug, slug=slug)
-        schema = client.config_schemas.create(
-            config_type_ref={"slug": slug},
-            documents=[{"name": "s.json", "data": json.dumps({"type": "object"})}],
-            format="json",
-            language="jsonschema",
-        )
-        release = client.releases.create(version="v1.0.0", config_schema_ids=[schema.id])
-        device = client.devices.create(name="bench-robot")
-        token = client.devices.issue_activation_token(device.id).token
-
-        agent_env = dict(
-            base_env,
-            FLEETCONFIG_AGENT_KEY_BITS="2048",
-            FLEETCONFIG_AGENT_DURABLE="true" if durable else "false",
-        )
-        options = [
-            "--state-dir",
-            str(workdir / "agent"),
-            "--root",
-            str(workdir / "root"),
-            "--socket",
-            str(workdir / "agent.sock"),
-        ]
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "fleetconfig.cli.agent",
-                "activate",
-                "--server",
-                base_url,
-                *options,
-            ],
-            env=dict(agent_env, FLEETCONFIG_ACTIVATION_TOKEN=token),
-            check=True,
-            capture_output=True,
-        )
-        agent_log = workdir / "agent.log"
-        with process(["-m", "fleetconfig.cli.agent", "run", *options], agent_env, agent_log):
-            wait_for(lambda: "push connected" in agent_log.read_text(), 30, "the agent")
+    server_env = {"FLEETCONFIG_MQTT_URL": MQTT_URL} if transport == "mqtt" else {}
+    with server(workdir, url, server_env) as srv, srv.client() as client:
+        fleet = Fleet.create(client)
+        with agent(srv, client, fleet.device_id, workdir, durable=durable) as (_, agent_log):
             if transport == "mqtt" and "transport=mqtt" not in agent_log.read_text():
                 raise SystemExit("the agent did not choose MQTT")
-            path = workdir / "root" / "srv" / "miru" / "configs" / f"{slug}.json"
+            path = config_path(workdir)
             # Content made beforehand: only the deploy is timed.
             instances = []
             for index in range(deploys + WARMUP):
                 data = json.dumps({"index": index, "run": transport})
-                created = client.config_instances.create(
-                    config_schema_id=schema.id, content={"format": "json", "data": data}
-                )
-                instances.append((created.id, data.encode()))
+                instances.append((fleet.instance(client, data), data.encode()))
             call_ms: list[float] = []
             landed_ms: list[float] = []
             for index, (instance_id, expected) in enumerate(instances):
                 started = time.perf_counter()
-                deployment = client.deployments.create(
-                    target_status="deployed",
-                    description="bench",
-                    device_id=device.id,
-                    release_id=release.id,
-                    config_instance_ids=[instance_id],
-                )
+                deployment_id = fleet.deploy(client, instance_id)
                 answered = time.perf_counter()
                 landed = _watch(path, expected, started)
                 if index >= WARMUP:
@@ -224,11 +87,10 @@ def _run(transport: str, deploys: int, url: str, workdir: Path, durable: bool) -
                     landed_ms.append((landed - started) * 1000)
                 # Settle: the agent's reports reach the server before the next deploy.
                 wait_for(
-                    lambda d=deployment.id: client.deployments.retrieve(d).status == "deployed",
+                    lambda d=deployment_id: client.deployments.retrieve(d).status == "deployed",
                     10,
                     "the deployed report",
                 )
-        client.close()
     return Run(transport, call_ms, landed_ms)
 
 
@@ -247,12 +109,6 @@ def _watch(path: Path, expected: bytes, started: float, timeout: float = 10.0) -
         if time.perf_counter() - started > timeout:
             raise SystemExit(f"the file did not land within {timeout} s")
         time.sleep(0.0005)
-
-
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(fraction * (len(ordered) - 1))))
-    return ordered[index]
 
 
 def row(name: str, values: list[float]) -> str:
@@ -280,9 +136,7 @@ def main() -> None:
     runs = [run_one(t, args.deploys, args.database, not args.no_durable) for t in transports]
     print(
         f"\nS1 latency, {args.deploys} deploys each, {args.database}, "
-        f"{'no fsync' if args.no_durable else 'durable'} agent — "
-        f"{platform.node()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, "
-        f"{time.strftime('%Y-%m-%d %H:%M')}\n"
+        f"{'no fsync' if args.no_durable else 'durable'} agent — {machine_line()}\n"
     )
     print(f"| {'ms':<44} | {'p50':>7} | {'p90':>7} | {'p99':>7} | {'max':>7} | {'IQR':>6} |")
     print(f"|{'-' * 46}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 9}|{'-' * 8}|")

@@ -5,12 +5,19 @@ Every command takes ``--state-dir``, ``--root`` and ``--socket`` (or their
 other settings come from ``agent.toml`` in the state directory (see
 :mod:`fleetconfig.agent.settings`). Exit codes: 0 done, 1 the server refused or the agent
 failed, 2 a usage or local problem (not activated, bad setting), 3 the server is unreachable.
+
+``run`` with nothing but those three options (the daemon's usual command line, as in the
+systemd unit) starts the daemon without typer's parameter handling: typer coerces every
+parameter through pydantic, which the daemon would otherwise carry in memory for its whole
+life (about 12 MB of its resident memory). Anything else (``--help``, an unknown or
+malformed option) goes through typer as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,7 +26,22 @@ import typer
 
 from fleetconfig import __version__
 
-app = typer.Typer(
+
+class _AgentCli(typer.Typer):
+    """The ``fleetconfig-agent`` command, with a lean way in for the daemon (see above)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        options = None if args or kwargs else _plain_run_options(sys.argv[1:])
+        if options is None:
+            return super().__call__(*args, **kwargs)
+        try:
+            _run_daemon(**options)
+        except typer.Exit as done:
+            sys.exit(done.exit_code)
+        return None
+
+
+app = _AgentCli(
     name="fleetconfig-agent",
     help="The fleetconfig agent: keeps a robot's config files in line with the server.",
     no_args_is_help=True,
@@ -54,6 +76,36 @@ SocketOption = Annotated[
         show_default=False,
     ),
 ]
+
+
+_RUN_OPTIONS = {
+    "--state-dir": ("state_dir", "FLEETCONFIG_AGENT_STATE_DIR"),
+    "--root": ("root", "FLEETCONFIG_AGENT_ROOT"),
+    "--socket": ("socket", "FLEETCONFIG_AGENT_SOCKET"),
+}
+
+
+def _plain_run_options(args: list[str]) -> dict[str, Path | None] | None:
+    """``run``'s options, as typer would give them, if ``args`` are ``run`` and only those.
+
+    ``None`` when anything else is there: typer then parses (and explains) it.
+    """
+    if not args or args[0] != "run":
+        return None
+    # As typer does: an option not given comes from its variable, when that is set.
+    values = {key: os.environ.get(env) or None for key, env in _RUN_OPTIONS.values()}
+    rest = args[1:]
+    while rest:
+        name, equals, value = rest[0].partition("=")
+        if not equals:
+            if len(rest) < 2:
+                return None
+            value = rest[1]
+        if name not in _RUN_OPTIONS or not value or value.startswith("-"):
+            return None
+        values[_RUN_OPTIONS[name][0]] = value
+        rest = rest[1:] if equals else rest[2:]
+    return {key: Path(value) if value else None for key, value in values.items()}
 
 
 def _fail(message: str, code: int) -> typer.Exit:
@@ -126,6 +178,15 @@ def run(
     socket: SocketOption = None,
 ) -> None:
     """Run the agent daemon until SIGTERM or Ctrl-C."""
+    _run_daemon(state_dir, root, socket)
+
+
+def _run_daemon(state_dir: Path | None, root: Path | None, socket: Path | None) -> None:
+    if "httpx" not in sys.modules:
+        # httpx imports its own command-line client (rich, pygments: about 6 MB resident)
+        # whenever those are installed, as they are here for typer; the daemon never uses
+        # it, and httpx falls back to a stub ``httpx.main`` when it cannot be imported.
+        sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
     from fleetconfig.agent import logs
     from fleetconfig.agent.daemon import AgentDaemon
     from fleetconfig.agent.keys import IdentityError
