@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -103,13 +104,7 @@ async def get_deployment(deployment_id: str, ctx: Context = Depends(read_context
 )
 async def deploy_deployment(deployment_id: str, ctx: Context = Depends(write_context)) -> Response:
     ctx.principal.require(("deployments:deploy",))
-    expand_param(ctx.request.query_params, "deployment", is_list=False)
-    service = DeploymentService(ctx.session, ctx.workspace_id)
-    row = await service.deploy(deployment_id)
-    response = await _render_one(ctx, row)
-    ctx.notify_devices_after_commit(service.changed_device_ids)
-    await ctx.commit()
-    return response
+    return await _change(ctx, deployment_id, DeploymentService.deploy)
 
 
 @router.post(
@@ -119,13 +114,7 @@ async def deploy_deployment(deployment_id: str, ctx: Context = Depends(write_con
 )
 async def archive_deployment(deployment_id: str, ctx: Context = Depends(write_context)) -> Response:
     ctx.principal.require(("deployments:archive",))
-    expand_param(ctx.request.query_params, "deployment", is_list=False)
-    service = DeploymentService(ctx.session, ctx.workspace_id)
-    row = await service.archive(deployment_id)
-    response = await _render_one(ctx, row)
-    ctx.notify_devices_after_commit(service.changed_device_ids)
-    await ctx.commit()
-    return response
+    return await _change(ctx, deployment_id, DeploymentService.archive)
 
 
 @router.post(
@@ -136,13 +125,7 @@ async def archive_deployment(deployment_id: str, ctx: Context = Depends(write_co
 async def restage_deployment(deployment_id: str, ctx: Context = Depends(write_context)) -> Response:
     """Extension: a reviewed drifted deployment is staged again (its drift window restarts)."""
     ctx.principal.require(("deployments:stage",))
-    expand_param(ctx.request.query_params, "deployment", is_list=False)
-    service = DeploymentService(ctx.session, ctx.workspace_id)
-    row = await service.restage(deployment_id)
-    response = await _render_one(ctx, row)
-    ctx.notify_devices_after_commit(service.changed_device_ids)
-    await ctx.commit()
-    return response
+    return await _change(ctx, deployment_id, DeploymentService.restage)
 
 
 @router.get(
@@ -159,3 +142,19 @@ async def list_deployment_drifts(
     data = await render_deployments(ctx.session, rows, expand.tree)
     # The whole set at once: the envelope says so.
     return json_response(list_envelope(data, Page(offset=0, limit=len(data)), False, None))
+
+
+async def _change(
+    ctx: Context,
+    deployment_id: str,
+    operation: Callable[[DeploymentService, str], Awaitable[Deployment]],
+) -> Response:
+    """Apply one lifecycle operation, answer with the deployment, notify after commit."""
+    # Checked first, so that a bad ``expand`` changes nothing.
+    expand_param(ctx.request.query_params, "deployment", is_list=False)
+    service = DeploymentService(ctx.session, ctx.workspace_id)
+    row = await operation(service, deployment_id)
+    response = await _render_one(ctx, row)
+    ctx.notify_devices_after_commit(service.changed_device_ids)
+    await ctx.commit()
+    return response
