@@ -15,9 +15,9 @@ connection per push stream), so that the one bench process, which shares the mac
 cores with the server, spends as little CPU as possible per request.
 
 S2 (default): N devices (default 2,000) are created, activated and connected (untimed). Then,
-per round: stage a deployment for every device (``POST /beta/deployments``
-``target_status=staged``, ``--concurrency`` calls in flight), deploy them all
-(``POST /beta/deployments/{id}/deploy``), until every agent has had its ``deployed`` report
+per round: stage a deployment for every device (one ``POST /beta/deployments/bulk_stage``),
+deploy them all (one ``POST /beta/deployments/bulk_deploy``), until every agent has had its
+``deployed`` report
 acknowledged. Every round replaces the previous round's deployment (one warm-up round first,
 untimed), so each device also reports the old one ``archived``, as a rollout does. The
 reference row makes the same stage + deploy calls for N devices that have no agent, in the
@@ -612,37 +612,36 @@ class Round:
 
 
 async def rollout(
-    world: World, device_ids: list[str], version: int, concurrency: int, fleet: Fleet | None
+    world: World, device_ids: list[str], version: int, fleet: Fleet | None
 ) -> Round:
     """Stage for every device, deploy all, wait for every ack (with a fleet)."""
     if fleet is not None:
         fleet.expect(len(device_ids))
     started = time.perf_counter()
 
-    async def stage(index: int) -> str:
-        body = await world.pool.json(
-            "POST",
-            "/beta/deployments",
-            world.api,
-            {
-                "target_status": "staged",
-                "description": "fleet rollout",
-                "release_id": world.release_ids[version],
-                "device_id": device_ids[index],
-                "config_instance_ids": [world.instance_ids[version]],
-            },
-        )
-        return str(body["id"])
-
-    deployment_ids = await gather_limited(len(device_ids), concurrency, stage)
+    release_id = world.release_ids[version]
+    staged_answer = await world.pool.json(
+        "POST",
+        "/beta/deployments/bulk_stage",
+        world.api,
+        {
+            "description": "fleet rollout",
+            "release_id": release_id,
+            "device_ids": device_ids,
+            "config_instance_ids": [world.instance_ids[version]],
+        },
+    )
+    if staged_answer["counts"] != {"staged": len(device_ids)}:
+        raise HttpError(f"bulk stage: {staged_answer['counts']}")
     staged = time.perf_counter()
-
-    async def deploy(index: int) -> None:
-        await world.pool.json(
-            "POST", f"/beta/deployments/{deployment_ids[index]}/deploy", world.api, {}
-        )
-
-    await gather_limited(len(device_ids), concurrency, deploy)
+    deployed_answer = await world.pool.json(
+        "POST",
+        "/beta/deployments/bulk_deploy",
+        world.api,
+        {"release_id": release_id, "device_ids": device_ids},
+    )
+    if deployed_answer["counts"] != {"deployed": len(device_ids)}:
+        raise HttpError(f"bulk deploy: {deployed_answer['counts']}")
     deployed = time.perf_counter()
     if fleet is not None:
         await asyncio.wait_for(fleet.all_acked.wait(), 600)
@@ -684,17 +683,17 @@ async def run_fleet(
     try:
         # Warm-up (untimed): every device gets a first deployment, so each timed round is a
         # rollout that replaces one.
-        await rollout(world, device_ids, 0, args.concurrency, fleet)
-        await rollout(world, bare_ids, 0, args.concurrency, None)
+        await rollout(world, device_ids, 0, fleet)
+        await rollout(world, bare_ids, 0, None)
         for index in range(args.rounds):
             await asyncio.sleep(1)  # let the archive reports of the last round settle
             cpu_before = sum(cpu_seconds(pid) for pid in pids)
-            fleet_round = await rollout(world, device_ids, 1 + index, args.concurrency, fleet)
+            fleet_round = await rollout(world, device_ids, 1 + index, fleet)
             fleet_round.server_cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
             rounds.append(fleet_round)
             await asyncio.sleep(1)
             cpu_before = sum(cpu_seconds(pid) for pid in pids)
-            ref_round = await rollout(world, bare_ids, 1 + index, args.concurrency, None)
+            ref_round = await rollout(world, bare_ids, 1 + index, None)
             ref_round.server_cpu = sum(cpu_seconds(pid) for pid in pids) - cpu_before
             rounds.append(ref_round)
             print(
@@ -711,6 +710,8 @@ async def run_fleet(
         pool.close()
     if deployed != args.devices:
         raise SystemExit(f"the server reports {deployed} deployed, expected {args.devices}")
+    if fleet.sync_errors:
+        raise SystemExit(f"{fleet.sync_errors} sync errors")
     return {
         "rounds": rounds,
         "syncs": fleet.syncs,
@@ -830,7 +831,7 @@ def print_fleet(args: argparse.Namespace, result: dict[str, Any]) -> None:
         header(
             args,
             f"S2 fleet fan-out, N = {args.devices}, {args.rounds} rounds, "
-            f"{args.concurrency} Platform API calls in flight",
+            "one bulk stage and one bulk deploy per round",
         )
     )
     n = args.devices
@@ -931,7 +932,6 @@ def main() -> None:
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--workers", type=int, default=1, help="server processes (PostgreSQL)")
     parser.add_argument("--rounds", type=int, default=3, help="S2 timed rounds (each kind)")
-    parser.add_argument("--concurrency", type=int, default=32, help="Platform API calls in flight")
     parser.add_argument("--pool", type=int, default=64, help="keep-alive connections, at most")
     parser.add_argument("--deploys", type=int, default=200, help="S3 deploys per measurement")
     parser.add_argument("--few", type=int, default=100, help="S3 streams of the reference row")

@@ -18,8 +18,9 @@ from fleetconfig.server.app import create_app
 from fleetconfig.server.kit import ids
 from fleetconfig.server.kit.scopes import MANAGE_ALL
 from fleetconfig.server.models import Workspace
-from fleetconfig.server.push.notifier import RecordingNotifier
+from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.settings import Settings
+from tests.push_fakes import FakeTransport
 from tests.support import ApiCaller, backend, drop_pg_database, fresh_database_url
 
 
@@ -32,16 +33,17 @@ async def database_url(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterato
 
 
 @pytest.fixture(scope="session")
-def notifier() -> RecordingNotifier:
-    return RecordingNotifier()
+def notifier() -> FakeTransport:
+    """The shared app's push transport: ``syncs`` records every device told to sync."""
+    return FakeTransport()
 
 
 @pytest.fixture(scope="session")
 async def app(
-    database_url: str, tmp_path_factory: pytest.TempPathFactory, notifier: RecordingNotifier
+    database_url: str, tmp_path_factory: pytest.TempPathFactory, notifier: FakeTransport
 ) -> AsyncIterator[FastAPI]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("data"), database_url=database_url)
-    application = create_app(settings, notifier=notifier)
+    application = create_app(settings, push=PushHub(transports=[notifier]))
     async with application.router.lifespan_context(application):
         yield application
 

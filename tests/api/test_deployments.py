@@ -21,8 +21,8 @@ from fleetconfig.server.deployments import lifecycle
 from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.scopes import MANAGE_ALL
 from fleetconfig.server.models import Deployment
-from fleetconfig.server.push.notifier import RecordingNotifier
 from tests.conftest import new_workspace_key
+from tests.push_fakes import FakeTransport
 from tests.support import ApiCaller, assert_error, unique_name
 
 SCHEMA = json.dumps(
@@ -198,19 +198,19 @@ async def test_create_staged(setup: Setup) -> None:
 
 
 async def test_create_deployed_on_a_device_without_a_current_release(
-    setup: Setup, notifier: RecordingNotifier
+    setup: Setup, notifier: FakeTransport
 ) -> None:
-    before = len(notifier.notified)
+    before = len(notifier.syncs)
     created = await setup.fleet.made(setup.device, setup.v1, setup.instances, target="deployed")
     assert statuses(created) == QUEUED
-    assert notifier.notified[before:] == [setup.device]
+    assert notifier.syncs[before:] == [setup.device]
 
 
-async def test_staging_creates_no_notification(setup: Setup, notifier: RecordingNotifier) -> None:
-    before = len(notifier.notified)
+async def test_staging_creates_no_notification(setup: Setup, notifier: FakeTransport) -> None:
+    before = len(notifier.syncs)
     staged = await setup.fleet.made(setup.device, setup.v1, setup.instances)
     await setup.fleet.api.ok("POST", f"/deployments/{staged['id']}/archive")
-    assert notifier.notified[before:] == []
+    assert notifier.syncs[before:] == []
 
 
 async def test_current_release_rules(setup: Setup) -> None:
@@ -426,7 +426,7 @@ async def test_parent(setup: Setup, fleet: Fleet, app: FastAPI) -> None:
 
 
 async def test_deploy_replaces_the_target_and_drifts_the_staged(
-    setup: Setup, fleet: Fleet, notifier: RecordingNotifier
+    setup: Setup, fleet: Fleet, notifier: FakeTransport
 ) -> None:
     v3 = await fleet.release("a", "b")
     current = await fleet.made(setup.device, setup.v1, setup.instances, target="deployed")
@@ -435,10 +435,10 @@ async def test_deploy_replaces_the_target_and_drifts_the_staged(
     other_device = await fleet.device()
     elsewhere = await fleet.made(other_device, setup.v2, setup.instances)
 
-    before = len(notifier.notified)
+    before = len(notifier.syncs)
     deployed = await fleet.api.ok("POST", f"/deployments/{to_deploy['id']}/deploy")
     assert statuses(deployed) == QUEUED
-    assert notifier.notified[before:] == [setup.device]
+    assert notifier.syncs[before:] == [setup.device]
     assert statuses(await fleet.get(current["id"])) == ARCHIVED  # never left queued
     assert statuses(await fleet.get(bystander["id"])) == DRIFTED
     assert statuses(await fleet.get(elsewhere["id"])) == STAGED
@@ -464,12 +464,10 @@ async def test_a_replaced_target_stays_deployed_until_the_device_removes_it(
     assert statuses(await fleet.get(current["id"])) == ARCHIVED
 
 
-async def test_deploy_only_from_staged(
-    setup: Setup, fleet: Fleet, notifier: RecordingNotifier
-) -> None:
+async def test_deploy_only_from_staged(setup: Setup, fleet: Fleet, notifier: FakeTransport) -> None:
     staged = await fleet.made(setup.device, setup.v2, setup.instances)
     current = await fleet.made(setup.device, setup.v1, setup.instances, target="deployed")
-    before = len(notifier.notified)
+    before = len(notifier.syncs)
     drifted = assert_error(
         await fleet.api.post(f"/deployments/{staged['id']}/deploy"),
         409,
@@ -495,7 +493,7 @@ async def test_deploy_only_from_staged(
         current_status="archived",
     )
     assert_error(await fleet.api.post("/deployments/dpl_missing/deploy"), 404, "not_found")
-    assert notifier.notified[before:] == []
+    assert notifier.syncs[before:] == []
     assert statuses(await fleet.get(current["id"])) == QUEUED
 
 
@@ -867,15 +865,16 @@ async def test_a_page_of_100_with_every_expansion_is_a_fixed_number_of_statement
 # -- notifications ---------------------------------------------------------------------------
 
 
-class CommittedCheckingNotifier(RecordingNotifier):
-    """Looks at the database from another connection when notified: the change must be there."""
+class CommittedCheckingTransport(FakeTransport):
+    """Looks at the database from another connection when told to sync: the change must be
+    there already."""
 
     def __init__(self, app: FastAPI) -> None:
         super().__init__()
         self.app = app
         self.seen_targets: list[list[str]] = []
 
-    async def notify_changed(self, device_ids: Any) -> None:
+    async def send_sync(self, device_ids: Any) -> None:
         ids = sorted(set(device_ids))
         async with self.app.state.database.session() as session:
             rows = await session.execute(
@@ -884,37 +883,38 @@ class CommittedCheckingNotifier(RecordingNotifier):
                 )
             )
             self.seen_targets.append(sorted(rows.scalars()))
-        await super().notify_changed(ids)
+        await super().send_sync(ids)
 
 
 @contextmanager
-def notifier_replaced(app: FastAPI, replacement: RecordingNotifier) -> Iterator[None]:
-    """Swap the app's notifier for one test (starlette's ``State`` does not suit monkeypatch)."""
-    original = app.state.notifier
-    app.state.notifier = replacement
+def transport_replaced(app: FastAPI, replacement: FakeTransport) -> Iterator[None]:
+    """Swap the push hub's transports for one test."""
+    hub = app.state.services.push
+    original = hub.transports
+    hub.transports = [replacement]
     try:
         yield
     finally:
-        app.state.notifier = original
+        hub.transports = original
 
 
 async def test_devices_are_notified_only_after_commit(
     setup: Setup, fleet: Fleet, app: FastAPI
 ) -> None:
-    checking = CommittedCheckingNotifier(app)
-    with notifier_replaced(app, checking):
+    checking = CommittedCheckingTransport(app)
+    with transport_replaced(app, checking):
         await notified_only_after_commit(setup, fleet, checking)
 
 
 async def notified_only_after_commit(
-    setup: Setup, fleet: Fleet, checking: CommittedCheckingNotifier
+    setup: Setup, fleet: Fleet, checking: CommittedCheckingTransport
 ) -> None:
     created = await fleet.made(setup.device, setup.v1, setup.instances, target="deployed")
-    assert checking.notified == [setup.device]
+    assert checking.syncs == [setup.device]
     assert checking.seen_targets == [[created["id"]]]
 
     staged = await fleet.made(setup.device, setup.v2, setup.instances)
-    assert checking.notified == [setup.device]  # staging tells the device nothing
+    assert checking.syncs == [setup.device]  # staging tells the device nothing
     deployed = await fleet.api.ok("POST", f"/deployments/{staged['id']}/deploy")
     assert checking.seen_targets[-1] == [deployed["id"]]
 
@@ -930,17 +930,17 @@ async def notified_only_after_commit(
         422,
         "validation_failed",
     )
-    assert checking.notified == [setup.device, setup.device]
+    assert checking.syncs == [setup.device, setup.device]
 
 
-class BrokenNotifier(RecordingNotifier):
-    async def notify_changed(self, device_ids: Any) -> None:
+class BrokenTransport(FakeTransport):
+    async def send_sync(self, device_ids: Any) -> None:
         raise ConnectionError("push broker unreachable")
 
 
 async def test_a_failed_notification_does_not_fail_the_committed_deploy(
     setup: Setup, fleet: Fleet, app: FastAPI
 ) -> None:
-    with notifier_replaced(app, BrokenNotifier()):
+    with transport_replaced(app, BrokenTransport()):
         created = await fleet.made(setup.device, setup.v1, setup.instances, target="deployed")
     assert statuses(await fleet.get(created["id"])) == QUEUED

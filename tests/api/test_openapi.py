@@ -401,6 +401,27 @@ async def test_every_answer_matches_the_document(
     archived = await call("archiveDeployment", "POST", f"/deployments/{plan['id']}/archive")
     assert archived["target_status"] == "archived"
 
+    # The bulk operations (extensions), each answering with its items' outcomes.
+    bulk = {"release_id": without_commit["id"]}
+    staged_many = await call(
+        "bulkStageDeployments",
+        "POST",
+        "/deployments/bulk_stage",
+        json={**bulk, "device_ids": [device["id"]], "config_instance_ids": [instance["id"]]},
+    )
+    assert staged_many["counts"] == {"staged": 1}
+    await call("bulkRestageDeployments", "POST", "/deployments/bulk_restage", json=bulk)
+    deployed_many = await call(
+        "bulkDeployDeployments", "POST", "/deployments/bulk_deploy", json=bulk
+    )
+    refused_many = await call(
+        "bulkArchiveDeployments",
+        "POST",
+        "/deployments/bulk_archive",
+        json={"deployment_ids": [deployed_many["data"][0]["deployment_id"]]},
+    )
+    assert refused_many["data"][0]["error"]["code"] == "conflict"
+
     # The stream answers 200 only to a live agent (the push tests hold one open); its refusal
     # is checked here like any other answer.
     refused = await http.get("/agent/v1/device/stream", headers={"Miru-Version": AGENT_API_VERSION})

@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 from fastapi import FastAPI
 
-from fleetconfig.server.push.fake import FakeTransport
+from tests.push_fakes import FakeTransport
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.push.streams import PingEvent, SyncEvent
 from fleetconfig.server.settings import Settings

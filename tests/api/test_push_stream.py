@@ -57,7 +57,7 @@ async def push_server(
 ) -> AsyncIterator[PushServer]:
     settings = Settings(data_dir=tmp_path_factory.mktemp("push"), database_url=database_url)
     hub = PushHub(heartbeat_seconds=HEARTBEAT)
-    application = create_app(settings, notifier=hub)
+    application = create_app(settings, push=hub)
     port = free_port()
     server = InProcessServer(
         uvicorn.Config(

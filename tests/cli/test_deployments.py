@@ -418,7 +418,7 @@ def test_ctrl_c_during_a_bulk_deploy_stops_and_reports(
         "--all-staged",
     ]
     process = subprocess.Popen(
-        [*command, "--release", release_setup.version, "--concurrency", "1"],
+        [*command, "--release", release_setup.version, "--batch-size", "10"],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

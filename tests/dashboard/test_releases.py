@@ -7,8 +7,8 @@ import re
 
 from fastapi import FastAPI
 
-from fleetconfig.server.push.notifier import RecordingNotifier
 from tests.dashboard.conftest import Browser, Fleet, make_fleet, make_release, stage
+from tests.push_fakes import FakeTransport
 from tests.support import ApiCaller, count_queries
 
 
@@ -108,20 +108,24 @@ async def test_stage_refuses_without_devices_or_with_a_wrong_instance(
     assert nothing.status_code == 400
     assert "Select at least one device" in nothing.text
     assert nothing.headers["hx-retarget"] == "#stage-errors"
+    # A request that cannot be right for any device is refused whole, where the form asks.
     missing = await browser.post(
-        f"/releases/{fleet.release['id']}/stage", {"device_id": fleet.devices[0]["id"]}
+        f"/releases/{fleet.release['id']}/stage",
+        {"device_id": fleet.devices[0]["id"]},
+        headers={"X-Error-Target": "#stage-errors"},
     )
-    assert missing.status_code == 200
-    assert "Staged 0 of 1" in missing.text
+    assert missing.status_code == 422
     assert "requires" in missing.text
+    assert missing.headers["hx-retarget"] == "#stage-errors"
+    assert (await api.ok("GET", f"/deployments?release_id={fleet.release['id']}"))["data"] == []
 
 
 async def test_bulk_deploy_goes_through_the_rules_and_notifies(
-    browser: Browser, api: ApiCaller, fleet: Fleet, notifier: RecordingNotifier
+    browser: Browser, api: ApiCaller, fleet: Fleet, notifier: FakeTransport
 ) -> None:
     first = await stage(api, fleet, fleet.devices[0]["id"])
     second = await stage(api, fleet, fleet.devices[1]["id"])
-    notifier.notified.clear()
+    notifier.syncs.clear()
     response = await browser.post(
         f"/releases/{fleet.release['id']}/bulk",
         {"action": "deploy", "deployment_id": [first["id"], second["id"]]},
@@ -132,7 +136,7 @@ async def test_bulk_deploy_goes_through_the_rules_and_notifies(
     for deployment in (first, second):
         after = await api.ok("GET", f"/deployments/{deployment['id']}")
         assert (after["target_status"], after["activity_status"]) == ("deployed", "queued")
-    assert sorted(notifier.notified) == sorted(device["id"] for device in fleet.devices)
+    assert sorted(notifier.syncs) == sorted(device["id"] for device in fleet.devices)
 
     again = await browser.post(
         f"/releases/{fleet.release['id']}/bulk", {"action": "deploy", "deployment_id": first["id"]}

@@ -203,6 +203,8 @@ def test_operation(
     assert key(result) == expected
     assert is_consistent(result)
     assert changes["updated_at"] == NOW
+    # The module's own move tables allow it (the write path enforces them before writing).
+    lifecycle.enforce(state, changes, lifecycle.Actor.SERVER)
 
 
 def test_operation_timestamps() -> None:
@@ -329,6 +331,7 @@ def test_every_device_report_only_moves_forward(
     if result.error_status != state.error_status:
         assert (state.error_status, result.error_status) in FORWARD_ERROR
     assert key(result) != start or "error_message" in changes
+    lifecycle.enforce(state, changes, lifecycle.Actor.DEVICE)
     # Sending the same report again changes nothing.
     assert apply_device_report(result, report(activity, error)) is None
 
@@ -410,3 +413,19 @@ def test_apply_sets_columns() -> None:
     assert row.target_status == "deployed"
     assert row.activity_status == "queued"
     assert row.targeted_at == NOW  # type: ignore[attr-defined]
+
+
+def test_enforce_refuses_moves_outside_the_tables() -> None:
+    queued = State("deployed", "queued")
+    with pytest.raises(lifecycle.IllegalMove):  # only the device says the files landed
+        lifecycle.enforce(queued, {"activity_status": "deployed"}, lifecycle.Actor.SERVER)
+    with pytest.raises(lifecycle.IllegalMove):  # targets never move backwards
+        lifecycle.enforce(
+            State("archived", "archived"), {"target_status": "staged"}, lifecycle.Actor.SERVER
+        )
+    with pytest.raises(lifecycle.IllegalMove):  # failed is terminal
+        lifecycle.enforce(
+            State("archived", "deployed", "failed"),
+            {"error_status": "none"},
+            lifecycle.Actor.DEVICE,
+        )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -21,12 +21,21 @@ from rich.markup import escape
 from rich.table import Table
 
 from fleetconfig.cli import output
-from fleetconfig.cli.bulk import BulkResult, print_summary, run_bulk, summary_data
+from fleetconfig.cli.bulk import (
+    BulkResult,
+    Outcome,
+    print_summary,
+    run_batches,
+    run_bulk,
+    summary_data,
+)
 from fleetconfig.cli.client import (
     CliError,
     ExitCode,
+    api_error,
     chunks,
     command,
+    is_api_error,
     iterate,
     make_client,
     resolve_release,
@@ -57,6 +66,15 @@ ACTIVITY_STATUSES = ("drifted", "staged", "queued", "deployed", "archived")
 ERROR_STATUSES = ("none", "retrying", "failed")
 DeploymentArgument = Annotated[str, typer.Argument(help="The deployment's id (dpl_...).")]
 ConcurrencyOption = Annotated[int, typer.Option(help="Requests in flight at once.", min=1, max=32)]
+BatchSizeOption = Annotated[
+    int,
+    typer.Option(
+        help="Deployments per request: the server stages, deploys or archives each batch in "
+        "one transaction.",
+        min=1,
+        max=10_000,
+    ),
+]
 DescriptionOption = Annotated[
     str, typer.Option(help="What this deployment is for (shown in history).")
 ]
@@ -280,8 +298,10 @@ def create_deployments(
     instance_ids: list[str],
     description: str,
     parent: str | None,
-    concurrency: int,
     as_json: bool,
+    *,
+    concurrency: int = 4,
+    batch_size: int = 200,
 ) -> None:
     if not devices and not all_devices:
         raise CliError("No devices given", details=["Use --device (repeatable) or --all-devices."])
@@ -326,14 +346,37 @@ def create_deployments(
                     f"{created.id} ({created.status})."
                 )
             return
-        result = run_bulk(
-            targets,
-            create,
-            label=lambda device: device.name,
-            description=f"{'Staging' if verb == 'Staged' else 'Deploying'} {release.version}",
-            concurrency=concurrency,
-            quiet=as_json,
-        )
+        if target_status == "staged":
+            # Many devices: the server's bulk operation, a batch of devices per request.
+            def stage_batch(batch: list[Device]) -> list[Outcome]:
+                answer = bulk_call(
+                    client,
+                    "bulk_stage",
+                    release_id=release.id,
+                    device_ids=[device.id for device in batch],
+                    config_instance_ids=instance_ids,
+                    description=description,
+                )
+                names = {device.id: device.name for device in batch}
+                return bulk_outcomes(answer, lambda item: names[item["device_id"]])
+
+            result = run_batches(
+                targets,
+                stage_batch,
+                label=lambda device: device.name,
+                description=f"Staging {release.version}",
+                batch_size=batch_size,
+                quiet=as_json,
+            )
+        else:
+            result = run_bulk(
+                targets,
+                create,
+                label=lambda device: device.name,
+                description=f"Deploying {release.version}",
+                concurrency=concurrency,
+                quiet=as_json,
+            )
     finish_bulk(result, verb, "deployments", as_json)
 
 
@@ -377,7 +420,7 @@ def stage(
     all_devices: AllDevicesOption = False,
     description: DescriptionOption = "Staged with the fleetconfig CLI",
     parent: ParentOption = None,
-    concurrency: ConcurrencyOption = 4,
+    batch_size: BatchSizeOption = 200,
     as_json: JsonOption = False,
 ) -> None:
     """Stage deployments of a release for review, on one device or many (with progress).
@@ -388,7 +431,15 @@ def stage(
     With --json: the deployment when there is one; {summary, deployments, failed} for several.
     """
     create_deployments(
-        "staged", device, all_devices, release, instance, description, parent, concurrency, as_json
+        "staged",
+        device,
+        all_devices,
+        release,
+        instance,
+        description,
+        parent,
+        as_json,
+        batch_size=batch_size,
     )
 
 
@@ -418,8 +469,8 @@ def deploy_now(
         instance,
         description,
         parent,
-        concurrency,
         as_json,
+        concurrency=concurrency,
     )
 
 
@@ -452,7 +503,7 @@ def act_on_deployments(
     ids: list[str] | None,
     all_staged: bool,
     release: str | None,
-    concurrency: int,
+    batch_size: int,
     as_json: bool,
 ) -> None:
     if all_staged and release is None:
@@ -484,15 +535,58 @@ def act_on_deployments(
             else:
                 output.success(f"{verb} {done.id} ({done.status}).")
             return
-        result = run_bulk(
+        result = run_batches(
             selected,
-            call,
+            lambda batch: act_on_batch(client, action_name, batch),
             label=lambda item: item,
             description=f"{'Deploying' if action_name == 'deploy' else 'Archiving'}",
-            concurrency=concurrency,
+            batch_size=batch_size,
             quiet=as_json,
         )
     finish_bulk(result, verb, "deployments", as_json)
+
+
+def bulk_call(client: Miru, operation: str, **body: Any) -> dict[str, Any]:
+    """One of fleetconfig's bulk deployment operations (extensions the official client does
+    not know: sent through its raw request method, with its key, retries and errors)."""
+    answer = client.post(f"/deployments/{operation}", body=body, cast_to=object)
+    assert isinstance(answer, dict)
+    return answer
+
+
+def bulk_outcomes(answer: dict[str, Any], label: Callable[[dict[str, Any]], str]) -> list[Outcome]:
+    """A bulk answer's items as outcomes: the deployment (id, device, status), or why it
+    could not move."""
+    outcomes: list[Outcome] = []
+    for item in answer["data"]:
+        error = item.get("error")
+        if error is None:
+            done = {"id": item["deployment_id"], "device_id": item["device_id"]}
+            outcomes.append((label(item), {**done, "status": item["status"]}, None))
+            continue
+        reason = error["params"].get("reason")
+        code = f"{error['code']}: {reason}" if reason else error["code"]
+        failure = CliError(f"{error['message']} ({code})", ExitCode.REFUSED, data=error)
+        outcomes.append((label(item), None, failure))
+    return outcomes
+
+
+def act_on_batch(client: Miru, action_name: str, batch: list[str]) -> list[Outcome]:
+    """Deploy or archive a batch of ids; ids the server does not know (it refuses the whole
+    request, naming them) fail on their own and the rest are sent again."""
+    try:
+        answer = bulk_call(client, f"bulk_{action_name}", deployment_ids=batch)
+    except Exception as error:
+        if not is_api_error(error):
+            raise
+        refused = api_error(error)
+        unknown = set(refused.data.get("params", {}).get("ids") or [])
+        if refused.data.get("code") != "not_found" or not unknown:
+            raise refused from None
+        known = [item for item in batch if item not in unknown]
+        gone = [(item, None, refused) for item in batch if item in unknown]
+        return gone + (act_on_batch(client, action_name, known) if known else [])
+    return bulk_outcomes(answer, lambda item: item["deployment_id"])
 
 
 DeploymentIds = Annotated[
@@ -518,7 +612,7 @@ def deploy_staged(
     ids: DeploymentIds = None,
     all_staged: AllStagedOption = False,
     release: OptionalRelease = None,
-    concurrency: ConcurrencyOption = 4,
+    batch_size: BatchSizeOption = 200,
     as_json: JsonOption = False,
 ) -> None:
     """Deploy staged deployments: the ids given, or all staged ones of a release (with progress).
@@ -527,7 +621,7 @@ def deploy_staged(
 
     With --json: the deployment when there is one; {summary, deployments, failed} for several.
     """
-    act_on_deployments("deploy", ids, all_staged, release, concurrency, as_json)
+    act_on_deployments("deploy", ids, all_staged, release, batch_size, as_json)
 
 
 @deployments_app.command("archive")
@@ -536,14 +630,14 @@ def archive(
     ids: DeploymentIds = None,
     all_staged: AllStagedOption = False,
     release: OptionalRelease = None,
-    concurrency: ConcurrencyOption = 4,
+    batch_size: BatchSizeOption = 200,
     as_json: JsonOption = False,
 ) -> None:
     """Archive staged or drifted deployments: the ids given, or all staged ones of a release.
 
     With --json: the deployment when there is one; {summary, deployments, failed} for several.
     """
-    act_on_deployments("archive", ids, all_staged, release, concurrency, as_json)
+    act_on_deployments("archive", ids, all_staged, release, batch_size, as_json)
 
 
 # --- watch -------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from fleetconfig.server.kit.rate_limit import RateLimiter
 from fleetconfig.server.kit.signing import SigningKeys
 from fleetconfig.server.platform_api import platform_router
 from fleetconfig.server.push.hub import PushHub
-from fleetconfig.server.push.notifier import DeviceNotifier
+from fleetconfig.server.services import AppServices
 from fleetconfig.server.settings import Settings
 
 logger = logging.getLogger("fleetconfig.server")
@@ -103,18 +103,18 @@ async def prepare_database(settings: Settings, database: Database) -> None:
         print_admin_key(settings, created.secret)
 
 
-def create_app(
-    settings: Settings | None = None, *, notifier: DeviceNotifier | None = None
-) -> FastAPI:
+def create_app(settings: Settings | None = None, *, push: PushHub | None = None) -> FastAPI:
+    """The application; ``push`` replaces the hub the settings would build (tests give one
+    with a recording transport)."""
     settings = settings or Settings()
     database = Database(settings.resolved_database_url)
     # Push to agents: streams held here, plus the PostgreSQL relay and MQTT when configured.
-    push = notifier if isinstance(notifier, PushHub) else PushHub.from_settings(settings)
+    push = push or PushHub.from_settings(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await prepare_database(settings, database)
-        await app.state.signing_keys.load(database)
+        await app.state.services.signing_keys.load(database)
         await push.start(database)
         try:
             yield
@@ -129,12 +129,19 @@ def create_app(
         "(Miru Platform API 2026-03-09.tetons).",
         lifespan=lifespan,
     )
+    app.state.services = AppServices(
+        settings=settings,
+        database=database,
+        push=push,
+        signing_keys=SigningKeys(),
+        rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+    )
+    # Older spellings, until every reader goes through ``services(request)``.
     app.state.settings = settings
     app.state.database = database
     app.state.push = push
-    app.state.notifier = notifier or push
-    app.state.signing_keys = SigningKeys()
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.signing_keys = app.state.services.signing_keys
+    app.state.rate_limiter = app.state.services.rate_limiter
 
     app.add_exception_handler(APIError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)

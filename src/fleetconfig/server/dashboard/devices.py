@@ -198,7 +198,7 @@ async def deployment_diff(
         raise InvalidRequest("Pick two deployments to compare (one 'from' and one 'to')")
     session = user.ctx.session
     device = await DeviceService(session, user.workspace_id).get(device_id)
-    service = DeploymentService(session, user.workspace_id)
+    service = DeploymentService.of(user.ctx)
     old = await _deployment_of(service, device, old_id)
     new = await _deployment_of(service, device, new_id)
     contents = await instances_by_deployment(session, [old.id, new.id], with_data=True)

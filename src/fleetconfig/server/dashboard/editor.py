@@ -237,8 +237,7 @@ async def deploy(schema_id: str, request: Request, user: User = Depends(writer))
         for other in (await schemas_by_release(session, [release_id])).get(release_id, [])
         if other.id != schema.id
     ]
-    service = DeploymentService(session, user.workspace_id)
-    deployment = await service.create(
+    deployment = await DeploymentService.of(user.ctx).create(
         CreateDeploymentRequest(
             target_status=target_status,  # type: ignore[arg-type]
             description=form.get("description", "").strip() or "From the config editor",
@@ -247,6 +246,5 @@ async def deploy(schema_id: str, request: Request, user: User = Depends(writer))
             config_instance_ids=[instance_id, *[other for other in others if other]],
         )
     )
-    user.ctx.notify_devices_after_commit(service.changed_device_ids)
     await user.ctx.commit()
     return render(request, "_deploy_result.html", {"user": user, "deployment": deployment})

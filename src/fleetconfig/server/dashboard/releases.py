@@ -1,9 +1,9 @@
 """Releases and each release's staging area: stage deployments for many devices, then deploy,
 archive or restage them in bulk, watching their statuses converge.
 
-Every change goes through :class:`DeploymentService` (and so through the lifecycle rules),
-one deployment at a time inside a savepoint: one refusal (a drifted deployment, a device
-already on this release) is reported next to its row without undoing the others.
+Every change goes through :class:`DeploymentService`'s bulk operations (and so through the
+lifecycle rules), one transaction for the whole selection: one refusal (a drifted deployment,
+a device already on this release) is reported next to its row without undoing the others.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ from fleetconfig.server.dashboard.web import (
     render,
     writer,
 )
+from fleetconfig.server.deployments.bulk import BulkSelectionRequest, BulkStageRequest
 from fleetconfig.server.deployments.lifecycle import ActivityStatus, ErrorStatus, derived_status
-from fleetconfig.server.deployments.schemas import CreateDeploymentRequest, instances_by_deployment
+from fleetconfig.server.deployments.schemas import instances_by_deployment
 from fleetconfig.server.deployments.service import DeploymentService
 from fleetconfig.server.devices.repository import DeviceRepository
 from fleetconfig.server.kit.errors import APIError, InvalidRequest
@@ -252,27 +253,23 @@ async def stage(release_id: str, request: Request, user: User = Depends(writer))
     instance_ids = [form.get(f"instance:{schema.id}", "") for schema in schemas]
     description = form.get("description", "").strip() or f"Staged for {release.version}"
     devices = await DeviceRepository(session, user.workspace_id).get_many(device_ids)
-    service = DeploymentService(session, user.workspace_id)
-    outcomes: list[Outcome] = []
-    # One device at a time, in id order (the order every bulk request locks devices in).
-    for device_id in sorted(device_ids):
-        label = _device_name(devices, device_id)
-        try:
-            async with session.begin_nested():
-                created = await service.create(
-                    CreateDeploymentRequest(
-                        target_status="staged",
-                        description=description,
-                        release_id=release.id,
-                        device_id=device_id,
-                        config_instance_ids=[i for i in instance_ids if i],
-                    )
-                )
-            outcomes.append(Outcome(label, True, f"staged as {created.id}"))
-        except APIError as error:
-            outcomes.append(Outcome(label, False, _explain(error)))
-    user.ctx.notify_devices_after_commit(service.changed_device_ids)
+    result = await DeploymentService.of(user.ctx).stage_many(
+        BulkStageRequest(
+            release_id=release.id,
+            device_ids=device_ids,
+            config_instance_ids=[i for i in instance_ids if i],
+            description=description,
+        )
+    )
     await user.ctx.commit()
+    outcomes = [
+        Outcome(
+            _device_name(devices, item.device_id),
+            item.error is None,
+            f"staged as {item.deployment_id}" if item.error is None else _explain(item.error),
+        )
+        for item in result.items
+    ]
     staged = sum(outcome.ok for outcome in outcomes)
     return await _after_action(
         request, user, release, outcomes, f"Staged {staged} of {len(outcomes)}"
@@ -289,7 +286,7 @@ async def bulk_action(release_id: str, request: Request, user: User = Depends(wr
     release = await _release(user, release_id)
     selected = _selected(form.getlist("deployment_id"), "deployment")
     session = user.ctx.session
-    service = DeploymentService(session, user.workspace_id)
+    service = DeploymentService.of(user.ctx)
     statement = service.repository.search(
         ids=selected,
         target_statuses=[],
@@ -302,29 +299,24 @@ async def bulk_action(release_id: str, request: Request, user: User = Depends(wr
     devices = await DeviceRepository(session, user.workspace_id).get_many(
         row.device_id for row in found.values()
     )
-    operation = {"deploy": service.deploy, "archive": service.archive, "restage": service.restage}[
-        action
-    ]
     outcomes: list[Outcome] = [
         Outcome(deployment_id, False, f"not a deployment of release {release.version}")
         for deployment_id in selected
         if deployment_id not in found
     ]
-    # Devices are locked in id order, as every bulk request does, so two never wait on each
-    # other in a cycle.
-    # (Labels first: a refused step's savepoint rollback expires the rows it touched.)
-    plan = sorted(
-        (row.device_id, row.id, f"{_device_name(devices, row.device_id)} ({row.id})")
-        for row in found.values()
-    )
-    for _device_id, deployment_id, label in plan:
-        try:
-            async with session.begin_nested():
-                await operation(deployment_id)
-            outcomes.append(Outcome(label, True, f"{_PAST[action]}"))
-        except APIError as error:
-            outcomes.append(Outcome(label, False, _explain(error)))
-    user.ctx.notify_devices_after_commit(service.changed_device_ids)
+    if found:
+        result = await service.act_on_many(
+            action,  # type: ignore[arg-type]  # checked against ACTION_SCOPES above
+            BulkSelectionRequest(deployment_ids=sorted(found)),
+        )
+        outcomes += [
+            Outcome(
+                f"{_device_name(devices, item.device_id)} ({item.deployment_id})",
+                item.error is None,
+                item.outcome if item.error is None else _explain(item.error),
+            )
+            for item in result.items
+        ]
     await user.ctx.commit()
     done = sum(outcome.ok for outcome in outcomes)
     return await _after_action(

@@ -181,14 +181,24 @@ async def _user(request: Request, *, write: bool) -> AsyncIterator[User]:
             raise SignInRequired
         async with database.session(write=True) as session:
             yield _remember(
-                request, User(Context(request, session, principal, version), expected_csrf)
+                request,
+                User(
+                    Context(request=request, session=session, principal=principal, version=version),
+                    expected_csrf,
+                ),
             )
         return
     async with database.session(write=write) as session:
         principal = await principal_of(session, claims)
         if principal is None:
             raise SignInRequired
-        yield _remember(request, User(Context(request, session, principal, version), expected_csrf))
+        yield _remember(
+            request,
+            User(
+                Context(request=request, session=session, principal=principal, version=version),
+                expected_csrf,
+            ),
+        )
 
 
 def _remember(request: Request, user: User) -> User:

@@ -1,14 +1,19 @@
-"""HTTP endpoints of deployments: the six operations of the version, plus ``restage``."""
+"""HTTP endpoints of deployments: the six operations of the version, plus extensions.
+
+Extensions: ``restage`` (a reviewed drifted deployment staged again) and the bulk operations
+``bulk_stage``, ``bulk_deploy``, ``bulk_archive`` and ``bulk_restage``, each one transaction
+of a fixed number of statements, answering with every item's outcome (see :mod:`.bulk`).
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from fleetconfig.server.deployments import wire
+from fleetconfig.server.deployments.bulk import Action, BulkSelectionRequest, BulkStageRequest
 from fleetconfig.server.deployments.lifecycle import ActivityStatus, ErrorStatus, TargetStatus
 from fleetconfig.server.deployments.schemas import CreateDeploymentRequest, render_deployments
 from fleetconfig.server.deployments.service import DeploymentService
@@ -46,7 +51,7 @@ async def list_deployments(request: Request, ctx: Context = Depends(read_context
     query = request.query_params
     page, order = page_param(query), order_by_param(query)
     expand = expand_param(query, "deployment", is_list=True)
-    repository = DeploymentService(ctx.session, ctx.workspace_id).repository
+    repository = DeploymentService.of(ctx).repository
     statement = repository.search(
         ids=filter_param(query, "id"),
         target_statuses=enum_filter(query, "target_status", TargetStatus),
@@ -77,10 +82,8 @@ async def create_deployment(request: Request, ctx: Context = Depends(write_conte
         else ("deployments:stage",)
     )
     expand_param(request.query_params, "deployment", is_list=False)  # refuse a bad one first
-    service = DeploymentService(ctx.session, ctx.workspace_id)
-    row = await service.create(body)
+    row = await DeploymentService.of(ctx).create(body)
     response = await _render_one(ctx, row)
-    ctx.notify_devices_after_commit(service.changed_device_ids)
     await ctx.commit()
     return response
 
@@ -93,7 +96,7 @@ async def create_deployment(request: Request, ctx: Context = Depends(write_conte
 async def get_deployment(deployment_id: str, ctx: Context = Depends(read_context)) -> Response:
     ctx.principal.require(("deployments:read",))
     expand_param(ctx.request.query_params, "deployment", is_list=False)
-    row = await DeploymentService(ctx.session, ctx.workspace_id).get(deployment_id)
+    row = await DeploymentService.of(ctx).get(deployment_id)
     return await _render_one(ctx, row)
 
 
@@ -104,7 +107,9 @@ async def get_deployment(deployment_id: str, ctx: Context = Depends(read_context
 )
 async def deploy_deployment(deployment_id: str, ctx: Context = Depends(write_context)) -> Response:
     ctx.principal.require(("deployments:deploy",))
-    return await _change(ctx, deployment_id, DeploymentService.deploy)
+    expand_param(ctx.request.query_params, "deployment", is_list=False)  # refuse a bad one first
+    row = await DeploymentService.of(ctx).deploy(deployment_id)
+    return await _committed(ctx, row)
 
 
 @router.post(
@@ -114,7 +119,9 @@ async def deploy_deployment(deployment_id: str, ctx: Context = Depends(write_con
 )
 async def archive_deployment(deployment_id: str, ctx: Context = Depends(write_context)) -> Response:
     ctx.principal.require(("deployments:archive",))
-    return await _change(ctx, deployment_id, DeploymentService.archive)
+    expand_param(ctx.request.query_params, "deployment", is_list=False)
+    row = await DeploymentService.of(ctx).archive(deployment_id)
+    return await _committed(ctx, row)
 
 
 @router.post(
@@ -125,7 +132,16 @@ async def archive_deployment(deployment_id: str, ctx: Context = Depends(write_co
 async def restage_deployment(deployment_id: str, ctx: Context = Depends(write_context)) -> Response:
     """Extension: a reviewed drifted deployment is staged again (its drift window restarts)."""
     ctx.principal.require(("deployments:stage",))
-    return await _change(ctx, deployment_id, DeploymentService.restage)
+    expand_param(ctx.request.query_params, "deployment", is_list=False)
+    row = await DeploymentService.of(ctx).restage(deployment_id)
+    return await _committed(ctx, row)
+
+
+async def _committed(ctx: Context, row: Deployment) -> Response:
+    """The answer is rendered inside the transaction, then the change is committed."""
+    response = await _render_one(ctx, row)
+    await ctx.commit()
+    return response
 
 
 @router.get(
@@ -138,23 +154,46 @@ async def list_deployment_drifts(
 ) -> Response:
     ctx.principal.require(("deployments:read",))
     expand = expand_param(ctx.request.query_params, "deployment", is_list=False)
-    rows = await DeploymentService(ctx.session, ctx.workspace_id).drifts(deployment_id)
+    rows = await DeploymentService.of(ctx).drifts(deployment_id)
     data = await render_deployments(ctx.session, rows, expand.tree)
     # The whole set at once: the envelope says so.
     return json_response(list_envelope(data, Page(offset=0, limit=len(data)), False, None))
 
 
-async def _change(
-    ctx: Context,
-    deployment_id: str,
-    operation: Callable[[DeploymentService, str], Awaitable[Deployment]],
-) -> Response:
-    """Apply one lifecycle operation, answer with the deployment, notify after commit."""
-    # Checked first, so that a bad ``expand`` changes nothing.
-    expand_param(ctx.request.query_params, "deployment", is_list=False)
-    service = DeploymentService(ctx.session, ctx.workspace_id)
-    row = await operation(service, deployment_id)
-    response = await _render_one(ctx, row)
-    ctx.notify_devices_after_commit(service.changed_device_ids)
+# -- bulk operations (extensions) ---------------------------------------------------------
+
+
+@router.post(
+    "/bulk_stage",
+    operation_id="bulkStageDeployments",
+    responses=responses(wire.BulkResult, "Each device's outcome."),
+    openapi_extra=openapi_body(BulkStageRequest),
+)
+async def bulk_stage(request: Request, ctx: Context = Depends(write_context)) -> Response:
+    """Extension: stage one release with one set of config instances for many devices."""
+    ctx.principal.require(("deployments:write",), ("deployments:stage",))
+    body = await parse_body(request, BulkStageRequest)
+    result = await DeploymentService.of(ctx).stage_many(body)
     await ctx.commit()
-    return response
+    return json_response(result.render())
+
+
+def _bulk_action(action: Action, scope: str, summary: str) -> None:
+    @router.post(
+        f"/bulk_{action}",
+        operation_id=f"bulk{action.capitalize()}Deployments",
+        responses=responses(wire.BulkResult, "Each selected deployment's outcome."),
+        openapi_extra=openapi_body(BulkSelectionRequest),
+        summary=summary,
+    )
+    async def endpoint(request: Request, ctx: Context = Depends(write_context)) -> Response:
+        ctx.principal.require((scope,))
+        body = await parse_body(request, BulkSelectionRequest)
+        result = await DeploymentService.of(ctx).act_on_many(action, body)
+        await ctx.commit()
+        return json_response(result.render())
+
+
+_bulk_action("deploy", "deployments:deploy", "Extension: deploy many staged deployments")
+_bulk_action("archive", "deployments:archive", "Extension: archive many staged deployments")
+_bulk_action("restage", "deployments:stage", "Extension: restage many drifted deployments")

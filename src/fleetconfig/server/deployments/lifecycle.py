@@ -50,38 +50,45 @@ class Actor(StrEnum):
     DEVICE = "device"
 
 
-T, A, E = TargetStatus, ActivityStatus, ErrorStatus
-
 TARGET_MOVES: frozenset[tuple[str, str]] = frozenset(
-    {(T.STAGED, T.DEPLOYED), (T.STAGED, T.ARCHIVED), (T.DEPLOYED, T.ARCHIVED)}
+    {
+        (TargetStatus.STAGED, TargetStatus.DEPLOYED),
+        (TargetStatus.STAGED, TargetStatus.ARCHIVED),
+        (TargetStatus.DEPLOYED, TargetStatus.ARCHIVED),
+    }
 )
 
 # Keyed by plain strings too: a StrEnum member hashes and compares as its value.
 ACTIVITY_MOVES: Mapping[tuple[str, str], frozenset[Actor]] = {
     # Another deployment became the device's target after this one was staged.
-    (A.STAGED, A.DRIFTED): frozenset({Actor.SERVER}),
+    (ActivityStatus.STAGED, ActivityStatus.DRIFTED): frozenset({Actor.SERVER}),
     # Reviewed after drifting: restaged, with a new drift window.
-    (A.DRIFTED, A.STAGED): frozenset({Actor.SERVER}),
-    (A.STAGED, A.QUEUED): frozenset({Actor.SERVER}),
-    (A.STAGED, A.ARCHIVED): frozenset({Actor.SERVER}),
-    (A.DRIFTED, A.ARCHIVED): frozenset({Actor.SERVER}),
+    (ActivityStatus.DRIFTED, ActivityStatus.STAGED): frozenset({Actor.SERVER}),
+    (ActivityStatus.STAGED, ActivityStatus.QUEUED): frozenset({Actor.SERVER}),
+    (ActivityStatus.STAGED, ActivityStatus.ARCHIVED): frozenset({Actor.SERVER}),
+    (ActivityStatus.DRIFTED, ActivityStatus.ARCHIVED): frozenset({Actor.SERVER}),
     # Files written on the device.
-    (A.QUEUED, A.DEPLOYED): frozenset({Actor.DEVICE}),
+    (ActivityStatus.QUEUED, ActivityStatus.DEPLOYED): frozenset({Actor.DEVICE}),
     # Replaced or failed before the device applied it: nothing to remove, so at once; the
     # agent may also report it.
-    (A.QUEUED, A.ARCHIVED): frozenset({Actor.SERVER, Actor.DEVICE}),
+    (ActivityStatus.QUEUED, ActivityStatus.ARCHIVED): frozenset({Actor.SERVER, Actor.DEVICE}),
     # Only the agent knows when the files are gone.
-    (A.DEPLOYED, A.ARCHIVED): frozenset({Actor.DEVICE}),
+    (ActivityStatus.DEPLOYED, ActivityStatus.ARCHIVED): frozenset({Actor.DEVICE}),
 }
 
 ERROR_MOVES: frozenset[tuple[str, str]] = frozenset(
-    {(E.NONE, E.RETRYING), (E.RETRYING, E.NONE), (E.NONE, E.FAILED), (E.RETRYING, E.FAILED)}
+    {
+        (ErrorStatus.NONE, ErrorStatus.RETRYING),
+        (ErrorStatus.RETRYING, ErrorStatus.NONE),
+        (ErrorStatus.NONE, ErrorStatus.FAILED),
+        (ErrorStatus.RETRYING, ErrorStatus.FAILED),
+    }
 )
 
 
 def derived_status(activity_status: str, error_status: str) -> str:
     """The single ``status`` the API shows: an error takes precedence over the activity."""
-    return activity_status if error_status == E.NONE else error_status
+    return activity_status if error_status == ErrorStatus.NONE else error_status
 
 
 class HasState(Protocol):
@@ -105,7 +112,7 @@ class HasState(Protocol):
 class State:
     target_status: str
     activity_status: str
-    error_status: str = E.NONE
+    error_status: str = ErrorStatus.NONE
     error_message: str | None = None
     deployed_at: datetime | None = None
     archived_at: datetime | None = None
@@ -159,12 +166,18 @@ class InvalidTransition(Exception):
 def is_consistent(state: HasState) -> bool:
     """The combinations the rules can produce (every move keeps a deployment inside them)."""
     target, activity, error = state.target_status, state.activity_status, state.error_status
-    if target == T.STAGED:
-        return activity in (A.STAGED, A.DRIFTED) and error == E.NONE
-    if target == T.DEPLOYED:
-        return activity in (A.QUEUED, A.DEPLOYED) and error != E.FAILED
-    if target == T.ARCHIVED:
-        return activity in (A.DEPLOYED, A.ARCHIVED)
+    if target == TargetStatus.STAGED:
+        return (
+            activity in (ActivityStatus.STAGED, ActivityStatus.DRIFTED)
+            and error == ErrorStatus.NONE
+        )
+    if target == TargetStatus.DEPLOYED:
+        return (
+            activity in (ActivityStatus.QUEUED, ActivityStatus.DEPLOYED)
+            and error != ErrorStatus.FAILED
+        )
+    if target == TargetStatus.ARCHIVED:
+        return activity in (ActivityStatus.DEPLOYED, ActivityStatus.ARCHIVED)
     return False
 
 
@@ -173,6 +186,27 @@ def after(state: HasState, changes: Changes) -> State:
     fields = {field.name for field in dataclasses.fields(State)}
     values: dict[str, Any] = {key: value for key, value in changes.items() if key in fields}
     return dataclasses.replace(State.of(state), **values)
+
+
+class IllegalMove(AssertionError):
+    """A computed change breaks the tables above: a bug in this module, never user input."""
+
+
+def enforce(current: HasState, changes: Changes, actor: Actor) -> None:
+    """Check ``changes`` against the move tables for ``actor``; the write path calls it before
+    every write, so the tables are the rules, not their documentation."""
+    result = after(current, changes)
+    target = (current.target_status, result.target_status)
+    activity = (current.activity_status, result.activity_status)
+    error = (current.error_status, result.error_status)
+    if target[0] != target[1] and target not in TARGET_MOVES:
+        raise IllegalMove(f"target may not move from {target[0]} to {target[1]}")
+    if activity[0] != activity[1] and actor not in ACTIVITY_MOVES.get(activity, frozenset()):
+        raise IllegalMove(f"{actor} may not move activity from {activity[0]} to {activity[1]}")
+    if error[0] != error[1] and error not in ERROR_MOVES:
+        raise IllegalMove(f"error may not move from {error[0]} to {error[1]}")
+    if not is_consistent(result):
+        raise IllegalMove(f"the change leaves an inconsistent state: {result}")
 
 
 def apply(deployment: Any, changes: Changes) -> None:
@@ -186,9 +220,9 @@ def apply(deployment: Any, changes: Changes) -> None:
 
 def create_staged(now: datetime) -> Changes:
     return {
-        "target_status": T.STAGED,
-        "activity_status": A.STAGED,
-        "error_status": E.NONE,
+        "target_status": TargetStatus.STAGED,
+        "activity_status": ActivityStatus.STAGED,
+        "error_status": ErrorStatus.NONE,
         "staged_at": now,
         "updated_at": now,
     }
@@ -196,9 +230,9 @@ def create_staged(now: datetime) -> Changes:
 
 def create_deployed(now: datetime) -> Changes:
     return {
-        "target_status": T.DEPLOYED,
-        "activity_status": A.QUEUED,
-        "error_status": E.NONE,
+        "target_status": TargetStatus.DEPLOYED,
+        "activity_status": ActivityStatus.QUEUED,
+        "error_status": ErrorStatus.NONE,
         "staged_at": now,
         "targeted_at": now,
         "updated_at": now,
@@ -207,19 +241,22 @@ def create_deployed(now: datetime) -> Changes:
 
 def deploy(current: HasState, now: datetime) -> Changes:
     """Make a staged deployment its device's target."""
-    if current.activity_status == A.STAGED and current.target_status == T.STAGED:
+    if (
+        current.activity_status == ActivityStatus.STAGED
+        and current.target_status == TargetStatus.STAGED
+    ):
         return {
-            "target_status": T.DEPLOYED,
-            "activity_status": A.QUEUED,
+            "target_status": TargetStatus.DEPLOYED,
+            "activity_status": ActivityStatus.QUEUED,
             "targeted_at": now,
             "updated_at": now,
         }
-    if current.activity_status == A.DRIFTED:
+    if current.activity_status == ActivityStatus.DRIFTED:
         why = (
             "it has drifted: the device's target changed since it was staged; review it and "
             "restage it before deploying"
         )
-    elif current.target_status == T.DEPLOYED:
+    elif current.target_status == TargetStatus.DEPLOYED:
         why = "it is already the device's target"
     else:
         why = "it is archived"
@@ -228,12 +265,12 @@ def deploy(current: HasState, now: datetime) -> Changes:
 
 def archive(current: HasState, now: datetime) -> Changes:
     """Archive a staged or drifted deployment; an archived one stays as it is."""
-    if current.target_status == T.ARCHIVED:
+    if current.target_status == TargetStatus.ARCHIVED:
         return {}
-    if current.activity_status in (A.STAGED, A.DRIFTED):
+    if current.activity_status in (ActivityStatus.STAGED, ActivityStatus.DRIFTED):
         return {
-            "target_status": T.ARCHIVED,
-            "activity_status": A.ARCHIVED,
+            "target_status": TargetStatus.ARCHIVED,
+            "activity_status": ActivityStatus.ARCHIVED,
             "archived_at": now,
             "updated_at": now,
         }
@@ -250,13 +287,16 @@ def restage(current: HasState, now: datetime) -> Changes:
     A deployment that is already staged has had no drift (any new target would have drifted
     it), so restaging it changes nothing: a retried request succeeds.
     """
-    if current.activity_status == A.DRIFTED:
-        return {"activity_status": A.STAGED, "staged_at": now, "updated_at": now}
-    if current.activity_status == A.STAGED and current.target_status == T.STAGED:
+    if current.activity_status == ActivityStatus.DRIFTED:
+        return {"activity_status": ActivityStatus.STAGED, "staged_at": now, "updated_at": now}
+    if (
+        current.activity_status == ActivityStatus.STAGED
+        and current.target_status == TargetStatus.STAGED
+    ):
         return {}
     why = (
         "it is already the device's target"
-        if current.target_status == T.DEPLOYED
+        if current.target_status == TargetStatus.DEPLOYED
         else "it is archived"
     )
     raise InvalidTransition("restage", current, why)
@@ -264,8 +304,11 @@ def restage(current: HasState, now: datetime) -> Changes:
 
 def drift(current: HasState, now: datetime) -> Changes:
     """Another deployment became the device's target: a staged one must be reviewed again."""
-    if current.activity_status == A.STAGED and current.target_status == T.STAGED:
-        return {"activity_status": A.DRIFTED, "updated_at": now}
+    if (
+        current.activity_status == ActivityStatus.STAGED
+        and current.target_status == TargetStatus.STAGED
+    ):
+        return {"activity_status": ActivityStatus.DRIFTED, "updated_at": now}
     return {}
 
 
@@ -276,14 +319,14 @@ def supersede(current: HasState, now: datetime) -> Changes:
     it never left ``queued``: then nothing reached the device and it is archived at once,
     and a ``retrying`` error is moot.
     """
-    if current.target_status != T.DEPLOYED:
+    if current.target_status != TargetStatus.DEPLOYED:
         raise InvalidTransition("supersede", current, "it is not the device's target")
-    changes: Changes = {"target_status": T.ARCHIVED, "updated_at": now}
-    if current.activity_status == A.QUEUED:
-        changes["activity_status"] = A.ARCHIVED
+    changes: Changes = {"target_status": TargetStatus.ARCHIVED, "updated_at": now}
+    if current.activity_status == ActivityStatus.QUEUED:
+        changes["activity_status"] = ActivityStatus.ARCHIVED
         changes["archived_at"] = now
-        if current.error_status == E.RETRYING:
-            changes["error_status"] = E.NONE
+        if current.error_status == ErrorStatus.RETRYING:
+            changes["error_status"] = ErrorStatus.NONE
             changes["error_message"] = None
     return changes
 
@@ -310,7 +353,7 @@ def apply_device_report(current: HasState, reported: DeviceReport) -> Changes | 
     (a stale or replayed one) is ignored as a whole, never applied in part. Devices never
     see staged or drifted deployments, so reports about those are ignored too.
     """
-    if current.target_status == T.STAGED:
+    if current.target_status == TargetStatus.STAGED:
         return None
     target = current.target_status
     activity = current.activity_status
@@ -321,14 +364,14 @@ def apply_device_report(current: HasState, reported: DeviceReport) -> Changes | 
         if (current.error_status, error) not in ERROR_MOVES:
             return None
         changes["error_status"] = error
-        changes["error_message"] = reported.error_message if error != E.NONE else None
-        if error == E.FAILED and target != T.ARCHIVED:
+        changes["error_message"] = reported.error_message if error != ErrorStatus.NONE else None
+        if error == ErrorStatus.FAILED and target != TargetStatus.ARCHIVED:
             # A failed deployment is archived; the agent keeps the previous files as fallback.
-            target = T.ARCHIVED
-            changes["target_status"] = T.ARCHIVED
+            target = TargetStatus.ARCHIVED
+            changes["target_status"] = TargetStatus.ARCHIVED
     elif (
         error is not None
-        and error != E.NONE
+        and error != ErrorStatus.NONE
         and reported.error_message is not None
         and reported.error_message != current.error_message
     ):
@@ -338,19 +381,19 @@ def apply_device_report(current: HasState, reported: DeviceReport) -> Changes | 
     if new_activity is not None and new_activity != activity:
         if Actor.DEVICE not in ACTIVITY_MOVES.get((activity, new_activity), frozenset()):
             return None
-        if new_activity == A.ARCHIVED and target != T.ARCHIVED:
+        if new_activity == ActivityStatus.ARCHIVED and target != TargetStatus.ARCHIVED:
             # The files of the device's target are removed only once it is replaced or failed.
             return None
         activity = new_activity
         changes["activity_status"] = new_activity
-        if new_activity == A.DEPLOYED and current.deployed_at is None:
+        if new_activity == ActivityStatus.DEPLOYED and current.deployed_at is None:
             changes["deployed_at"] = reported.deployed_at or reported.received_at
-        if new_activity == A.ARCHIVED and current.archived_at is None:
+        if new_activity == ActivityStatus.ARCHIVED and current.archived_at is None:
             changes["archived_at"] = reported.archived_at or reported.received_at
 
-    if changes.get("error_status") == E.FAILED and activity == A.QUEUED:
+    if changes.get("error_status") == ErrorStatus.FAILED and activity == ActivityStatus.QUEUED:
         # Failed before anything was applied: nothing to remove.
-        changes["activity_status"] = A.ARCHIVED
+        changes["activity_status"] = ActivityStatus.ARCHIVED
         if current.archived_at is None:
             changes["archived_at"] = reported.archived_at or reported.received_at
 

@@ -1,26 +1,42 @@
-"""Rules of deployments: create, deploy, archive, restage, drifts.
+"""The one write path of deployments: every change of a deployment, whoever asks, is made here.
 
-Every status change is computed by :mod:`.lifecycle`; this module decides which deployments
-change and keeps the device-wide rules in one transaction:
+The Platform API, the dashboard and the agent API change deployments only through
+:class:`DeploymentService`. It computes every status change with :mod:`.lifecycle` (which
+checks each move against its tables), keeps the device-wide rules in one transaction, and
+itself registers the after-commit notification of the devices that must act:
 
 - a device has at most one current deployment (target ``deployed``). The database enforces it
-  with a partial unique index; each write first locks the device row (PostgreSQL; SQLite
+  with a partial unique index; each write first locks the device rows (PostgreSQL; SQLite
   serialises writers already), and a violation that still slips through is a 409, not a 500;
 - when a deployment becomes the target, the previous one is superseded and every other staged
-  deployment of the device drifts; the device is told to sync once the data is committed
-  (the caller registers :attr:`DeploymentService.changed_device_ids` to run after commit).
+  deployment of the device drifts; the device is told to sync once the data is committed.
+
+One deployment or many go through the same set-based statements (:mod:`.bulk`), so a bulk
+operation costs a fixed number of statements whatever its size.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Sequence
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from typing import Any
 
+from sqlalchemy import ColumnElement
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.deployments import lifecycle
+from fleetconfig.server.deployments.bulk import (
+    Action,
+    BulkRepository,
+    BulkResult,
+    BulkSelectionRequest,
+    BulkStageRequest,
+    ItemOutcome,
+    Row,
+    check_unique,
+    unknown,
+)
 from fleetconfig.server.deployments.lifecycle import (
     ActivityStatus,
     InvalidTransition,
@@ -30,17 +46,27 @@ from fleetconfig.server.deployments.repository import DeploymentRepository
 from fleetconfig.server.deployments.schemas import CreateDeploymentRequest
 from fleetconfig.server.kit import ids
 from fleetconfig.server.kit.clock import utcnow
+from fleetconfig.server.kit.context import Context
 from fleetconfig.server.kit.errors import Conflict, NotFound, ValidationFailed, not_found
+from fleetconfig.server.kit.unit_of_work import UnitOfWork
 from fleetconfig.server.models import ConfigInstance, Deployment, Device, Release
+from fleetconfig.server.push.notifier import DeviceNotifier
+from fleetconfig.server.services import services
 
 
 class DeploymentService:
-    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
-        self.session = session
+    def __init__(self, work: UnitOfWork, workspace_id: str, notifier: DeviceNotifier) -> None:
+        self.work = work
+        self.session = work.session
         self.workspace_id = workspace_id
-        self.repository = DeploymentRepository(session, workspace_id)
-        # Devices whose deployments changed in a way the device must act on.
-        self.changed_device_ids: set[str] = set()
+        self.notifier = notifier
+        self.repository = DeploymentRepository(self.session, workspace_id)
+        self.bulk = BulkRepository(self.session, workspace_id)
+
+    @classmethod
+    def of(cls, ctx: Context) -> DeploymentService:
+        """The service for one request of the Platform API or the dashboard."""
+        return cls(ctx, ctx.workspace_id, services(ctx.request).push)
 
     async def get(self, deployment_id: str) -> Deployment:
         row = await self.repository.get(deployment_id)
@@ -59,21 +85,20 @@ class DeploymentService:
             raise not_found("release", request.release_id)
         await self._check_config_instances(release, request.config_instance_ids)
         parent = await self._parent(request.parent_id, device)
-        current = await self.repository.current(device.id)
+        rows = await self.bulk.rows([device.id])
         deploying = request.target_status == TargetStatus.DEPLOYED
-        self._check_release(device, release, current, deploying=deploying)
+        self._check_release(device.id, release, _current(rows), deploying=deploying)
 
         now = utcnow()
-        replaced: list[Deployment] = []
-        if not deploying:
-            # One staged deployment per device and release: the new one replaces the old.
-            replaced = await self.repository.staged(device.id, release_id=release.id)
-        if parent is not None and parent.target_status == TargetStatus.STAGED:
-            replaced.append(parent)
-        for row in {row.id: row for row in replaced}.values():
-            lifecycle.apply(row, lifecycle.archive(row, now))
         if deploying:
-            await self._replace_target(device.id, current, now, keep=None)
+            changes = _make_room(rows, now, keep=None)
+        else:
+            # One staged deployment per device and release: the new one replaces the old.
+            changes = _replace_staged(rows, release.id, now)
+        if parent is not None and parent.target_status == TargetStatus.STAGED:
+            changes[parent.id] = lifecycle.archive(parent, now)
+            rows.append(Row.of(parent))
+        await self._write(changes, {row.id: row for row in rows}, [device.id])
 
         deployment = Deployment(
             id=ids.new_id(ids.DEPLOYMENT),
@@ -87,9 +112,12 @@ class DeploymentService:
         initial = lifecycle.create_deployed(now) if deploying else lifecycle.create_staged(now)
         lifecycle.apply(deployment, initial)
         self.repository.add(deployment, request.config_instance_ids)
-        await self._flush(device.id)
+        try:
+            await self.session.flush()
+        except DBAPIError as error:
+            raise _race_or(error, [device.id]) from None
         if deploying:
-            self.changed_device_ids.add(device.id)
+            self._notify_on_commit([device.id])
         return deployment
 
     async def _check_config_instances(self, release: Release, instance_ids: Sequence[str]) -> None:
@@ -168,57 +196,148 @@ class DeploymentService:
 
     @staticmethod
     def _check_release(
-        device: Device, release: Release, current: Deployment | None, *, deploying: bool
+        device_id: str, release: Release, current: Row | None, *, deploying: bool
     ) -> None:
         current_release_id = current.release_id if current is not None else None
         if deploying and current_release_id not in (None, release.id):
             raise Conflict(
-                f"Device {device.id} runs another release ({current_release_id}); a deployment "
+                f"Device {device_id} runs another release ({current_release_id}); a deployment "
                 f"of release {release.version} must be staged and then deployed",
                 "release_mismatch",
-                device_id=device.id,
+                device_id=device_id,
                 release_id=release.id,
                 current_release_id=current_release_id,
             )
         if not deploying and current_release_id == release.id:
             raise Conflict(
-                f"Release {release.version} is device {device.id}'s current release; a "
+                f"Release {release.version} is device {device_id}'s current release; a "
                 "deployment of it is created deployed, not staged",
                 "release_mismatch",
-                device_id=device.id,
+                device_id=device_id,
                 release_id=release.id,
                 current_release_id=current_release_id,
             )
 
-    # -- deploy, archive, restage -------------------------------------------------------------
+    # -- deploy, archive, restage: one deployment, or many ---------------------------------
 
     async def deploy(self, deployment_id: str) -> Deployment:
-        device = await self._lock_device_of(deployment_id)
-        deployment = await self.get(deployment_id)
-        now = utcnow()
-        changes = self._transition(lifecycle.deploy, deployment, now)
-        current = await self.repository.current(device.id)
-        await self._replace_target(device.id, current, now, keep=deployment.id)
-        lifecycle.apply(deployment, changes)
-        await self._flush(device.id)
-        self.changed_device_ids.add(device.id)
-        return deployment
+        return await self._act_on_one("deploy", deployment_id)
 
     async def archive(self, deployment_id: str) -> Deployment:
-        await self._lock_device_of(deployment_id)
-        deployment = await self.get(deployment_id)
-        changes = self._transition(lifecycle.archive, deployment, utcnow())
-        # Staged and drifted deployments never reach the device: nothing for it to do.
-        lifecycle.apply(deployment, changes)
-        await self.session.flush()
-        return deployment
+        return await self._act_on_one("archive", deployment_id)
 
     async def restage(self, deployment_id: str) -> Deployment:
-        await self._lock_device_of(deployment_id)
-        deployment = await self.get(deployment_id)
-        lifecycle.apply(deployment, self._transition(lifecycle.restage, deployment, utcnow()))
-        await self.session.flush()
-        return deployment
+        return await self._act_on_one("restage", deployment_id)
+
+    async def act_on_many(self, action: Action, request: BulkSelectionRequest) -> BulkResult:
+        """Deploy, archive or restage every deployment the request selects."""
+        if request.deployment_ids is not None:
+            check_unique(request.deployment_ids, "deployment_ids")
+        return await self._act(action, self.bulk.selection(request, action), request.deployment_ids)
+
+    async def _act_on_one(self, action: Action, deployment_id: str) -> Deployment:
+        result = await self._act(action, Deployment.id == deployment_id, [deployment_id])
+        (item,) = result.items
+        if item.error is not None:
+            raise item.error
+        return await self.get(deployment_id)
+
+    async def _act(
+        self, action: Action, condition: ColumnElement[bool], requested: list[str] | None
+    ) -> BulkResult:
+        device_ids = await self.bulk.lock_devices(self.bulk.devices_of(condition))
+        rows = await self.bulk.rows(device_ids, selected=condition)
+        selected = [row for row in rows if row.selected]
+        if requested is not None:
+            missing = unknown(requested, (row.id for row in selected))
+            if missing:
+                raise NotFound(
+                    f"No deployment with id {', '.join(missing[:20])}", id=missing[0], ids=missing
+                )
+        now = utcnow()
+        result = BulkResult(action=_PAST[action])
+        changes: dict[str, lifecycle.Changes] = {}
+        by_device: dict[str, list[Row]] = defaultdict(list)
+        for row in rows:
+            by_device[row.device_id].append(row)
+        targeted: set[str] = set()
+        for row in selected:
+            try:
+                if action == "deploy" and row.device_id in targeted:
+                    raise _one_target_per_device(row)
+                change = _OPERATIONS[action](row.state, now)
+            except (Conflict, InvalidTransition) as refused:
+                error = refused if isinstance(refused, Conflict) else _refusal(row.id, refused)
+                result.items.append(
+                    ItemOutcome(row.device_id, row.id, "refused", row.state.status, error)
+                )
+                continue
+            changes[row.id] = change
+            if action == "deploy":
+                targeted.add(row.device_id)
+                changes.update(_make_room(by_device[row.device_id], now, keep=row.id))
+            result.items.append(
+                ItemOutcome(
+                    row.device_id,
+                    row.id,
+                    _PAST[action] if change else "unchanged",
+                    lifecycle.after(row.state, change).status,
+                )
+            )
+        await self._write(changes, {row.id: row for row in rows}, device_ids)
+        # Staged and drifted deployments never reach a device: only a new target is news.
+        self._notify_on_commit(targeted)
+        return result
+
+    # -- stage many -------------------------------------------------------------------------
+
+    async def stage_many(self, request: BulkStageRequest) -> BulkResult:
+        """Stage the release for every device: what :meth:`create` does for one staged
+        deployment, for all of them in one transaction."""
+        check_unique(request.device_ids, "device_ids")
+        release = await self.repository.release(request.release_id)
+        if release is None:
+            raise not_found("release", request.release_id)
+        await self._check_config_instances(release, request.config_instance_ids)
+        device_ids = await self.bulk.lock_devices(request.device_ids)
+        missing = unknown(request.device_ids, device_ids)
+        if missing:
+            raise NotFound(
+                f"No device with id {', '.join(missing[:20])}", id=missing[0], ids=missing
+            )
+        rows = await self.bulk.rows(device_ids)
+        by_device: dict[str, list[Row]] = defaultdict(list)
+        for row in rows:
+            by_device[row.device_id].append(row)
+        now = utcnow()
+        result = BulkResult(action="staged")
+        changes: dict[str, lifecycle.Changes] = {}
+        new_rows: list[dict[str, Any]] = []
+        for device_id in device_ids:
+            current = _current(by_device[device_id])
+            try:
+                self._check_release(device_id, release, current, deploying=False)
+            except Conflict as refused:
+                result.items.append(ItemOutcome(device_id, None, "refused", None, refused))
+                continue
+            changes.update(_replace_staged(by_device[device_id], release.id, now))
+            deployment_id = ids.new_id(ids.DEPLOYMENT)
+            new_rows.append(
+                {
+                    "id": deployment_id,
+                    "workspace_id": self.workspace_id,
+                    "device_id": device_id,
+                    "release_id": release.id,
+                    "parent_id": None,
+                    "description": request.description,
+                    "created_at": now,
+                    **lifecycle.create_staged(now),
+                }
+            )
+            result.items.append(ItemOutcome(device_id, deployment_id, "staged", "staged"))
+        await self._write(changes, {row.id: row for row in rows}, device_ids)
+        await self.bulk.insert(new_rows, request.config_instance_ids)
+        return result
 
     async def drifts(self, deployment_id: str) -> list[Deployment]:
         deployment = await self.get(deployment_id)
@@ -226,62 +345,103 @@ class DeploymentService:
 
     # -- shared ------------------------------------------------------------------------------
 
-    async def _lock_device_of(self, deployment_id: str) -> Device:
-        device = await self.repository.lock_device_of(deployment_id)
-        if device is None:
-            raise not_found("deployment", deployment_id)
-        return device
+    def _notify_on_commit(self, device_ids: Iterable[str]) -> None:
+        """Tell the devices to sync once the change is durable (they also sync on their own,
+        so a lost nudge only delays delivery)."""
+        changed = sorted(set(device_ids))
+        if not changed:
+            return
+        notifier = self.notifier
 
-    async def _replace_target(
-        self, device_id: str, current: Deployment | None, now: datetime, *, keep: str | None
+        async def notify() -> None:
+            await notifier.notify_changed(changed)
+
+        self.work.on_commit(notify)
+
+    async def _write(
+        self, changes: dict[str, lifecycle.Changes], rows: dict[str, Row], device_ids: list[str]
     ) -> None:
-        """Make room for a new target: supersede the current one, drift the staged ones.
-
-        Flushed before the new target is written, so the unique index sees the old target
-        archived first.
-        """
-        if current is not None:
-            lifecycle.apply(current, lifecycle.supersede(current, now))
-        for row in await self.repository.staged(device_id):
-            if row.id != keep and row.activity_status == ActivityStatus.STAGED:
-                lifecycle.apply(row, lifecycle.drift(row, now))
-        await self._flush(device_id)
-
-    async def _flush(self, device_id: str) -> None:
+        for deployment_id, change in changes.items():
+            lifecycle.enforce(rows[deployment_id].state, change, lifecycle.Actor.SERVER)
         try:
-            await self.session.flush()
+            await self.bulk.write_changes(changes)
         except DBAPIError as error:
-            if not _is_target_race(error):
-                raise
-            raise Conflict(
-                f"Another request changed device {device_id}'s target at the same time; "
-                "fetch its deployments and try again",
-                "concurrent_deploy",
-                device_id=device_id,
-            ) from None
-
-    @staticmethod
-    def _transition(
-        operation: lifecycle.Operation, deployment: Deployment, now: datetime
-    ) -> lifecycle.Changes:
-        try:
-            return operation(deployment, now)
-        except InvalidTransition as refused:
-            raise Conflict(
-                f"Deployment {deployment.id} cannot be {_PAST[refused.action]}: {refused.why}",
-                "invalid_transition",
-                id=deployment.id,
-                action=refused.action,
-                current_status=lifecycle.derived_status(
-                    refused.activity_status, refused.error_status
-                ),
-                target_status=refused.target_status,
-                activity_status=refused.activity_status,
-                error_status=refused.error_status,
-            ) from None
+            raise _race_or(error, device_ids) from None
 
 
 _PAST = {"deploy": "deployed", "archive": "archived", "restage": "restaged"}
+_OPERATIONS: dict[str, lifecycle.Operation] = {
+    "deploy": lifecycle.deploy,
+    "archive": lifecycle.archive,
+    "restage": lifecycle.restage,
+}
+
+
+def _current(rows: Sequence[Row]) -> Row | None:
+    """The device's target among its open deployments."""
+    return next((row for row in rows if row.state.target_status == TargetStatus.DEPLOYED), None)
+
+
+def _make_room(
+    rows: Sequence[Row], now: datetime, *, keep: str | None
+) -> dict[str, lifecycle.Changes]:
+    """A new target for the device: supersede the current one, drift the staged ones."""
+    changes: dict[str, lifecycle.Changes] = {}
+    for row in rows:
+        if row.id == keep:
+            continue
+        if row.state.target_status == TargetStatus.DEPLOYED:
+            changes[row.id] = lifecycle.supersede(row.state, now)
+        elif row.state.activity_status == ActivityStatus.STAGED:
+            changes[row.id] = lifecycle.drift(row.state, now)
+    return changes
+
+
+def _replace_staged(
+    rows: Sequence[Row], release_id: str, now: datetime
+) -> dict[str, lifecycle.Changes]:
+    """A new staged deployment of the release archives the device's older ones of it."""
+    return {
+        row.id: lifecycle.archive(row.state, now)
+        for row in rows
+        if row.release_id == release_id and row.state.target_status == TargetStatus.STAGED
+    }
+
+
+def _refusal(deployment_id: str, refused: InvalidTransition) -> Conflict:
+    return Conflict(
+        f"Deployment {deployment_id} cannot be {_PAST[refused.action]}: {refused.why}",
+        "invalid_transition",
+        id=deployment_id,
+        action=refused.action,
+        current_status=lifecycle.derived_status(refused.activity_status, refused.error_status),
+        target_status=refused.target_status,
+        activity_status=refused.activity_status,
+        error_status=refused.error_status,
+    )
+
+
+def _one_target_per_device(row: Row) -> Conflict:
+    return Conflict(
+        f"Deployment {row.id} cannot be deployed: another deployment of device {row.device_id} "
+        "in this request becomes its target",
+        "one_target_per_device",
+        id=row.id,
+        device_id=row.device_id,
+    )
+
+
+def _race_or(error: DBAPIError, device_ids: Sequence[str]) -> Exception:
+    """A lost race for a device's target as a 409; anything else as it was."""
+    if not _is_target_race(error):
+        return error
+    which = device_ids[0] if len(device_ids) == 1 else "s " + ", ".join(device_ids[:5])
+    return Conflict(
+        f"Another request changed device {which}'s target at the same time; "
+        "fetch its deployments and try again",
+        "concurrent_deploy",
+        device_id=device_ids[0] if len(device_ids) == 1 else None,
+    )
 
 
 def _is_target_race(error: DBAPIError) -> bool:
@@ -289,7 +449,7 @@ def _is_target_race(error: DBAPIError) -> bool:
 
     The one-target-per-device index refused it (PostgreSQL names the index, SQLite its
     column), or PostgreSQL aborted it as a deadlock or serialisation failure. With the device
-    row locked first neither should happen; this keeps a missed lock a 409, never a 500.
+    rows locked first neither should happen; this keeps a missed lock a 409, never a 500.
     """
     message = str(error.orig)
     return (

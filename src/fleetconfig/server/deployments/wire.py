@@ -7,7 +7,7 @@ renders; responses are never built from them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from fleetconfig.server.config_instances.wire import ConfigInstance
 from fleetconfig.server.deployments.lifecycle import ActivityStatus, ErrorStatus, TargetStatus
@@ -50,3 +50,29 @@ class Deployment(BaseDeployment):
 
 class DeploymentList(PaginatedList):
     data: list[Deployment]
+
+
+class BulkItemError(ResponseModel):
+    """Why an item could not move: the error its single operation would have answered."""
+
+    status: int
+    code: str
+    message: str
+    params: dict[str, Any]
+
+
+class BulkItem(ResponseModel):
+    device_id: str
+    deployment_id: str | None
+    outcome: Literal["staged", "deployed", "archived", "restaged", "unchanged", "refused"]
+    status: DeploymentStatus | None
+    error: BulkItemError | None
+
+
+class BulkResult(ResponseModel):
+    """The answer of a bulk operation: one item per deployment (per device for stage)."""
+
+    object: Literal["bulk_deployment_result"]
+    action: Literal["staged", "deployed", "archived", "restaged"]
+    counts: dict[str, int]
+    data: list[BulkItem]

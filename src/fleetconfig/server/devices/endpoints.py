@@ -28,6 +28,7 @@ from fleetconfig.server.kit.params import (
     page_param,
 )
 from fleetconfig.server.models import Device
+from fleetconfig.server.services import services
 
 router = APIRouter(prefix="/devices", tags=["Devices"])
 
@@ -127,7 +128,7 @@ async def ping_device(
     device = await DeviceService(ctx.session, ctx.workspace_id).get(device_id)
     # Release the database connection before waiting on the device.
     await ctx.session.close()
-    round_trip = await request.app.state.notifier.ping(device.id, body.timeout_nanos / 1e9)
+    round_trip = await services(request).push.ping(device.id, body.timeout_nanos / 1e9)
     if round_trip is None:
         return json_response({"code": "timeout"})
     return json_response({"code": "success", "round_trip_nanos": round_trip})

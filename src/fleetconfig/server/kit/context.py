@@ -1,68 +1,33 @@
-"""The per-request context of the Platform API: session, principal, version, after-commit work.
+"""The per-request context of the Platform API: a unit of work, its principal and version.
 
-Services receive the session and never commit; the endpoint commits through the context,
-which then runs what must happen only once the data is durable (telling devices to sync).
+Services receive the context as their :class:`~fleetconfig.server.kit.unit_of_work.UnitOfWork`
+and never commit; the endpoint commits through it, which then runs what the services asked to
+happen once the data is durable.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.kit.auth import Principal, authenticate
 from fleetconfig.server.kit.db import Database
+from fleetconfig.server.kit.unit_of_work import UnitOfWork
 from fleetconfig.server.kit.versions import LATEST
 
-logger = logging.getLogger(__name__)
 
-AfterCommit = Callable[[], Awaitable[None] | None]
-
-
-@dataclass
-class Context:
+@dataclass(kw_only=True)
+class Context(UnitOfWork):
     request: Request
-    session: AsyncSession
     principal: Principal
     version: str
-    _after_commit: list[AfterCommit] = field(default_factory=list)
 
     @property
     def workspace_id(self) -> str:
         return self.principal.workspace_id
-
-    def after_commit(self, callback: AfterCommit) -> None:
-        self._after_commit.append(callback)
-
-    def notify_devices_after_commit(self, device_ids: Iterable[str]) -> None:
-        """Tell devices whose deployments changed to sync, once the change is durable.
-
-        The change is committed by then and agents also sync on their own, so a lost nudge
-        only delays delivery: it is logged, never turned into an error response.
-        """
-        changed = sorted(set(device_ids))
-        if not changed:
-            return
-        notifier = self.request.app.state.notifier
-
-        async def notify() -> None:
-            try:
-                await notifier.notify_changed(changed)
-            except Exception:
-                logger.exception("could not notify devices %s", changed)
-
-        self.after_commit(notify)
-
-    async def commit(self) -> None:
-        await self.session.commit()
-        callbacks, self._after_commit = self._after_commit, []
-        for callback in callbacks:
-            result = callback()
-            if result is not None:
-                await result
 
 
 def database(request: Request) -> Database:

@@ -1,6 +1,6 @@
 """The push hub: the one :class:`~fleetconfig.server.push.notifier.DeviceNotifier` of a server.
 
-``app.state.notifier`` (and ``app.state.push``) is a :class:`PushHub`. It delivers to the
+``services(request).push`` is the :class:`PushHub`. It delivers to the
 streams this process holds (:class:`~fleetconfig.server.push.streams.LocalStreams`) and hands
 everything else to its transports (:mod:`~fleetconfig.server.push.transport`): the PostgreSQL
 relay to reach streams held by other server processes, MQTT to reach agents through a broker.

@@ -1,4 +1,5 @@
-"""A push transport for tests: records what the hub sends and plays the far side.
+"""A push transport for tests: records what the hub sends and plays the far side (httpx's way:
+fake the transport, never the hub).
 
 ``reachable`` is the set of device ids the fake can reach (as if connected through it); with
 ``auto_pong`` such a device answers each ping at once through the hub, as a real agent on the

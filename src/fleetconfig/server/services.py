@@ -1,0 +1,31 @@
+"""The server's long-lived parts, built once by :func:`~fleetconfig.server.app.create_app`.
+
+One typed object instead of loose ``app.state`` attributes, so that the import graph and the
+type checker see, for instance, the route from a deployment write to the push hub.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from fleetconfig.server.kit.db import Database
+from fleetconfig.server.kit.rate_limit import RateLimiter
+from fleetconfig.server.kit.signing import SigningKeys
+from fleetconfig.server.push.hub import PushHub
+from fleetconfig.server.settings import Settings
+
+
+@dataclass(frozen=True)
+class AppServices:
+    settings: Settings
+    database: Database
+    push: PushHub
+    signing_keys: SigningKeys
+    rate_limiter: RateLimiter
+
+
+def services(request: Request) -> AppServices:
+    found: AppServices = request.app.state.services
+    return found
