@@ -13,10 +13,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from fleetconfig.server.api_keys.service import create_key
 from fleetconfig.server.app import create_app
+from fleetconfig.server.auth.api_keys import create_key
+from fleetconfig.server.auth.scopes import MANAGE_ALL
 from fleetconfig.server.kit import ids
-from fleetconfig.server.kit.scopes import MANAGE_ALL
 from fleetconfig.server.models import Workspace
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.settings import Settings

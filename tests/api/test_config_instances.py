@@ -9,8 +9,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from fleetconfig.server.auth.scopes import MANAGE_ALL
 from fleetconfig.server.config_instances.service import VALIDATORS
-from fleetconfig.server.kit.scopes import MANAGE_ALL
 from tests.conftest import new_workspace_key
 from tests.support import ApiCaller, assert_error, count_queries, unique_name
 

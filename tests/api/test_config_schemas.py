@@ -13,13 +13,13 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from fleetconfig.server.auth.scopes import MANAGE_ALL
 from fleetconfig.server.config_schemas.schemas import (
     ConfigTypeRef,
     CreateConfigSchemaRequest,
     CreateSchemaDocument,
 )
 from fleetconfig.server.config_schemas.service import ConfigSchemaService
-from fleetconfig.server.kit.scopes import MANAGE_ALL
 from tests.conftest import new_workspace_key
 from tests.support import ApiCaller, assert_error, count_queries, unique_name
 

@@ -17,9 +17,9 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, select
 
+from fleetconfig.server.auth.scopes import MANAGE_ALL
 from fleetconfig.server.deployments import lifecycle
 from fleetconfig.server.kit.clock import utcnow
-from fleetconfig.server.kit.scopes import MANAGE_ALL
 from fleetconfig.server.models import Deployment
 from tests.conftest import new_workspace_key
 from tests.push_fakes import FakeTransport

@@ -9,8 +9,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from fleetconfig.server.auth.scopes import MANAGE_ALL
 from fleetconfig.server.git_commits.service import GitCommitService
-from fleetconfig.server.kit.scopes import MANAGE_ALL
 from tests.conftest import new_workspace_key
 from tests.support import ApiCaller, assert_error
 

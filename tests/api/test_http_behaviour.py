@@ -122,11 +122,11 @@ async def test_principal(api: ApiCaller, workspace) -> None:  # type: ignore[no-
 
 
 async def test_revoked_key_fails_at_once(api: ApiCaller, app) -> None:  # type: ignore[no-untyped-def]
-    from fleetconfig.server.api_keys.service import revoke_key
+    from fleetconfig.server.auth.api_keys import revoke_key
 
     await api.ok("GET", "/principal")
     async with app.state.database.session(write=True) as session:
-        from fleetconfig.server.kit.auth import authenticate
+        from fleetconfig.server.auth.principal import authenticate
 
         principal = await authenticate(session, api.key)
         await revoke_key(session, principal.id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from fleetconfig.server.api_keys.service import revoke_key
+from fleetconfig.server.auth.api_keys import revoke_key
 from fleetconfig.server.dashboard.session import SESSION_COOKIE, issue_session, read_session
 from tests.dashboard.conftest import Browser, BrowserFactory, Fleet, KeyFactory, stage
 from tests.support import ApiCaller

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from fleetconfig.server.kit.auth import Principal
+from fleetconfig.server.auth.principal import Principal
+from fleetconfig.server.auth.scopes import MANAGE_ALL, expand_scope_names, grants
 from fleetconfig.server.kit.errors import (
     APIVersionEndOfLife,
     Forbidden,
     MissingAPIVersion,
     UnsupportedAPIVersion,
 )
-from fleetconfig.server.kit.scopes import MANAGE_ALL, expand_scope_names, grants
 from fleetconfig.server.kit.versions import TETONS, check_version
 
 

@@ -128,7 +128,7 @@ def apikey_create(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Create an API key; its secret is printed once."""
-    from fleetconfig.server.api_keys.service import create_key
+    from fleetconfig.server.auth.api_keys import create_key
 
     try:
         created = _run_on_database(lambda session: create_key(session, name, scope))
@@ -155,7 +155,7 @@ def apikey_list(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List API keys (never their secrets)."""
-    from fleetconfig.server.api_keys.service import list_keys
+    from fleetconfig.server.auth.api_keys import list_keys
     from fleetconfig.server.kit.clock import isoformat
 
     keys = _run_on_database(list_keys)
@@ -191,7 +191,7 @@ def apikey_revoke(
     key_id: Annotated[str, typer.Argument(help="The key's id (api_key_...).")],
 ) -> None:
     """Revoke an API key: requests with it fail at once."""
-    from fleetconfig.server.api_keys.service import revoke_key
+    from fleetconfig.server.auth.api_keys import revoke_key
 
     key = _run_on_database(lambda session: revoke_key(session, key_id))
     if key is None:

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fleetconfig import __version__
 from fleetconfig.server import dashboard, migrate
 from fleetconfig.server.agent_api.endpoints import router as agent_router
-from fleetconfig.server.api_keys.service import bootstrap_admin_key
+from fleetconfig.server.auth.api_keys import bootstrap_admin_key
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import (
     APIError,

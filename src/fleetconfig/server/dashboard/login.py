@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from fleetconfig.server.auth.principal import authenticate
 from fleetconfig.server.dashboard.session import (
     CSRF_FIELD,
     LOGIN_COOKIE,
@@ -26,7 +27,6 @@ from fleetconfig.server.dashboard.web import (
     render,
     safe_next,
 )
-from fleetconfig.server.kit.auth import authenticate
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import Unauthorized
 

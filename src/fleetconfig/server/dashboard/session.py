@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fleetconfig.server.kit.auth import Principal
+from fleetconfig.server.auth.principal import Principal
 from fleetconfig.server.models import ApiKey
 
 SESSION_COOKIE = "fleetconfig_session"

@@ -25,6 +25,8 @@ from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from starlette.datastructures import ImmutableMultiDict
 
+from fleetconfig.server.auth.principal import Principal
+from fleetconfig.server.auth.scopes import grants
 from fleetconfig.server.dashboard.diff import comparable_text
 from fleetconfig.server.dashboard.session import (
     CSRF_FIELD,
@@ -36,12 +38,10 @@ from fleetconfig.server.dashboard.session import (
     read_session,
 )
 from fleetconfig.server.deployments.lifecycle import derived_status
-from fleetconfig.server.kit.auth import Principal
 from fleetconfig.server.kit.clock import isoformat, utcnow
 from fleetconfig.server.kit.context import Context
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import APIError, InvalidRequest
-from fleetconfig.server.kit.scopes import grants
 from fleetconfig.server.kit.validation import text_problem
 from fleetconfig.server.kit.versions import LATEST
 

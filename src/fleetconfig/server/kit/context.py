@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fleetconfig.server.kit.auth import Principal, authenticate
+from fleetconfig.server.auth.principal import Principal, authenticate
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.unit_of_work import UnitOfWork
 from fleetconfig.server.kit.versions import LATEST

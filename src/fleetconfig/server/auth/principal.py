@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.server.auth.scopes import missing
 from fleetconfig.server.kit.errors import Forbidden, Unauthorized
-from fleetconfig.server.kit.scopes import missing
 from fleetconfig.server.models import ApiKey
 
 SECRET_PREFIX = "fck_"

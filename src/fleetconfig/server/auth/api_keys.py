@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.server.auth.principal import generate_secret, hash_secret
+from fleetconfig.server.auth.scopes import MANAGE_ALL, expand_scope_names
 from fleetconfig.server.kit import ids
-from fleetconfig.server.kit.auth import generate_secret, hash_secret
 from fleetconfig.server.kit.clock import utcnow
-from fleetconfig.server.kit.scopes import MANAGE_ALL, expand_scope_names
 from fleetconfig.server.models import ApiKey, Workspace
 
 DEFAULT_WORKSPACE_NAME = "default"
