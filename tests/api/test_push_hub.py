@@ -10,10 +10,10 @@ from datetime import datetime
 import pytest
 from fastapi import FastAPI
 
-from tests.push_fakes import FakeTransport
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.push.streams import PingEvent, SyncEvent
 from fleetconfig.server.settings import Settings
+from tests.push_fakes import FakeTransport
 
 
 class BrokenTransport(FakeTransport):
