@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -533,3 +535,18 @@ async def clear_retained(device_id: str) -> None:
     async with aiomqtt.Client(*BROKER) as client:
         for topic in (f"v1/devices/{device_id}/status", f"cmd/devices/{device_id}/sync"):
             await client.publish(topic, b"", qos=1, retain=True)
+
+
+@contextlib.contextmanager
+def rate_limited(app: Any, per_second: float, burst: int) -> Iterator[None]:
+    """Give the app a tighter per-key rate limit for the ``with`` block."""
+    from fleetconfig.server.kit.rate_limit import RateLimiter
+
+    original = app.state.services
+    app.state.services = dataclasses.replace(
+        original, rate_limiter=RateLimiter(per_second=per_second, burst=burst)
+    )
+    try:
+        yield
+    finally:
+        app.state.services = original

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.support import API_VERSION, ApiCaller, assert_error
+from tests.support import API_VERSION, ApiCaller, assert_error, rate_limited
 
 
 async def test_version_header_rules(http: httpx.AsyncClient, api: ApiCaller) -> None:
@@ -151,16 +151,10 @@ async def test_agent_api_answers_with_its_own_version(http: httpx.AsyncClient) -
 
 
 async def test_rate_limited_requests_get_429_with_retry_after(app, api: ApiCaller) -> None:  # type: ignore[no-untyped-def]
-    from fleetconfig.server.kit.rate_limit import RateLimiter
-
-    default = app.state.rate_limiter
-    app.state.rate_limiter = RateLimiter(per_second=0.5, burst=2)
-    try:
+    with rate_limited(app, per_second=0.5, burst=2):
         await api.ok("GET", "/devices")
         await api.ok("GET", "/devices")
         limited = await api.get("/devices")
         assert_error(limited, 429, "rate_limited")
         assert limited.headers["retry-after"] == "2"
         assert "x-should-retry" not in limited.headers
-    finally:
-        app.state.rate_limiter = default

@@ -21,13 +21,13 @@ import schemathesis
 from fastapi import FastAPI
 from jsonschema import Draft202012Validator, FormatChecker
 
-from fleetconfig.server.kit.rate_limit import RateLimiter
 from tests.support import (
     AGENT_API_VERSION,
     AgentCaller,
     ApiCaller,
     DeviceKey,
     activate,
+    rate_limited,
     unique_name,
 )
 
@@ -484,12 +484,8 @@ async def test_every_error_answer_matches_the_document(
     )
     await check("agentGetDeviceSelf", 400, await http.get("/agent/v1/device"))
 
-    limiter = app.state.rate_limiter
-    app.state.rate_limiter = RateLimiter(per_second=0.001, burst=1)
-    try:
+    with rate_limited(app, per_second=0.001, burst=1):
         await api.get("/principal")
         limited = await api.get("/principal")
-    finally:
-        app.state.rate_limiter = limiter
     await check("getSelf", 429, limited)
     assert int(limited.headers["Retry-After"]) >= 1

@@ -5,16 +5,16 @@ from __future__ import annotations
 import posixpath
 from urllib.parse import quote
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.auth.context import Context, reading, writing
 from fleetconfig.server.config_instances import wire
 from fleetconfig.server.config_instances.schemas import (
     CreateConfigInstanceRequest,
     render_config_instances,
 )
 from fleetconfig.server.config_instances.service import ConfigInstanceService
-from fleetconfig.server.kit.context import Context, read_context, write_context
 from fleetconfig.server.kit.errors import InvalidRequest
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import raw_responses, responses
@@ -50,8 +50,9 @@ def content_disposition(disposition: str, filepath: str) -> str:
     operation_id="listConfigInstances",
     responses=responses(wire.ConfigInstanceList, "A page of config instances."),
 )
-async def list_config_instances(request: Request, ctx: Context = Depends(read_context)) -> Response:
-    ctx.principal.require(("config_instances:read",))
+async def list_config_instances(
+    request: Request, ctx: Context = reading("config_instances:read")
+) -> Response:
     query = request.query_params
     page, order = page_param(query), order_by_param(query)
     expand = expand_param(query, "config_instance", is_list=True)
@@ -74,9 +75,8 @@ async def list_config_instances(request: Request, ctx: Context = Depends(read_co
     openapi_extra=openapi_body(CreateConfigInstanceRequest),
 )
 async def create_config_instance(
-    request: Request, ctx: Context = Depends(write_context)
+    request: Request, ctx: Context = writing("config_instances:write")
 ) -> Response:
-    ctx.principal.require(("config_instances:write",))
     expand = expand_param(request.query_params, "config_instance", is_list=False)
     body = await parse_body(request, CreateConfigInstanceRequest)
     row = await ConfigInstanceService(ctx.session, ctx.workspace_id).create(
@@ -93,9 +93,8 @@ async def create_config_instance(
     responses=responses(wire.ConfigInstance, "The config instance."),
 )
 async def get_config_instance(
-    config_instance_id: str, request: Request, ctx: Context = Depends(read_context)
+    config_instance_id: str, request: Request, ctx: Context = reading("config_instances:read")
 ) -> Response:
-    ctx.principal.require(("config_instances:read",))
     expand = expand_param(request.query_params, "config_instance", is_list=False)
     row = await ConfigInstanceService(ctx.session, ctx.workspace_id).get(config_instance_id)
     (rendered,) = await render_config_instances(ctx.session, [row], expand.tree)
@@ -111,9 +110,8 @@ async def get_config_instance(
     ),
 )
 async def download_config_instance_content(
-    config_instance_id: str, request: Request, ctx: Context = Depends(read_context)
+    config_instance_id: str, request: Request, ctx: Context = reading("config_instances:read")
 ) -> Response:
-    ctx.principal.require(("config_instances:read",))
     disposition = request.query_params.get("disposition") or "inline"
     if disposition not in DISPOSITIONS:
         raise InvalidRequest(

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.auth.context import Context, reading, writing
 from fleetconfig.server.config_schemas import wire
 from fleetconfig.server.config_schemas.schemas import (
     CreateConfigSchemaRequest,
     render_config_schemas,
 )
 from fleetconfig.server.config_schemas.service import ConfigSchemaService
-from fleetconfig.server.kit.context import Context, read_context, write_context
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.pagination import fetch_page
@@ -32,8 +32,9 @@ router = APIRouter(prefix="/config_schemas", tags=["Config Schemas"])
     operation_id="listConfigSchemas",
     responses=responses(wire.ConfigSchemaList, "A page of config schemas."),
 )
-async def list_config_schemas(request: Request, ctx: Context = Depends(read_context)) -> Response:
-    ctx.principal.require(("config_schemas:read",))
+async def list_config_schemas(
+    request: Request, ctx: Context = reading("config_schemas:read")
+) -> Response:
     query = request.query_params
     page, order = page_param(query), order_by_param(query)
     expand = expand_param(query, "config_schema", is_list=True)
@@ -55,8 +56,9 @@ async def list_config_schemas(request: Request, ctx: Context = Depends(read_cont
     ),
     openapi_extra=openapi_body(CreateConfigSchemaRequest),
 )
-async def create_config_schema(request: Request, ctx: Context = Depends(write_context)) -> Response:
-    ctx.principal.require(("config_schemas:write",))
+async def create_config_schema(
+    request: Request, ctx: Context = writing("config_schemas:write")
+) -> Response:
     expand = expand_param(request.query_params, "config_schema", is_list=False)
     body = await parse_body(request, CreateConfigSchemaRequest)
     row = await ConfigSchemaService(ctx.session, ctx.workspace_id).create(body)
@@ -71,9 +73,8 @@ async def create_config_schema(request: Request, ctx: Context = Depends(write_co
     responses=responses(wire.ConfigSchema, "The config schema."),
 )
 async def get_config_schema(
-    config_schema_id: str, request: Request, ctx: Context = Depends(read_context)
+    config_schema_id: str, request: Request, ctx: Context = reading("config_schemas:read")
 ) -> Response:
-    ctx.principal.require(("config_schemas:read",))
     expand = expand_param(request.query_params, "config_schema", is_list=False)
     row = await ConfigSchemaService(ctx.session, ctx.workspace_id).get(config_schema_id)
     (rendered,) = await render_config_schemas(ctx.session, [row], expand.tree)

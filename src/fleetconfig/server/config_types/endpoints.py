@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.auth.context import Context, reading, writing
 from fleetconfig.server.config_types import wire
 from fleetconfig.server.config_types.schemas import (
     CreateConfigTypeRequest,
@@ -12,7 +13,6 @@ from fleetconfig.server.config_types.schemas import (
     render_config_type,
 )
 from fleetconfig.server.config_types.service import ConfigTypeService
-from fleetconfig.server.kit.context import Context, read_context, write_context
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.pagination import fetch_page
@@ -33,8 +33,9 @@ router = APIRouter(prefix="/config_types", tags=["Config Types"])
     operation_id="listConfigTypes",
     responses=responses(wire.ConfigTypeList, "A page of config types."),
 )
-async def list_config_types(request: Request, ctx: Context = Depends(read_context)) -> Response:
-    ctx.principal.require(("config_types:read",))
+async def list_config_types(
+    request: Request, ctx: Context = reading("config_types:read")
+) -> Response:
     query = request.query_params
     page, order = page_param(query), order_by_param(query)
     expand = expand_param(query, "config_type", is_list=True)
@@ -55,8 +56,9 @@ async def list_config_types(request: Request, ctx: Context = Depends(read_contex
     responses=responses(wire.ConfigType, "The new config type."),
     openapi_extra=openapi_body(CreateConfigTypeRequest),
 )
-async def create_config_type(request: Request, ctx: Context = Depends(write_context)) -> Response:
-    ctx.principal.require(("config_types:write",))
+async def create_config_type(
+    request: Request, ctx: Context = writing("config_types:write")
+) -> Response:
     body = await parse_body(request, CreateConfigTypeRequest)
     row = await ConfigTypeService(ctx.session, ctx.workspace_id).create(body.name, body.slug)
     await ctx.commit()
@@ -68,8 +70,9 @@ async def create_config_type(request: Request, ctx: Context = Depends(write_cont
     operation_id="getConfigType",
     responses=responses(wire.ConfigType, "The config type."),
 )
-async def get_config_type(config_type_id: str, ctx: Context = Depends(read_context)) -> Response:
-    ctx.principal.require(("config_types:read",))
+async def get_config_type(
+    config_type_id: str, ctx: Context = reading("config_types:read")
+) -> Response:
     row = await ConfigTypeService(ctx.session, ctx.workspace_id).get(config_type_id)
     return json_response(render_config_type(row))
 
@@ -81,9 +84,8 @@ async def get_config_type(config_type_id: str, ctx: Context = Depends(read_conte
     openapi_extra=openapi_body(UpdateConfigTypeRequest),
 )
 async def update_config_type(
-    config_type_id: str, request: Request, ctx: Context = Depends(write_context)
+    config_type_id: str, request: Request, ctx: Context = writing("config_types:write")
 ) -> Response:
-    ctx.principal.require(("config_types:write",))
     body = await parse_body(request, UpdateConfigTypeRequest)
     row = await ConfigTypeService(ctx.session, ctx.workspace_id).update(
         config_type_id, body.name, body.slug

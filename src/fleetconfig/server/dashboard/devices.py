@@ -27,6 +27,7 @@ from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import OrderBy, Page
 from fleetconfig.server.models import Deployment, Device
 from fleetconfig.server.releases.repository import ReleaseRepository
+from fleetconfig.server.services import services
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
@@ -101,12 +102,12 @@ async def issue_activation_token(
 ) -> Response:
     user.principal.require(("devices:provision",))
     form = await read_form(request)
-    settings = request.app.state.settings
+    settings = services(request).settings
     token, expires_at = await DeviceService(
         user.ctx.session, user.workspace_id
     ).issue_activation_token(
         device_id,
-        request.app.state.signing_keys.token_key,
+        services(request).signing_keys.token_key,
         settings.activation_token_ttl_seconds,
         form.get("allow_reactivation") == "on",
     )

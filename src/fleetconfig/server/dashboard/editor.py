@@ -23,6 +23,7 @@ from fleetconfig.server.dashboard.web import (
     render,
     writer,
 )
+from fleetconfig.server.deployments import scopes
 from fleetconfig.server.deployments.repository import DeploymentRepository
 from fleetconfig.server.deployments.schemas import CreateDeploymentRequest, instances_by_deployment
 from fleetconfig.server.deployments.service import DeploymentService
@@ -221,10 +222,7 @@ async def deploy(schema_id: str, request: Request, user: User = Depends(writer))
     target_status = form.get("target_status", "deployed")
     if target_status not in ("deployed", "staged"):
         raise InvalidRequest("target_status must be deployed or staged")
-    user.principal.require(
-        ("deployments:write",),
-        ("deployments:deploy",) if target_status == "deployed" else ("deployments:stage",),
-    )
+    user.principal.require(*scopes.creating(target_status))
     schema = await _schema(user, schema_id)
     release_id = form.get("release_id", "")
     device_id = form.get("device_id", "")

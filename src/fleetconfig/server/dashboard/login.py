@@ -27,8 +27,8 @@ from fleetconfig.server.dashboard.web import (
     render,
     safe_next,
 )
-from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import Unauthorized
+from fleetconfig.server.services import services
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
@@ -72,10 +72,10 @@ async def home() -> Response:
 async def login_page(request: Request) -> Response:
     next_path = safe_next(request.query_params.get("next"))
     claims = read_session(
-        request.app.state.signing_keys.token_key, request.cookies.get(SESSION_COOKIE)
+        services(request).signing_keys.token_key, request.cookies.get(SESSION_COOKIE)
     )
     if claims is not None:
-        database: Database = request.app.state.database
+        database = services(request).database
         async with database.session() as session:
             if await principal_of(session, claims) is not None:
                 return _redirect(next_path)
@@ -95,7 +95,7 @@ async def sign_in(request: Request) -> Response:
             status_code=403,
         )
     secret = form.get("api_key", "").strip()
-    database: Database = request.app.state.database
+    database = services(request).database
     try:
         async with database.session() as session:
             principal = await authenticate(session, secret)
@@ -109,7 +109,7 @@ async def sign_in(request: Request) -> Response:
     response = _redirect(next_path)
     response.set_cookie(
         SESSION_COOKIE,
-        issue_session(request.app.state.signing_keys.token_key, principal.id),
+        issue_session(services(request).signing_keys.token_key, principal.id),
         max_age=SESSION_MAX_AGE_SECONDS,
         path="/",
         httponly=True,
@@ -122,7 +122,7 @@ async def sign_in(request: Request) -> Response:
 
 @router.post("/logout")
 async def sign_out(request: Request) -> Response:
-    secret = request.app.state.signing_keys.token_key
+    secret = services(request).signing_keys.token_key
     cookie = request.cookies.get(SESSION_COOKIE)
     if cookie is not None and read_session(secret, cookie) is not None:
         form = await read_form(request)

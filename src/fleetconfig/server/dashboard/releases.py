@@ -25,9 +25,16 @@ from fleetconfig.server.dashboard.web import (
     render,
     writer,
 )
+from fleetconfig.server.deployments import scopes
 from fleetconfig.server.deployments.bulk import BulkSelectionRequest, BulkStageRequest
-from fleetconfig.server.deployments.lifecycle import ActivityStatus, ErrorStatus, derived_status
+from fleetconfig.server.deployments.lifecycle import (
+    ActivityStatus,
+    ErrorStatus,
+    TargetStatus,
+    derived_status,
+)
 from fleetconfig.server.deployments.schemas import instances_by_deployment
+from fleetconfig.server.deployments.scopes import ACTION_SCOPES
 from fleetconfig.server.deployments.service import DeploymentService
 from fleetconfig.server.devices.repository import DeviceRepository
 from fleetconfig.server.kit.errors import APIError, InvalidRequest
@@ -58,15 +65,10 @@ GROUP_ORDER = (
     ErrorStatus.FAILED,
     ActivityStatus.ARCHIVED,
 )
-# Which bulk action each group offers, and the scope it needs (as the Platform API does).
+# Which bulk actions each group offers (each needs the scope the Platform API asks for).
 GROUP_ACTIONS: dict[str, tuple[str, ...]] = {
     ActivityStatus.DRIFTED: ("restage", "archive"),
     ActivityStatus.STAGED: ("deploy", "archive"),
-}
-ACTION_SCOPES = {
-    "deploy": "deployments:deploy",
-    "archive": "deployments:archive",
-    "restage": "deployments:stage",
 }
 
 
@@ -185,7 +187,7 @@ async def _stage_form(user: User, release: Release) -> dict[str, Any]:
     session = user.ctx.session
     schemas = (await schemas_by_release(session, [release.id])).get(release.id, [])
     types = await config_types_by_id(session, (schema.config_type_id for schema in schemas))
-    can_stage = user.can("deployments:write") and user.can("deployments:stage")
+    can_stage = all(user.can(scope) for (scope,) in scopes.creating(TargetStatus.STAGED))
     can_pick = user.can("devices:read") and user.can("config_instances:read")
     context: dict[str, Any] = {
         "schemas": schemas,
@@ -244,7 +246,7 @@ async def _after_action(
 
 @router.post("/releases/{release_id}/stage")
 async def stage(release_id: str, request: Request, user: User = Depends(writer)) -> Response:
-    user.principal.require(("deployments:write",), ("deployments:stage",))
+    user.principal.require(*scopes.creating(TargetStatus.STAGED))
     release = await _release(user, release_id)
     form = await read_form(request)
     device_ids = _selected(form.getlist("device_id"), "device")

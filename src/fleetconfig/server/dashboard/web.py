@@ -2,10 +2,11 @@
 
 A page handler depends on :func:`reader` or :func:`writer`, which verify the session cookie
 (and, for writes, the CSRF token) and hand it a :class:`User`: the API key's principal and a
-database session wrapped in the Platform API's own :class:`~fleetconfig.server.kit.context.Context`,
-so the services run exactly as they do behind ``/beta`` and after-commit work (telling devices
-to sync) happens the same way. Errors raised by the services (:class:`APIError`) become HTML:
-a page with the message, or a fragment when htmx asked.
+database session wrapped in the Platform API's own
+:class:`~fleetconfig.server.auth.context.Context`, so the services run exactly as they do
+behind ``/beta`` and after-commit work (telling devices to sync) happens the same way. Errors
+raised by the services (:class:`APIError`) become HTML: a page with the message, or a fragment
+when htmx asked.
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import ImmutableMultiDict
 
+from fleetconfig.server.auth.context import Context
 from fleetconfig.server.auth.principal import Principal
 from fleetconfig.server.auth.scopes import grants
 from fleetconfig.server.dashboard.diff import comparable_text
@@ -39,11 +42,10 @@ from fleetconfig.server.dashboard.session import (
 )
 from fleetconfig.server.deployments.lifecycle import derived_status
 from fleetconfig.server.kit.clock import isoformat, utcnow
-from fleetconfig.server.kit.context import Context
-from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import APIError, InvalidRequest
 from fleetconfig.server.kit.validation import text_problem
 from fleetconfig.server.kit.versions import LATEST
+from fleetconfig.server.services import services
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATES_DIR = PACKAGE_DIR / "templates"
@@ -157,7 +159,7 @@ async def read_form(request: Request) -> ImmutableMultiDict[str, str]:
 
 
 async def _user(request: Request, *, write: bool) -> AsyncIterator[User]:
-    secret: str = request.app.state.signing_keys.token_key
+    secret = services(request).signing_keys.token_key
     cookie = request.cookies.get(SESSION_COOKIE)
     claims = read_session(secret, cookie)
     if claims is None or cookie is None:
@@ -170,35 +172,19 @@ async def _user(request: Request, *, write: bool) -> AsyncIterator[User]:
             given = (await read_form(request)).get(CSRF_FIELD)
         if not csrf_matches(expected_csrf, given):
             raise CsrfRefused
-    database: Database = request.app.state.database
-    version = LATEST
-    if write and database.is_sqlite:
-        # As the Platform API does: check the key outside the write transaction, so a refused
-        # request never holds SQLite's write lock.
-        async with database.session() as auth_session:
-            principal = await principal_of(auth_session, claims)
-        if principal is None:
-            raise SignInRequired
-        async with database.session(write=True) as session:
-            yield _remember(
-                request,
-                User(
-                    Context(request=request, session=session, principal=principal, version=version),
-                    expected_csrf,
-                ),
-            )
-        return
-    async with database.session(write=write) as session:
+
+    async def signed_in(session: AsyncSession) -> Principal:
         principal = await principal_of(session, claims)
         if principal is None:
             raise SignInRequired
-        yield _remember(
-            request,
-            User(
-                Context(request=request, session=session, principal=principal, version=version),
-                expected_csrf,
-            ),
-        )
+        return principal
+
+    async with services(request).database.request_session(signed_in, write=write) as (
+        principal,
+        session,
+    ):
+        ctx = Context(request=request, session=session, principal=principal, version=LATEST)
+        yield _remember(request, User(ctx, expected_csrf))
 
 
 def _remember(request: Request, user: User) -> User:

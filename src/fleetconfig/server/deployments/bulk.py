@@ -120,13 +120,13 @@ class BulkResult:
 
 @dataclass
 class Row:
-    """A deployment's identity and state, as read for a change (no ORM object)."""
+    """A deployment's identity and statuses, as read for an operator's change (no ORM object;
+    no timestamps, which no operator move reads)."""
 
     id: str
     device_id: str
     release_id: str
     state: State
-    staged_at: Any = None
     # Whether the operation's selection picked it (else it is another open deployment of a
     # selected device, read because the operation may change it too).
     selected: bool = False
@@ -137,8 +137,12 @@ class Row:
             id=values.id,
             device_id=values.device_id,
             release_id=values.release_id,
-            state=State.of(values),
-            staged_at=values.staged_at,
+            state=State(
+                target_status=values.target_status,
+                activity_status=values.activity_status,
+                error_status=values.error_status,
+                error_message=values.error_message,
+            ),
             selected=selected,
         )
 
@@ -151,9 +155,6 @@ _ROW_COLUMNS = (
     Deployment.activity_status,
     Deployment.error_status,
     Deployment.error_message,
-    Deployment.deployed_at,
-    Deployment.archived_at,
-    Deployment.staged_at,
 )
 
 
@@ -246,9 +247,11 @@ class BulkRepository:
         """New deployments, each with the same config instances, in two statements."""
         if not deployments:
             return
-        await self.session.execute(insert(Deployment), deployments)
+        # The tables, not the mapped classes: rows of plain values need none of the ORM's
+        # per-row bookkeeping.
+        await self.session.execute(insert(Deployment.__table__), deployments)
         await self.session.execute(
-            insert(DeploymentConfigInstance),
+            insert(DeploymentConfigInstance.__table__),
             [
                 {
                     "deployment_id": deployment["id"],

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from fleetconfig.server.deployments import wire
+from fleetconfig.server.auth.context import Context, reading, writing
+from fleetconfig.server.deployments import scopes, wire
 from fleetconfig.server.deployments.bulk import Action, BulkSelectionRequest, BulkStageRequest
 from fleetconfig.server.deployments.lifecycle import ActivityStatus, ErrorStatus, TargetStatus
 from fleetconfig.server.deployments.schemas import CreateDeploymentRequest, render_deployments
 from fleetconfig.server.deployments.service import DeploymentService
-from fleetconfig.server.kit.context import Context, read_context, write_context
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.params import (
@@ -46,8 +46,9 @@ async def _render_one(ctx: Context, row: Deployment) -> Response:
     operation_id="listDeployments",
     responses=responses(wire.DeploymentList, "A page of deployments."),
 )
-async def list_deployments(request: Request, ctx: Context = Depends(read_context)) -> Response:
-    ctx.principal.require(("deployments:read",))
+async def list_deployments(
+    request: Request, ctx: Context = reading("deployments:read")
+) -> Response:
     query = request.query_params
     page, order = page_param(query), order_by_param(query)
     expand = expand_param(query, "deployment", is_list=True)
@@ -73,14 +74,11 @@ async def list_deployments(request: Request, ctx: Context = Depends(read_context
     responses=responses(wire.Deployment, "The new deployment."),
     openapi_extra=openapi_body(CreateDeploymentRequest),
 )
-async def create_deployment(request: Request, ctx: Context = Depends(write_context)) -> Response:
-    ctx.principal.require(("deployments:write",))
+async def create_deployment(
+    request: Request, ctx: Context = writing("deployments:write")
+) -> Response:
     body = await parse_body(request, CreateDeploymentRequest)
-    ctx.principal.require(
-        ("deployments:deploy",)
-        if body.target_status == TargetStatus.DEPLOYED
-        else ("deployments:stage",)
-    )
+    ctx.principal.require(*scopes.creating(body.target_status))  # the body says which
     expand_param(request.query_params, "deployment", is_list=False)  # refuse a bad one first
     row = await DeploymentService.of(ctx).create(body)
     response = await _render_one(ctx, row)
@@ -93,8 +91,9 @@ async def create_deployment(request: Request, ctx: Context = Depends(write_conte
     operation_id="getDeployment",
     responses=responses(wire.Deployment, "The deployment."),
 )
-async def get_deployment(deployment_id: str, ctx: Context = Depends(read_context)) -> Response:
-    ctx.principal.require(("deployments:read",))
+async def get_deployment(
+    deployment_id: str, ctx: Context = reading("deployments:read")
+) -> Response:
     expand_param(ctx.request.query_params, "deployment", is_list=False)
     row = await DeploymentService.of(ctx).get(deployment_id)
     return await _render_one(ctx, row)
@@ -105,8 +104,9 @@ async def get_deployment(deployment_id: str, ctx: Context = Depends(read_context
     operation_id="deployDeployment",
     responses=responses(wire.Deployment, "The deployment, now the device's target."),
 )
-async def deploy_deployment(deployment_id: str, ctx: Context = Depends(write_context)) -> Response:
-    ctx.principal.require(("deployments:deploy",))
+async def deploy_deployment(
+    deployment_id: str, ctx: Context = writing("deployments:deploy")
+) -> Response:
     expand_param(ctx.request.query_params, "deployment", is_list=False)  # refuse a bad one first
     row = await DeploymentService.of(ctx).deploy(deployment_id)
     return await _committed(ctx, row)
@@ -117,8 +117,9 @@ async def deploy_deployment(deployment_id: str, ctx: Context = Depends(write_con
     operation_id="archiveDeployment",
     responses=responses(wire.Deployment, "The deployment, archived."),
 )
-async def archive_deployment(deployment_id: str, ctx: Context = Depends(write_context)) -> Response:
-    ctx.principal.require(("deployments:archive",))
+async def archive_deployment(
+    deployment_id: str, ctx: Context = writing("deployments:archive")
+) -> Response:
     expand_param(ctx.request.query_params, "deployment", is_list=False)
     row = await DeploymentService.of(ctx).archive(deployment_id)
     return await _committed(ctx, row)
@@ -129,9 +130,10 @@ async def archive_deployment(deployment_id: str, ctx: Context = Depends(write_co
     operation_id="restageDeployment",
     responses=responses(wire.Deployment, "The deployment, staged again."),
 )
-async def restage_deployment(deployment_id: str, ctx: Context = Depends(write_context)) -> Response:
+async def restage_deployment(
+    deployment_id: str, ctx: Context = writing("deployments:stage")
+) -> Response:
     """Extension: a reviewed drifted deployment is staged again (its drift window restarts)."""
-    ctx.principal.require(("deployments:stage",))
     expand_param(ctx.request.query_params, "deployment", is_list=False)
     row = await DeploymentService.of(ctx).restage(deployment_id)
     return await _committed(ctx, row)
@@ -150,9 +152,8 @@ async def _committed(ctx: Context, row: Deployment) -> Response:
     responses=responses(wire.DeploymentList, "Every deployment that drifted because of this one."),
 )
 async def list_deployment_drifts(
-    deployment_id: str, ctx: Context = Depends(read_context)
+    deployment_id: str, ctx: Context = reading("deployments:read")
 ) -> Response:
-    ctx.principal.require(("deployments:read",))
     expand = expand_param(ctx.request.query_params, "deployment", is_list=False)
     rows = await DeploymentService.of(ctx).drifts(deployment_id)
     data = await render_deployments(ctx.session, rows, expand.tree)
@@ -169,16 +170,17 @@ async def list_deployment_drifts(
     responses=responses(wire.BulkResult, "Each device's outcome."),
     openapi_extra=openapi_body(BulkStageRequest),
 )
-async def bulk_stage(request: Request, ctx: Context = Depends(write_context)) -> Response:
+async def bulk_stage(
+    request: Request, ctx: Context = writing(*scopes.creating(TargetStatus.STAGED))
+) -> Response:
     """Extension: stage one release with one set of config instances for many devices."""
-    ctx.principal.require(("deployments:write",), ("deployments:stage",))
     body = await parse_body(request, BulkStageRequest)
     result = await DeploymentService.of(ctx).stage_many(body)
     await ctx.commit()
     return json_response(result.render())
 
 
-def _bulk_action(action: Action, scope: str, summary: str) -> None:
+def _bulk_action(action: Action, summary: str) -> None:
     @router.post(
         f"/bulk_{action}",
         operation_id=f"bulk{action.capitalize()}Deployments",
@@ -186,14 +188,15 @@ def _bulk_action(action: Action, scope: str, summary: str) -> None:
         openapi_extra=openapi_body(BulkSelectionRequest),
         summary=summary,
     )
-    async def endpoint(request: Request, ctx: Context = Depends(write_context)) -> Response:
-        ctx.principal.require((scope,))
+    async def endpoint(
+        request: Request, ctx: Context = writing(scopes.ACTION_SCOPES[action])
+    ) -> Response:
         body = await parse_body(request, BulkSelectionRequest)
         result = await DeploymentService.of(ctx).act_on_many(action, body)
         await ctx.commit()
         return json_response(result.render())
 
 
-_bulk_action("deploy", "deployments:deploy", "Extension: deploy many staged deployments")
-_bulk_action("archive", "deployments:archive", "Extension: archive many staged deployments")
-_bulk_action("restage", "deployments:stage", "Extension: restage many drifted deployments")
+_bulk_action("deploy", "Extension: deploy many staged deployments")
+_bulk_action("archive", "Extension: archive many staged deployments")
+_bulk_action("restage", "Extension: restage many drifted deployments")

@@ -183,9 +183,11 @@ def is_consistent(state: HasState) -> bool:
 
 def after(state: HasState, changes: Changes) -> State:
     """The state that results from applying ``changes`` to ``state``."""
-    fields = {field.name for field in dataclasses.fields(State)}
-    values: dict[str, Any] = {key: value for key, value in changes.items() if key in fields}
+    values: dict[str, Any] = {key: value for key, value in changes.items() if key in _STATE_FIELDS}
     return dataclasses.replace(State.of(state), **values)
+
+
+_STATE_FIELDS = frozenset(field.name for field in dataclasses.fields(State))
 
 
 class IllegalMove(AssertionError):

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import ColumnElement
 from sqlalchemy.exc import DBAPIError
 
+from fleetconfig.server.auth.context import Context
 from fleetconfig.server.deployments import lifecycle
 from fleetconfig.server.deployments.bulk import (
     Action,
@@ -46,7 +47,6 @@ from fleetconfig.server.deployments.repository import DeploymentRepository
 from fleetconfig.server.deployments.schemas import CreateDeploymentRequest
 from fleetconfig.server.kit import ids
 from fleetconfig.server.kit.clock import utcnow
-from fleetconfig.server.kit.context import Context
 from fleetconfig.server.kit.errors import Conflict, NotFound, ValidationFailed, not_found
 from fleetconfig.server.kit.unit_of_work import UnitOfWork
 from fleetconfig.server.models import ConfigInstance, Deployment, Device, Release

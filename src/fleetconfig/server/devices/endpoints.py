@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.auth.context import Context, reading, writing
 from fleetconfig.server.devices import wire
 from fleetconfig.server.devices.schemas import (
     CreateDeviceRequest,
@@ -15,7 +16,6 @@ from fleetconfig.server.devices.schemas import (
 )
 from fleetconfig.server.devices.service import MAX_PING_TIMEOUT_NANOS, DeviceService
 from fleetconfig.server.kit.clock import isoformat
-from fleetconfig.server.kit.context import Context, read_context, write_context
 from fleetconfig.server.kit.errors import InvalidRequest
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import responses
@@ -39,8 +39,9 @@ router = APIRouter(prefix="/devices", tags=["Devices"])
     responses=responses(wire.Device, "The new device (inactive until activated)."),
     openapi_extra=openapi_body(CreateDeviceRequest),
 )
-async def create_device(request: Request, ctx: Context = Depends(write_context)) -> Response:
-    ctx.principal.require(("devices:write", "devices:provision"))
+async def create_device(
+    request: Request, ctx: Context = writing(("devices:write", "devices:provision"))
+) -> Response:
     body = await parse_body(request, CreateDeviceRequest)
     row = await DeviceService(ctx.session, ctx.workspace_id).create(body.name)
     await ctx.commit()
@@ -50,8 +51,9 @@ async def create_device(request: Request, ctx: Context = Depends(write_context))
 @router.get(
     "", operation_id="listDevices", responses=responses(wire.DeviceList, "A page of devices.")
 )
-async def list_devices(request: Request, ctx: Context = Depends(read_context)) -> Response:
-    ctx.principal.require(("devices:read", "devices:provision"))
+async def list_devices(
+    request: Request, ctx: Context = reading(("devices:read", "devices:provision"))
+) -> Response:
     query = request.query_params
     page, order = page_param(query), order_by_param(query)
     expand = expand_param(query, "device", is_list=True)
@@ -67,8 +69,7 @@ async def list_devices(request: Request, ctx: Context = Depends(read_context)) -
 @router.get(
     "/{device_id}", operation_id="getDevice", responses=responses(wire.Device, "The device.")
 )
-async def get_device(device_id: str, ctx: Context = Depends(read_context)) -> Response:
-    ctx.principal.require(("devices:read",))
+async def get_device(device_id: str, ctx: Context = reading("devices:read")) -> Response:
     return json_response(
         render_device(await DeviceService(ctx.session, ctx.workspace_id).get(device_id))
     )
@@ -81,9 +82,8 @@ async def get_device(device_id: str, ctx: Context = Depends(read_context)) -> Re
     openapi_extra=openapi_body(UpdateDeviceRequest),
 )
 async def update_device(
-    device_id: str, request: Request, ctx: Context = Depends(write_context)
+    device_id: str, request: Request, ctx: Context = writing("devices:write")
 ) -> Response:
-    ctx.principal.require(("devices:write",))
     body = await parse_body(request, UpdateDeviceRequest)
     row = await DeviceService(ctx.session, ctx.workspace_id).rename(device_id, body.name)
     await ctx.commit()
@@ -97,12 +97,11 @@ async def update_device(
     openapi_extra=openapi_body(IssueActivationTokenRequest),
 )
 async def issue_activation_token(
-    device_id: str, request: Request, ctx: Context = Depends(write_context)
+    device_id: str, request: Request, ctx: Context = writing("devices:provision")
 ) -> Response:
-    ctx.principal.require(("devices:provision",))
     body = await parse_body(request, IssueActivationTokenRequest)
-    signing_key = request.app.state.signing_keys.token_key
-    settings = request.app.state.settings
+    signing_key = services(request).signing_keys.token_key
+    settings = services(request).settings
     token, expires_at = await DeviceService(ctx.session, ctx.workspace_id).issue_activation_token(
         device_id, signing_key, settings.activation_token_ttl_seconds, body.allow_reactivation
     )
@@ -117,9 +116,8 @@ async def issue_activation_token(
     openapi_extra=openapi_body(PingDeviceRequest),
 )
 async def ping_device(
-    device_id: str, request: Request, ctx: Context = Depends(read_context)
+    device_id: str, request: Request, ctx: Context = reading("devices:read")
 ) -> Response:
-    ctx.principal.require(("devices:read",))
     body = await parse_body(request, PingDeviceRequest)
     if not 1 <= body.timeout_nanos <= MAX_PING_TIMEOUT_NANOS:
         raise InvalidRequest(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.auth.context import Context, reading, writing
 from fleetconfig.server.git_commits import wire
 from fleetconfig.server.git_commits.schemas import CreateGitCommitRequest, render_git_commit
 from fleetconfig.server.git_commits.service import GitCommitService, normalize_sha
-from fleetconfig.server.kit.context import Context, read_context, write_context
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.pagination import fetch_page
@@ -29,8 +29,9 @@ router = APIRouter(prefix="/git_commits", tags=["Git Commits"])
     operation_id="listGitCommits",
     responses=responses(wire.GitCommitList, "A page of git commits."),
 )
-async def list_git_commits(request: Request, ctx: Context = Depends(read_context)) -> Response:
-    ctx.principal.require(("git_commits:read",))
+async def list_git_commits(
+    request: Request, ctx: Context = reading("git_commits:read")
+) -> Response:
     query = request.query_params
     page, order = page_param(query), order_by_param(query)
     expand = expand_param(query, "git_commit", is_list=True)
@@ -50,8 +51,9 @@ async def list_git_commits(request: Request, ctx: Context = Depends(read_context
     responses=responses(wire.GitCommit, "The git commit (the existing one when its sha is known)."),
     openapi_extra=openapi_body(CreateGitCommitRequest),
 )
-async def create_git_commit(request: Request, ctx: Context = Depends(write_context)) -> Response:
-    ctx.principal.require(("git_commits:write",))
+async def create_git_commit(
+    request: Request, ctx: Context = writing("git_commits:write")
+) -> Response:
     body = await parse_body(request, CreateGitCommitRequest)
     row = await GitCommitService(ctx.session, ctx.workspace_id).create(
         body.sha, body.message, body.origin
@@ -65,7 +67,8 @@ async def create_git_commit(request: Request, ctx: Context = Depends(write_conte
     operation_id="getGitCommit",
     responses=responses(wire.GitCommit, "The git commit."),
 )
-async def get_git_commit(git_commit_id: str, ctx: Context = Depends(read_context)) -> Response:
-    ctx.principal.require(("git_commits:read",))
+async def get_git_commit(
+    git_commit_id: str, ctx: Context = reading("git_commits:read")
+) -> Response:
     row = await GitCommitService(ctx.session, ctx.workspace_id).get(git_commit_id)
     return json_response(render_git_commit(row))

@@ -7,10 +7,10 @@ so two writers queue instead of failing on a lock upgrade.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import DateTime, MetaData, event
 from sqlalchemy.engine import Dialect
@@ -55,6 +55,9 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC)
 
 
+Caller = TypeVar("Caller")
+
+
 def is_sqlite_url(url: str) -> bool:
     return url.startswith("sqlite")
 
@@ -96,6 +99,24 @@ class Database:
         factory = self.write_sessions if write else self.read_sessions
         async with factory() as session:
             yield session
+
+    @asynccontextmanager
+    async def request_session(
+        self, authenticate: Callable[[AsyncSession], Awaitable[Caller]], *, write: bool
+    ) -> AsyncIterator[tuple[Caller, AsyncSession]]:
+        """Who calls, then the session to serve them in: every front door's first step.
+
+        On SQLite a writer is authenticated in a read session of its own first, so that
+        neither a refused request nor the time spent reading its body holds the write lock.
+        """
+        if write and self.is_sqlite:
+            async with self.session() as auth_session:
+                caller = await authenticate(auth_session)
+            async with self.session(write=True) as session:
+                yield caller, session
+            return
+        async with self.session(write=write) as session:
+            yield await authenticate(session), session
 
 
 def _sqlite_engine(url: str, *, immediate: bool, **kwargs: Any) -> AsyncEngine:

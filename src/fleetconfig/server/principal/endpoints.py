@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import Response
 
-from fleetconfig.server.kit.context import Context, read_context
+from fleetconfig.server.auth.context import Context, reading
 from fleetconfig.server.kit.http import json_response
 from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.principal import wire
@@ -18,6 +18,6 @@ router = APIRouter(tags=["Principals"])
     operation_id="getSelf",
     responses=responses(wire.Principal, "The API key making the request."),
 )
-async def get_principal(ctx: Context = Depends(read_context)) -> Response:
+async def get_principal(ctx: Context = reading()) -> Response:
     principal = ctx.principal
     return json_response({"object": "principal", "id": principal.id, "name": principal.name})

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from fleetconfig.server.kit.context import Context, read_context, write_context
+from fleetconfig.server.auth.context import Context, reading, writing
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.pagination import fetch_page
@@ -27,8 +27,7 @@ router = APIRouter(prefix="/releases", tags=["Releases"])
 @router.get(
     "", operation_id="listReleases", responses=responses(wire.ReleaseList, "A page of releases.")
 )
-async def list_releases(request: Request, ctx: Context = Depends(read_context)) -> Response:
-    ctx.principal.require(("releases:read",))
+async def list_releases(request: Request, ctx: Context = reading("releases:read")) -> Response:
     query = request.query_params
     page, order = page_param(query), order_by_param(query)
     expand = expand_param(query, "release", is_list=True)
@@ -48,8 +47,7 @@ async def list_releases(request: Request, ctx: Context = Depends(read_context)) 
     responses=responses(wire.Release, "The new release."),
     openapi_extra=openapi_body(CreateReleaseRequest),
 )
-async def create_release(request: Request, ctx: Context = Depends(write_context)) -> Response:
-    ctx.principal.require(("releases:write",))
+async def create_release(request: Request, ctx: Context = writing("releases:write")) -> Response:
     expand = expand_param(request.query_params, "release", is_list=False)
     body = await parse_body(request, CreateReleaseRequest)
     row = await ReleaseService(ctx.session, ctx.workspace_id).create(
@@ -64,9 +62,8 @@ async def create_release(request: Request, ctx: Context = Depends(write_context)
     "/{release_id}", operation_id="getRelease", responses=responses(wire.Release, "The release.")
 )
 async def get_release(
-    release_id: str, request: Request, ctx: Context = Depends(read_context)
+    release_id: str, request: Request, ctx: Context = reading("releases:read")
 ) -> Response:
-    ctx.principal.require(("releases:read",))
     expand = expand_param(request.query_params, "release", is_list=False)
     row = await ReleaseService(ctx.session, ctx.workspace_id).get(release_id)
     [rendered] = await render_releases(ctx.session, [row], expand.tree)

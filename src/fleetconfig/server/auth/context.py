@@ -1,0 +1,76 @@
+"""The Platform API's front door: authenticate, check the operation's scopes, open the session.
+
+Each operation declares what it needs in its signature::
+
+    async def get_deployment(deployment_id: str, ctx: Context = reading("deployments:read")):
+
+``reading``/``writing`` take scope groups: a scope, or a tuple of scopes any one of which will
+do (``writing("deployments:write", ("deployments:deploy", "deployments:stage"))`` needs the
+first and one of the others; a resource's ``manage`` scope satisfies each). The request is
+refused (401, 403) before its session opens, and on SQLite before the write lock is taken.
+
+Services receive the context as their :class:`~fleetconfig.server.kit.unit_of_work.UnitOfWork`
+and never commit; the endpoint commits through it, which then runs what the services asked to
+happen once the data is durable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleetconfig.server.auth.principal import Principal, authenticate
+from fleetconfig.server.kit.unit_of_work import UnitOfWork
+from fleetconfig.server.kit.versions import LATEST
+from fleetconfig.server.services import services
+
+ScopeGroup = str | tuple[str, ...]
+
+
+@dataclass(kw_only=True)
+class Context(UnitOfWork):
+    request: Request
+    principal: Principal
+    version: str
+
+    @property
+    def workspace_id(self) -> str:
+        return self.principal.workspace_id
+
+
+def _groups(groups: tuple[ScopeGroup, ...]) -> tuple[tuple[str, ...], ...]:
+    return tuple((group,) if isinstance(group, str) else group for group in groups)
+
+
+def _front_door(*groups: ScopeGroup, write: bool) -> Any:
+    required = _groups(groups)
+
+    async def authenticated(session: AsyncSession, request: Request) -> Principal:
+        principal = await authenticate(session, request.headers.get("x-api-key"))
+        services(request).rate_limiter.check(principal.id)
+        principal.require(*required)
+        return principal
+
+    async def context(request: Request) -> AsyncIterator[Context]:
+        version = getattr(request.state, "api_version", LATEST)
+        database = services(request).database
+        async with database.request_session(
+            lambda session: authenticated(session, request), write=write
+        ) as (principal, session):
+            yield Context(request=request, session=session, principal=principal, version=version)
+
+    return Depends(context)
+
+
+def reading(*groups: ScopeGroup) -> Any:
+    """The context of an operation that only reads, for a key holding ``groups``."""
+    return _front_door(*groups, write=False)
+
+
+def writing(*groups: ScopeGroup) -> Any:
+    """The context of an operation that writes (on SQLite it holds the write lock)."""
+    return _front_door(*groups, write=True)
