@@ -7,10 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from starlette.datastructures import QueryParams
 
+from fleetconfig.server.expansions import expand_param
 from fleetconfig.server.kit.errors import InvalidRequest
 from fleetconfig.server.kit.params import (
     OrderBy,
-    expand_param,
     filter_param,
     list_param,
     order_by_param,

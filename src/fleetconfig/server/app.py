@@ -17,6 +17,7 @@ from fleetconfig import __version__
 from fleetconfig.server import dashboard, migrate
 from fleetconfig.server.agent_api.endpoints import router as agent_router
 from fleetconfig.server.auth.api_keys import bootstrap_admin_key
+from fleetconfig.server.auth.signing import SigningKeys
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import (
     APIError,
@@ -28,7 +29,6 @@ from fleetconfig.server.kit.errors import (
 from fleetconfig.server.kit.http import json_response
 from fleetconfig.server.kit.middleware import APIMiddleware
 from fleetconfig.server.kit.rate_limit import RateLimiter
-from fleetconfig.server.kit.signing import SigningKeys
 from fleetconfig.server.platform_api import platform_router
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.services import AppServices

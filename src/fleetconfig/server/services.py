@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from fleetconfig.server.auth.signing import SigningKeys
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.rate_limit import RateLimiter
-from fleetconfig.server.kit.signing import SigningKeys
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.settings import Settings
 

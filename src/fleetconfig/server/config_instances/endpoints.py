@@ -15,12 +15,12 @@ from fleetconfig.server.config_instances.schemas import (
     render_config_instances,
 )
 from fleetconfig.server.config_instances.service import ConfigInstanceService
+from fleetconfig.server.expansions import expand_param
 from fleetconfig.server.kit.errors import InvalidRequest
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import raw_responses, responses
 from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import (
-    expand_param,
     filter_param,
     list_envelope,
     order_by_param,

@@ -12,34 +12,15 @@ from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
+from fleetconfig.server.kit.repository import WorkspaceRepository
 from fleetconfig.server.models import ConfigInstance
 
 
-class ConfigInstanceRepository:
-    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
-        self.session = session
-        self.workspace_id = workspace_id
+class ConfigInstanceRepository(WorkspaceRepository[ConfigInstance]):
+    model = ConfigInstance
 
     def base(self) -> Select[ConfigInstance]:
-        return (
-            select(ConfigInstance)
-            .where(ConfigInstance.workspace_id == self.workspace_id)
-            .options(defer(ConfigInstance.data))
-        )
-
-    async def get(self, config_instance_id: str) -> ConfigInstance | None:
-        return (
-            await self.session.execute(self.base().where(ConfigInstance.id == config_instance_id))
-        ).scalar_one_or_none()
-
-    async def get_many(self, ids: Iterable[str]) -> dict[str, ConfigInstance]:
-        wanted = set(ids)
-        if not wanted:
-            return {}
-        rows = (
-            await self.session.execute(self.base().where(ConfigInstance.id.in_(wanted)))
-        ).scalars()
-        return {row.id: row for row in rows}
+        return super().base().options(defer(ConfigInstance.data))
 
     async def content(self, config_instance_id: str) -> tuple[str, str] | None:
         """``(filepath, data)`` of one instance, for the download."""
@@ -53,14 +34,13 @@ class ConfigInstanceRepository:
     def search(
         self, ids: list[str], config_schema_ids: list[str], config_type_ids: list[str]
     ) -> Select[ConfigInstance]:
-        statement = self.base()
-        if ids:
-            statement = statement.where(ConfigInstance.id.in_(ids))
-        if config_schema_ids:
-            statement = statement.where(ConfigInstance.config_schema_id.in_(config_schema_ids))
-        if config_type_ids:
-            statement = statement.where(ConfigInstance.config_type_id.in_(config_type_ids))
-        return statement
+        return self.filtered(
+            {
+                ConfigInstance.id: ids,
+                ConfigInstance.config_schema_id: config_schema_ids,
+                ConfigInstance.config_type_id: config_type_ids,
+            }
+        )
 
 
 async def data_by_instance(session: AsyncSession, ids: Iterable[str]) -> dict[str, str]:

@@ -12,30 +12,12 @@ from collections.abc import Iterable
 from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.server.kit.repository import WorkspaceRepository
 from fleetconfig.server.models import ConfigSchema, ConfigType, SchemaDocument
 
 
-class ConfigSchemaRepository:
-    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
-        self.session = session
-        self.workspace_id = workspace_id
-
-    def base(self) -> Select[ConfigSchema]:
-        return select(ConfigSchema).where(ConfigSchema.workspace_id == self.workspace_id)
-
-    async def get(self, config_schema_id: str) -> ConfigSchema | None:
-        return (
-            await self.session.execute(self.base().where(ConfigSchema.id == config_schema_id))
-        ).scalar_one_or_none()
-
-    async def get_many(self, ids: Iterable[str]) -> dict[str, ConfigSchema]:
-        wanted = set(ids)
-        if not wanted:
-            return {}
-        rows = (
-            await self.session.execute(self.base().where(ConfigSchema.id.in_(wanted)))
-        ).scalars()
-        return {row.id: row for row in rows}
+class ConfigSchemaRepository(WorkspaceRepository[ConfigSchema]):
+    model = ConfigSchema
 
     async def find_same(
         self, config_type_id: str, digest: str, instance_filepath: str
@@ -49,12 +31,7 @@ class ConfigSchemaRepository:
         return (await self.session.execute(statement)).scalar_one_or_none()
 
     def search(self, ids: list[str], config_type_ids: list[str]) -> Select[ConfigSchema]:
-        statement = self.base()
-        if ids:
-            statement = statement.where(ConfigSchema.id.in_(ids))
-        if config_type_ids:
-            statement = statement.where(ConfigSchema.config_type_id.in_(config_type_ids))
-        return statement
+        return self.filtered({ConfigSchema.id: ids, ConfigSchema.config_type_id: config_type_ids})
 
 
 async def documents_by_schema(

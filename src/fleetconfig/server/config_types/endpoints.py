@@ -13,11 +13,11 @@ from fleetconfig.server.config_types.schemas import (
     render_config_type,
 )
 from fleetconfig.server.config_types.service import ConfigTypeService
+from fleetconfig.server.expansions import expand_param
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import (
-    expand_param,
     filter_param,
     list_envelope,
     order_by_param,

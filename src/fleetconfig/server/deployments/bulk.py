@@ -16,10 +16,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, Field, StrictStr, model_validator
-from sqlalchemy import ColumnElement, Select, and_, false, insert, or_, select, update
+from sqlalchemy import ColumnElement, Select, Table, and_, false, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.deployments import lifecycle
@@ -158,6 +158,10 @@ _ROW_COLUMNS = (
 )
 
 
+_DEPLOYMENTS = cast(Table, Deployment.__table__)
+_DEPLOYMENT_INSTANCES = cast(Table, DeploymentConfigInstance.__table__)
+
+
 class BulkRepository:
     """The set-based statements; each runs once per bulk operation, whatever its size."""
 
@@ -249,9 +253,9 @@ class BulkRepository:
             return
         # The tables, not the mapped classes: rows of plain values need none of the ORM's
         # per-row bookkeeping.
-        await self.session.execute(insert(Deployment.__table__), deployments)
+        await self.session.execute(insert(_DEPLOYMENTS), deployments)
         await self.session.execute(
-            insert(DeploymentConfigInstance.__table__),
+            insert(_DEPLOYMENT_INSTANCES),
             [
                 {
                     "deployment_id": deployment["id"],

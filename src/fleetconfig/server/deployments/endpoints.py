@@ -18,12 +18,12 @@ from fleetconfig.server.deployments.bulk import Action, BulkSelectionRequest, Bu
 from fleetconfig.server.deployments.lifecycle import ActivityStatus, ErrorStatus, TargetStatus
 from fleetconfig.server.deployments.schemas import CreateDeploymentRequest, render_deployments
 from fleetconfig.server.deployments.service import DeploymentService
+from fleetconfig.server.expansions import expand_param
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.params import (
     Page,
     enum_filter,
-    expand_param,
     filter_param,
     list_envelope,
     order_by_param,

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
@@ -165,33 +165,6 @@ class DeploymentRepository:
         *,
         with_total: bool,
     ) -> tuple[list[Deployment], bool, int | None]:
-        """Like :func:`fetch_page`, but the total comes with the rows, in one statement.
-
-        A page with every expansion must stay within a few statements (spec S5), so the
-        total is a window count over the filtered set rather than a query of its own; only a
-        page past the end, which has no row to carry it, needs a separate count.
-        """
-        if not with_total:
-            return await fetch_page(
-                self.session, statement, Deployment, page, order, with_total=False
-            )
-        counted = statement.add_columns(func.count().over().label("total_count"))
-        columns = [getattr(Deployment, item.field) for item in order]
-        ordered = counted.order_by(
-            *[
-                column.desc() if item.descending else column.asc()
-                for column, item in zip(columns, order, strict=True)
-            ]
+        return await fetch_page(
+            self.session, statement, Deployment, page, order, with_total=with_total
         )
-        result = (
-            await self.session.execute(ordered.offset(page.offset).limit(page.limit + 1))
-        ).all()
-        if result:
-            total = int(result[0][1])
-        elif page.offset == 0:
-            total = 0
-        else:
-            count = select(func.count()).select_from(statement.order_by(None).subquery())
-            total = (await self.session.execute(count)).scalar_one()
-        rows = [row for row, _ in result]
-        return rows[: page.limit], len(rows) > page.limit, total

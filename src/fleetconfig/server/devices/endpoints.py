@@ -15,13 +15,13 @@ from fleetconfig.server.devices.schemas import (
     render_device,
 )
 from fleetconfig.server.devices.service import MAX_PING_TIMEOUT_NANOS, DeviceService
+from fleetconfig.server.expansions import expand_param
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.errors import InvalidRequest
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import (
-    expand_param,
     filter_param,
     list_envelope,
     order_by_param,

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fleetconfig.server.auth.context import Context, reading, writing
+from fleetconfig.server.expansions import expand_param
 from fleetconfig.server.git_commits import wire
 from fleetconfig.server.git_commits.schemas import CreateGitCommitRequest, render_git_commit
 from fleetconfig.server.git_commits.service import GitCommitService, normalize_sha
@@ -13,7 +14,6 @@ from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import (
-    expand_param,
     filter_param,
     list_envelope,
     order_by_param,

@@ -105,21 +105,9 @@ def order_by_param(query: QueryParams) -> list[OrderBy]:
     return orders
 
 
-# Which fields of each object can be expanded, and the object kind each one holds
-# (None for a leaf such as ``content``). Nested expansion follows this graph.
-EXPANDABLE: Mapping[str, Mapping[str, str | None]] = {
-    "deployment": {"device": "device", "release": "release", "config_instances": "config_instance"},
-    "release": {"config_schemas": "config_schema"},
-    "config_schema": {"documents": None, "config_type": "config_type"},
-    "config_instance": {
-        "content": None,
-        "config_schema": "config_schema",
-        "config_type": "config_type",
-    },
-    "device": {},
-    "config_type": {},
-    "git_commit": {},
-}
+ExpansionGraph = Mapping[str, Mapping[str, str | None]]
+"""Which fields of each object kind can be expanded, and the kind each one holds (``None``
+for a leaf such as ``content``); nested expansion follows the graph. Each API has its own."""
 
 Expand = dict[str, "Expand"]
 
@@ -130,7 +118,9 @@ class ExpandRequest:
     total_count: bool
 
 
-def expand_param(query: QueryParams, kind: str, *, is_list: bool) -> ExpandRequest:
+def parse_expand(
+    query: QueryParams, graph: ExpansionGraph, kind: str, *, is_list: bool
+) -> ExpandRequest:
     """Parse ``expand`` into a tree such as ``{"release": {"config_schemas": {}}}``."""
     tree: Expand = {}
     total_count = False
@@ -145,7 +135,7 @@ def expand_param(query: QueryParams, kind: str, *, is_list: bool) -> ExpandReque
             )
         node, current_kind = tree, kind
         for segment in segments:
-            fields = EXPANDABLE.get(current_kind or "", {})
+            fields = graph.get(current_kind or "", {})
             if segment not in fields:
                 allowed = sorted(fields) + (["total_count"] if is_list and node is tree else [])
                 raise InvalidRequest(f"Cannot expand {item!r}", parameter="expand", allowed=allowed)
