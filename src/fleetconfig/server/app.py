@@ -17,6 +17,7 @@ from fleetconfig import __version__
 from fleetconfig.server import dashboard, migrate
 from fleetconfig.server.agent_api.endpoints import router as agent_router
 from fleetconfig.server.auth.api_keys import bootstrap_admin_key
+from fleetconfig.server.auth.cache import Authenticator
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import (
     APIError,
@@ -110,16 +111,19 @@ def create_app(
     database = Database(settings.resolved_database_url)
     # Push to agents: streams held here, plus the PostgreSQL relay and MQTT when configured.
     push = notifier if isinstance(notifier, PushHub) else PushHub.from_settings(settings)
+    authenticator = Authenticator(database)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await prepare_database(settings, database)
         await app.state.signing_keys.load(database)
+        await authenticator.start()
         await push.start(database)
         try:
             yield
         finally:
             await push.stop()
+            await authenticator.stop()
             await database.dispose()
 
     app = FastAPI(
@@ -134,6 +138,7 @@ def create_app(
     app.state.push = push
     app.state.notifier = notifier or push
     app.state.signing_keys = SigningKeys()
+    app.state.authenticator = authenticator
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
 
     app.add_exception_handler(APIError, _on_api_error)

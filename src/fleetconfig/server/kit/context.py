@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fleetconfig.server.auth.principal import Principal, authenticate
+from fleetconfig.server.auth.principal import Principal
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.versions import LATEST
 
@@ -71,7 +71,8 @@ def database(request: Request) -> Database:
 
 
 async def _authenticate(request: Request, session: AsyncSession) -> Principal:
-    principal = await authenticate(session, request.headers.get("x-api-key"))
+    # Cached per process, on connections of its own (fleetconfig.server.auth.cache).
+    principal = await request.app.state.authenticator.authenticate(request.headers.get("x-api-key"))
     request.app.state.rate_limiter.check(principal.id)
     return principal
 
