@@ -147,12 +147,6 @@ def create_app(
     app.add_exception_handler(Exception, _on_unexpected)
 
     app.include_router(platform_router(), prefix="/beta")
-    if os.environ.get("FLEETCONFIG_BENCH_BARE_ROUTE") == "1":
-        # bench/api's reference route (see the module); routed after the Platform API, as
-        # the deployments routes are (the last resource there).
-        from fleetconfig.server import bench_route
-
-        app.include_router(bench_route.router, prefix="/beta")
     app.include_router(platform_router(), prefix="/v1", include_in_schema=False)
     app.include_router(agent_router, prefix="/agent/v1")
     app.include_router(dashboard.router)

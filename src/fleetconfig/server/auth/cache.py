@@ -241,7 +241,6 @@ class Authenticator:
     def __init__(self, database: Database, size: int = CACHE_SIZE) -> None:
         self.database = database
         self.cache = PrincipalCache(size)
-        self._read = database.compile(KEY_BY_HASH)
         self.freshness: Freshness
         if not database.is_sqlite:
             self.freshness = PostgresKeyWatch(database.url, self.cache)
@@ -270,7 +269,7 @@ class Authenticator:
             if principal is not None:
                 return principal
         generation = self.cache.generation
-        principal = principal_of(await self.database.fetch(self._read, {"secret_hash": key_hash}))
+        principal = principal_of(await self.database.fetch(KEY_BY_HASH, {"secret_hash": key_hash}))
         if fresh:
             self.cache.put(key_hash, principal, generation)
         return principal

@@ -8,11 +8,19 @@ from collections.abc import Awaitable, Callable
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.auth.principal import Principal
+from fleetconfig.server.auth.request import request_principal
 from fleetconfig.server.deployments import wire
 from fleetconfig.server.deployments.lifecycle import ActivityStatus, ErrorStatus, TargetStatus
-from fleetconfig.server.deployments.schemas import CreateDeploymentRequest, render_deployments
+from fleetconfig.server.deployments.repository import fields_by_id
+from fleetconfig.server.deployments.schemas import (
+    CreateDeploymentRequest,
+    render_deployment,
+    render_deployments,
+)
 from fleetconfig.server.deployments.service import DeploymentService
-from fleetconfig.server.kit.context import Context, read_context, write_context
+from fleetconfig.server.kit.context import Context, database, read_context, write_context
+from fleetconfig.server.kit.errors import not_found
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.params import (
@@ -90,11 +98,23 @@ async def create_deployment(request: Request, ctx: Context = Depends(write_conte
     operation_id="getDeployment",
     responses=responses(wire.Deployment, "The deployment."),
 )
-async def get_deployment(deployment_id: str, ctx: Context = Depends(read_context)) -> Response:
-    ctx.principal.require(("deployments:read",))
-    expand_param(ctx.request.query_params, "deployment", is_list=False)
-    row = await DeploymentService(ctx.session, ctx.workspace_id).get(deployment_id)
-    return await _render_one(ctx, row)
+async def get_deployment(
+    deployment_id: str, request: Request, principal: Principal = Depends(request_principal)
+) -> Response:
+    """The lean read path (S4, decision 0005): one driver call and no session, unless
+    expansions need the ORM's batch loaders."""
+    principal.require(("deployments:read",))
+    expand = expand_param(request.query_params, "deployment", is_list=False)
+    db = database(request)
+    if not expand.tree:
+        fields = await fields_by_id(db, principal.workspace_id, deployment_id)
+        if fields is None:
+            raise not_found("deployment", deployment_id)
+        return json_response(render_deployment(fields))
+    async with db.session() as session:
+        row = await DeploymentService(session, principal.workspace_id).get(deployment_id)
+        (body,) = await render_deployments(session, [row], expand.tree)
+    return json_response(body)
 
 
 @router.post(

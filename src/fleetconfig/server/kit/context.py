@@ -14,6 +14,7 @@ from fastapi import Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.auth.principal import Principal
+from fleetconfig.server.auth.request import request_principal
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.versions import LATEST
 
@@ -72,9 +73,7 @@ def database(request: Request) -> Database:
 
 async def _authenticate(request: Request, session: AsyncSession) -> Principal:
     # Cached per process, on connections of its own (fleetconfig.server.auth.cache).
-    principal = await request.app.state.authenticator.authenticate(request.headers.get("x-api-key"))
-    request.app.state.rate_limiter.check(principal.id)
-    return principal
+    return await request_principal(request)
 
 
 async def _context(request: Request, *, write: bool) -> AsyncIterator[Context]:

@@ -120,6 +120,7 @@ class Database:
         # transaction, so the pool neither pings them (two round trips on PostgreSQL) nor
         # rolls them back when they return (a thread hop on SQLite). A connection that turns
         # out dead is replaced and the read retried once, see :meth:`fetch`.
+        self._reads: dict[int, tuple[Select[*tuple[Any, ...]], Read]] = {}
         lean = {"pool_pre_ping": False, "pool_reset_on_return": None}
         if self.is_sqlite:
             self.lean_engine = _sqlite_engine(url, immediate=False, **lean, **engine_kwargs)
@@ -134,6 +135,14 @@ class Database:
             await self.write_engine.dispose()
         await self.lean_engine.dispose()
 
+    def read(self, statement: Select[*tuple[Any, ...]]) -> Read:
+        """``statement`` compiled for :meth:`fetch`, once per statement object."""
+        held = self._reads.get(id(statement))
+        if held is None:
+            # The statement is kept with its compiled form, so its id cannot be reused.
+            held = self._reads[id(statement)] = (statement, self.compile(statement))
+        return held[1]
+
     def compile(self, statement: Select[*tuple[Any, ...]]) -> Read:
         """Compile ``statement`` (binds from :func:`~sqlalchemy.bindparam`) for :meth:`fetch`."""
         dialect = self.lean_engine.dialect
@@ -147,13 +156,16 @@ class Database:
             ),
         )
 
-    async def fetch(self, read: Read, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
+    async def fetch(
+        self, statement: Select[*tuple[Any, ...]] | Read, params: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
         """Run ``read`` outside any transaction: one driver call, rows as plain tuples.
 
         For reads of one statement, where a transaction adds nothing. It costs a pool
         checkout and one round trip (PostgreSQL) or one hop to the connection's thread
         (SQLite), where an ORM session pays BEGIN, ping, ROLLBACK and their Python layers.
         """
+        read = statement if isinstance(statement, Read) else self.read(statement)
         values = [params[name] for name in read.params]
         for attempt in (1, 2):
             connection = await self.lean_engine.raw_connection()
