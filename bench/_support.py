@@ -31,6 +31,7 @@ PG_ADMIN_URL = os.environ.get(
     "FLEETCONFIG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 CONFIG_SLUG = "bench"
+BENCH_DIR = Path(__file__).resolve().parent
 
 
 def free_port() -> int:
@@ -134,9 +135,17 @@ class Server:
 
 @contextmanager
 def server(
-    workdir: Path, database_url: str, extra_env: dict[str, str] | None = None
+    workdir: Path,
+    database_url: str,
+    extra_env: dict[str, str] | None = None,
+    *,
+    factory: str | None = None,
 ) -> Iterator[Server]:
-    """A ``fleetconfig serve`` process on a free loopback port, healthy when yielded."""
+    """A ``fleetconfig serve`` process on a free loopback port, healthy when yielded.
+
+    With ``factory`` (``module:function`` in ``bench/``), uvicorn runs that application
+    instead, with the options ``fleetconfig serve`` gives it.
+    """
     port = free_port()
     env = dict(
         clean_env(),
@@ -147,6 +156,10 @@ def server(
     base_url = f"http://127.0.0.1:{port}"
     log = workdir / "server.log"
     serve = ["-m", "fleetconfig.cli.main", "serve", "--port", str(port)]
+    if factory is not None:
+        serve = ["-m", "uvicorn", factory, "--factory", "--app-dir", str(BENCH_DIR)]
+        serve += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "info"]
+        serve += ["--timeout-graceful-shutdown", "5"]
     with process(serve, env, log) as child:
 
         def healthy() -> bool:

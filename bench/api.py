@@ -1,7 +1,7 @@
 """S4: API overhead: ``GET /beta/deployments/{id}`` throughput against a bare endpoint.
 
-Starts ``fleetconfig serve`` as a process with ``FLEETCONFIG_BENCH_BARE_ROUTE=1``, which adds
-``GET /beta/_bench/deployments/{id}`` (see ``fleetconfig.server.bench_route``): the same
+Starts the server as a process (uvicorn, as ``fleetconfig serve`` runs it) on the application
+of ``bench/api_app.py``: the real one plus ``GET /beta/_bench/deployments/{id}``, the same
 JSON as the real deployment, held in memory, served through the same uvicorn, middleware,
 routing and JSON response. Makes a device, release, config instance and deployment with the
 official Platform API client, stores the deployment's JSON in the bare route (the two answers
@@ -110,9 +110,10 @@ def run_one(db_kind: str, args: argparse.Namespace) -> Result:
     script = workdir / "report.lua"
     script.write_text(WRK_REPORT)
     result = Result(db_kind)
-    env = {"FLEETCONFIG_BENCH_BARE_ROUTE": "1", "FLEETCONFIG_RATE_LIMIT_PER_SECOND": "1e6"}
+    env = {"FLEETCONFIG_RATE_LIMIT_PER_SECOND": "1e6"}
+    app = "api_app:create_app"
     try:
-        with database(db_kind, workdir) as url, server(workdir, url, env) as srv:
+        with database(db_kind, workdir) as url, server(workdir, url, env, factory=app) as srv:
             with srv.client() as client:
                 fleet = Fleet.create(client)
                 instance_id = fleet.instance(client, json.dumps({"speed": 1.5, "mode": "auto"}))

@@ -611,9 +611,7 @@ class Round:
     server_cpu: float = 0.0  # seconds, the server's processes (all threads)
 
 
-async def rollout(
-    world: World, device_ids: list[str], version: int, fleet: Fleet | None
-) -> Round:
+async def rollout(world: World, device_ids: list[str], version: int, fleet: Fleet | None) -> Round:
     """Stage for every device, deploy all, wait for every ack (with a fleet)."""
     if fleet is not None:
         fleet.expect(len(device_ids))

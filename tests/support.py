@@ -180,6 +180,17 @@ def start_server(
     return ServerProcess(process, base_url, admin_key, data_dir, log_path)
 
 
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``fleetconfig *args`` as a process of its own, with ``env`` added to this one's."""
+    return subprocess.run(
+        [sys.executable, "-m", "fleetconfig.cli.main", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def unique_name(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
 

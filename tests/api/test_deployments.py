@@ -15,7 +15,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from fleetconfig.server.auth.scopes import MANAGE_ALL
 from fleetconfig.server.deployments import lifecycle
@@ -23,7 +24,7 @@ from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.models import Deployment
 from tests.conftest import new_workspace_key
 from tests.push_fakes import FakeTransport
-from tests.support import ApiCaller, assert_error, unique_name
+from tests.support import ApiCaller, assert_error, backend, unique_name
 
 SCHEMA = json.dumps(
     {
@@ -944,3 +945,59 @@ async def test_a_failed_notification_does_not_fail_the_committed_deploy(
     with transport_replaced(app, BrokenTransport()):
         created = await fleet.made(setup.device, setup.v1, setup.instances, target="deployed")
     assert statuses(await fleet.get(created["id"])) == QUEUED
+
+
+# -- the lean read path (decision 0005): GET without expansions skips the ORM ------------
+
+
+async def test_the_lean_answer_is_the_orm_answer(setup: Setup) -> None:
+    api = setup.fleet.api
+    created = await api.post(
+        "/deployments",
+        json={
+            "target_status": "staged",
+            "description": 'été \u2603 "quoted"',
+            "release_id": setup.v1,
+            "device_id": setup.device,
+            "config_instance_ids": setup.instances,
+        },
+    )
+    assert created.status_code == 200, created.text
+    deployment_id = created.json()["id"]
+    lean = await api.get(f"/deployments/{deployment_id}")
+    assert lean.status_code == 200
+    # The create answers through the ORM and renders the same fields, byte for byte.
+    assert lean.content == created.content
+    expanded = await api.ok("GET", f"/deployments/{deployment_id}", params={"expand": "device"})
+    del expanded["device"]
+    assert expanded == lean.json()
+
+
+async def test_bad_ids_get_a_4xx(setup: Setup) -> None:
+    api = setup.fleet.api
+    for deployment_id in ("dpl_missing", "x" * 5000, "%C3%A9t%C3%A9", "'; DROP TABLE x; --"):
+        assert_error(await api.get(f"/deployments/{deployment_id}"), 404, "not_found")
+    assert_error(await api.get("/deployments/dpl_%00"), 400, "invalid_request")
+
+
+@pytest.mark.skipif(backend() != "postgresql", reason="a server-side disconnect")
+async def test_connections_dropped_by_the_server_are_replaced(
+    setup: Setup, app: FastAPI, database_url: str
+) -> None:
+    api = setup.fleet.api
+    deployment = await setup.fleet.made(setup.device, setup.v1, setup.instances)
+    await api.ok("GET", f"/deployments/{deployment['id']}")
+    # As a database restart would: every connection of this database is cut.
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as connection:
+            await connection.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            )
+    finally:
+        await engine.dispose()
+    for _ in range(3):
+        await api.ok("GET", f"/deployments/{deployment['id']}")

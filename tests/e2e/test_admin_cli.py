@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import API_VERSION, backend, drop_pg_database, fresh_database_url, start_server
-
-
-def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "fleetconfig.cli.main", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.support import (
+    API_VERSION,
+    backend,
+    drop_pg_database,
+    fresh_database_url,
+    run_cli,
+    start_server,
+)
 
 
 async def test_apikey_lifecycle_without_and_with_a_server(tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from fleetconfig import __version__
 from fleetconfig.server import dashboard, migrate
 from fleetconfig.server.agent_api.endpoints import router as agent_router
 from fleetconfig.server.auth.api_keys import bootstrap_admin_key
+from fleetconfig.server.auth.cache import Authenticator
 from fleetconfig.server.auth.signing import SigningKeys
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import (
@@ -110,16 +111,19 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
     database = Database(settings.resolved_database_url)
     # Push to agents: streams held here, plus the PostgreSQL relay and MQTT when configured.
     push = push or PushHub.from_settings(settings)
+    authenticator = Authenticator(database)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await prepare_database(settings, database)
         await app.state.services.signing_keys.load(database)
+        await authenticator.start()
         await push.start(database)
         try:
             yield
         finally:
             await push.stop()
+            await authenticator.stop()
             await database.dispose()
 
     app = FastAPI(
@@ -134,6 +138,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         database=database,
         push=push,
         signing_keys=SigningKeys(),
+        authenticator=authenticator,
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
     )
     # Older spellings, until every reader goes through ``services(request)``.
@@ -149,12 +154,6 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
     app.add_exception_handler(Exception, _on_unexpected)
 
     app.include_router(platform_router(), prefix="/beta")
-    if os.environ.get("FLEETCONFIG_BENCH_BARE_ROUTE") == "1":
-        # bench/api's reference route (see the module); routed after the Platform API, as
-        # the deployments routes are (the last resource there).
-        from fleetconfig.server import bench_route
-
-        app.include_router(bench_route.router, prefix="/beta")
     app.include_router(platform_router(), prefix="/v1", include_in_schema=False)
     app.include_router(agent_router, prefix="/agent/v1")
     app.include_router(dashboard.router)

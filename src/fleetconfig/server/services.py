@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from fleetconfig.server.auth.cache import Authenticator
 from fleetconfig.server.auth.signing import SigningKeys
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.rate_limit import RateLimiter
@@ -23,6 +24,7 @@ class AppServices:
     database: Database
     push: PushHub
     signing_keys: SigningKeys
+    authenticator: Authenticator
     rate_limiter: RateLimiter
 
 

@@ -21,9 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from fleetconfig.server.auth.principal import Principal, authenticate
+from fleetconfig.server.auth.principal import Principal
 from fleetconfig.server.kit.unit_of_work import UnitOfWork
 from fleetconfig.server.kit.versions import LATEST
 from fleetconfig.server.services import services
@@ -46,21 +45,36 @@ def _groups(groups: tuple[ScopeGroup, ...]) -> tuple[tuple[str, ...], ...]:
     return tuple((group,) if isinstance(group, str) else group for group in groups)
 
 
+async def _principal(request: Request, required: tuple[tuple[str, ...], ...]) -> Principal:
+    """The request's API key (from the process's cache when it may answer, see
+    :mod:`~fleetconfig.server.auth.cache`), counted by the per-key rate limit, holding the
+    scopes the operation requires."""
+    app = services(request)
+    principal = await app.authenticator.authenticate(request.headers.get("x-api-key"))
+    app.rate_limiter.check(principal.id)
+    principal.require(*required)
+    return principal
+
+
+def authorized(*groups: ScopeGroup) -> Any:
+    """The caller's principal alone, for an operation that opens no session of its own."""
+    required = _groups(groups)
+
+    async def principal(request: Request) -> Principal:
+        return await _principal(request, required)
+
+    return Depends(principal)
+
+
 def _front_door(*groups: ScopeGroup, write: bool) -> Any:
     required = _groups(groups)
 
-    async def authenticated(session: AsyncSession, request: Request) -> Principal:
-        principal = await authenticate(session, request.headers.get("x-api-key"))
-        services(request).rate_limiter.check(principal.id)
-        principal.require(*required)
-        return principal
-
     async def context(request: Request) -> AsyncIterator[Context]:
+        # Authenticated before the session opens: neither a refused request nor the time
+        # spent reading its body holds a connection (or, on SQLite, the write lock).
+        principal = await _principal(request, required)
         version = getattr(request.state, "api_version", LATEST)
-        database = services(request).database
-        async with database.request_session(
-            lambda session: authenticated(session, request), write=write
-        ) as (principal, session):
+        async with services(request).database.session(write=write) as session:
             yield Context(request=request, session=session, principal=principal, version=version)
 
     return Depends(context)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,10 +17,11 @@ from fleetconfig.server.models import ApiKey
 
 SECRET_PREFIX = "fck_"
 
-
-# Built once: SQLAlchemy memoizes a statement's cache key on the statement object, so reusing
-# it spares every request building the query and computing that key again (S4, bench/api).
-_KEY_BY_HASH = select(ApiKey).where(ApiKey.secret_hash == bindparam("secret_hash"))
+# Built once: SQLAlchemy memoizes a statement's cache key on the statement object, and
+# :class:`~fleetconfig.server.auth.cache.Authenticator` compiles it once for the driver.
+KEY_BY_HASH = select(
+    ApiKey.id, ApiKey.name, ApiKey.workspace_id, ApiKey.scopes, ApiKey.revoked_at
+).where(ApiKey.secret_hash == bindparam("secret_hash"))
 
 
 def generate_secret() -> str:
@@ -47,14 +50,25 @@ class Principal:
             )
 
 
-async def authenticate(session: AsyncSession, secret: str | None) -> Principal:
+def require_secret(secret: str | None) -> str:
     if not secret:
         raise Unauthorized("Missing API key: send it in the X-API-Key header")
-    row = (
-        await session.execute(_KEY_BY_HASH, {"secret_hash": hash_secret(secret)})
-    ).scalar_one_or_none()
-    if row is None or row.revoked_at is not None:
+    return secret
+
+
+def principal_of(rows: Sequence[Sequence[Any]]) -> Principal:
+    """The principal of a :data:`KEY_BY_HASH` result; refused unless one live key matched."""
+    if not rows:
         raise Unauthorized("Invalid or revoked API key")
-    return Principal(
-        id=row.id, name=row.name, workspace_id=row.workspace_id, scopes=tuple(row.scopes)
-    )
+    key_id, name, workspace_id, scopes, revoked_at = rows[0]
+    if revoked_at is not None:
+        raise Unauthorized("Invalid or revoked API key")
+    return Principal(id=key_id, name=name, workspace_id=workspace_id, scopes=tuple(scopes))
+
+
+async def authenticate(session: AsyncSession, secret: str | None) -> Principal:
+    """Look the key up in ``session``, uncached (the dashboard's sign-in; the Platform API
+    uses :class:`~fleetconfig.server.auth.cache.Authenticator`)."""
+    key_hash = hash_secret(require_secret(secret))
+    rows = (await session.execute(KEY_BY_HASH, {"secret_hash": key_hash})).all()
+    return principal_of([tuple(row) for row in rows])

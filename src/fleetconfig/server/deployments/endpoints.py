@@ -12,13 +12,20 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from fleetconfig.server.auth.context import Context, reading, writing
+from fleetconfig.server.auth.context import Context, authorized, reading, writing
+from fleetconfig.server.auth.principal import Principal
 from fleetconfig.server.deployments import scopes, wire
 from fleetconfig.server.deployments.bulk import Action, BulkSelectionRequest, BulkStageRequest
 from fleetconfig.server.deployments.lifecycle import ActivityStatus, ErrorStatus, TargetStatus
-from fleetconfig.server.deployments.schemas import CreateDeploymentRequest, render_deployments
+from fleetconfig.server.deployments.repository import DeploymentRepository, fields_by_id
+from fleetconfig.server.deployments.schemas import (
+    CreateDeploymentRequest,
+    render_deployment,
+    render_deployments,
+)
 from fleetconfig.server.deployments.service import DeploymentService
 from fleetconfig.server.expansions import expand_param
+from fleetconfig.server.kit.errors import not_found
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.params import (
@@ -30,6 +37,7 @@ from fleetconfig.server.kit.params import (
     page_param,
 )
 from fleetconfig.server.models import Deployment
+from fleetconfig.server.services import services
 
 router = APIRouter(prefix="/deployments", tags=["Deployments"])
 logger = logging.getLogger(__name__)
@@ -92,11 +100,23 @@ async def create_deployment(
     responses=responses(wire.Deployment, "The deployment."),
 )
 async def get_deployment(
-    deployment_id: str, ctx: Context = reading("deployments:read")
+    deployment_id: str, request: Request, principal: Principal = authorized("deployments:read")
 ) -> Response:
-    expand_param(ctx.request.query_params, "deployment", is_list=False)
-    row = await DeploymentService.of(ctx).get(deployment_id)
-    return await _render_one(ctx, row)
+    """The lean read path (S4, decision 0005): one driver call and no session, unless
+    expansions need the ORM's batch loaders."""
+    expand = expand_param(request.query_params, "deployment", is_list=False)
+    database = services(request).database
+    if not expand.tree:
+        fields = await fields_by_id(database, principal.workspace_id, deployment_id)
+        if fields is None:
+            raise not_found("deployment", deployment_id)
+        return json_response(render_deployment(fields))
+    async with database.session() as session:
+        row = await DeploymentRepository(session, principal.workspace_id).get(deployment_id)
+        if row is None:
+            raise not_found("deployment", deployment_id)
+        (body,) = await render_deployments(session, [row], expand.tree)
+    return json_response(body)
 
 
 @router.post(

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import NamedTuple
 
-from sqlalchemy import Select, select
+from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
 
 from fleetconfig.server.deployments.lifecycle import ActivityStatus, TargetStatus
+from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import OrderBy, Page
 from fleetconfig.server.models import (
@@ -24,6 +26,34 @@ from fleetconfig.server.models import (
     Release,
     ReleaseConfigSchema,
 )
+
+
+class DeploymentFields(NamedTuple):
+    """What a deployment renders as without expansions, read without the ORM."""
+
+    id: str
+    description: str
+    activity_status: str
+    error_status: str
+    target_status: str
+    device_id: str
+    release_id: str
+    created_at: datetime
+    updated_at: datetime
+
+
+# Built once, compiled once for the driver (``Database.fetch``, decision 0005).
+_FIELDS_BY_ID = select(*(getattr(Deployment, name) for name in DeploymentFields._fields)).where(
+    Deployment.workspace_id == bindparam("workspace_id"), Deployment.id == bindparam("id")
+)
+
+
+async def fields_by_id(
+    database: Database, workspace_id: str, deployment_id: str
+) -> DeploymentFields | None:
+    """One deployment's own fields: the hot path of ``GET /deployments/{id}`` (S4)."""
+    rows = await database.fetch(_FIELDS_BY_ID, {"workspace_id": workspace_id, "id": deployment_id})
+    return DeploymentFields(*rows[0]) if rows else None
 
 
 class DeploymentRepository:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import defer
 
 from fleetconfig.server.config_instances.schemas import render_config_instances
 from fleetconfig.server.deployments.lifecycle import derived_status
+from fleetconfig.server.deployments.repository import DeploymentFields
 from fleetconfig.server.devices.schemas import render_device
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.params import Expand
@@ -34,7 +35,7 @@ class CreateDeploymentRequest(BaseModel):
     parent_id: StrictStr | None = None
 
 
-def render_deployment(row: Deployment) -> dict[str, Any]:
+def render_deployment(row: Deployment | DeploymentFields) -> dict[str, Any]:
     return {
         "object": "deployment",
         "id": row.id,

@@ -7,12 +7,14 @@ so two writers queue instead of failing on a lock upgrade.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import DateTime, MetaData, event
+import asyncpg
+from sqlalchemy import DateTime, MetaData, Select, event
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -62,6 +64,35 @@ def is_sqlite_url(url: str) -> bool:
     return url.startswith("sqlite")
 
 
+@dataclass(frozen=True)
+class Read:
+    """A Core ``SELECT`` compiled once for one dialect, to run on the driver itself.
+
+    ``params`` are the bind names in the driver's positional order; ``processors`` turn each
+    column's raw driver value into what the column's type returns through SQLAlchemy (for
+    example a timezone-aware datetime), so a row is the same as the ORM would give.
+    """
+
+    sql: str
+    params: tuple[str, ...]
+    processors: tuple[Callable[[Any], Any] | None, ...]
+
+    def process(self, row: Sequence[Any]) -> tuple[Any, ...]:
+        return tuple(
+            value if process is None or value is None else process(value)
+            for process, value in zip(self.processors, row, strict=True)
+        )
+
+
+# What a dropped PostgreSQL connection raises (a server restart, an idle connection cut).
+_DISCONNECTS = (
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    OSError,
+)
+
+
 class Database:
     """The engines and session factories of one database.
 
@@ -88,11 +119,79 @@ class Database:
         self.write_sessions = async_sessionmaker(
             self.write_engine, expire_on_commit=False, autoflush=False
         )
+        # Hot one-statement reads (decision 0005): raw driver connections that never hold a
+        # transaction, so the pool neither pings them (two round trips on PostgreSQL) nor
+        # rolls them back when they return (a thread hop on SQLite). A connection that turns
+        # out dead is replaced and the read retried once, see :meth:`fetch`.
+        self._reads: dict[int, tuple[Select[*tuple[Any, ...]], Read]] = {}
+        lean = {"pool_pre_ping": False, "pool_reset_on_return": None}
+        if self.is_sqlite:
+            self.lean_engine = _sqlite_engine(url, immediate=False, **lean, **engine_kwargs)
+        else:
+            self.lean_engine = create_async_engine(
+                url, **{**engine_kwargs, "pool_size": 10, "max_overflow": 20, **lean}
+            )
 
     async def dispose(self) -> None:
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
+        await self.lean_engine.dispose()
+
+    def read(self, statement: Select[*tuple[Any, ...]]) -> Read:
+        """``statement`` compiled for :meth:`fetch`, once per statement object."""
+        held = self._reads.get(id(statement))
+        if held is None:
+            # The statement is kept with its compiled form, so its id cannot be reused.
+            held = self._reads[id(statement)] = (statement, self.compile(statement))
+        return held[1]
+
+    def compile(self, statement: Select[*tuple[Any, ...]]) -> Read:
+        """Compile ``statement`` (binds from :func:`~sqlalchemy.bindparam`) for :meth:`fetch`."""
+        dialect = self.lean_engine.dialect
+        compiled = statement.compile(dialect=dialect)
+        return Read(
+            sql=compiled.string,
+            params=tuple(compiled.positiontup or ()),
+            processors=tuple(
+                column.type._cached_result_processor(dialect, None)
+                for column in statement.selected_columns
+            ),
+        )
+
+    async def fetch(
+        self, statement: Select[*tuple[Any, ...]] | Read, params: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """Run ``read`` outside any transaction: one driver call, rows as plain tuples.
+
+        For reads of one statement, where a transaction adds nothing. It costs a pool
+        checkout and one round trip (PostgreSQL) or one hop to the connection's thread
+        (SQLite), where an ORM session pays BEGIN, ping, ROLLBACK and their Python layers.
+        """
+        read = statement if isinstance(statement, Read) else self.read(statement)
+        values = [params[name] for name in read.params]
+        for attempt in (1, 2):
+            connection = await self.lean_engine.raw_connection()
+            try:
+                driver = connection.driver_connection
+                if self.is_sqlite:
+                    rows: Sequence[Sequence[Any]] = list(
+                        await driver.execute_fetchall(read.sql, values)  # type: ignore[union-attr]
+                    )
+                else:
+                    rows = await driver.fetch(read.sql, *values)  # type: ignore[union-attr]
+            except _DISCONNECTS as error:
+                if self.is_sqlite or attempt == 2:
+                    raise
+                # The server went away (a restart?): every pooled connection is suspect, so
+                # start a new pool rather than find the dead ones one request at a time.
+                connection.invalidate(error)
+                await self.lean_engine.dispose(close=False)
+                continue
+            finally:
+                connection.close()
+            return [read.process(row) for row in rows]
+        raise AssertionError("unreachable")
 
     @asynccontextmanager
     async def session(self, *, write: bool = False) -> AsyncIterator[AsyncSession]:

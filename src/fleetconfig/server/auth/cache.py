@@ -1,0 +1,275 @@
+"""API-key lookups cached in each server process, with revocation still immediate (R4).
+
+Every Platform API request names its key; looking it up was a third of a request's CPU (S4).
+:class:`Authenticator` keeps the principal of each live key, keyed by the secret's hash, in a
+small LRU. Unknown and revoked keys are never cached: they are looked up every time.
+
+The cache may answer only while it cannot have missed a change to ``api_keys``. Any write
+to that table, by this process, another server, ``fleetconfig apikey revoke`` or plain SQL,
+fires a trigger (migration 0003), and:
+
+- on PostgreSQL the trigger sends ``NOTIFY`` on :data:`CHANNEL`, delivered when its
+  transaction commits. Each process listens on a connection of its own
+  (:class:`PostgresKeyWatch`) and empties its cache on every notification. While that
+  connection is down, notifications are lost, so the cache is off (every request reads
+  the key) until it listens again, and then starts empty.
+- on SQLite (one server process, but the CLI may write from another) the trigger bumps the
+  one row of :data:`REVISION_TABLE`. :class:`SqliteRevision` reads it before every cached
+  answer on a plain ``sqlite3`` connection in the event loop's thread: a few microseconds,
+  against a thread hop and a query for the lookup itself.
+
+A lookup that overlaps an invalidation does not store its result (the generation check in
+:class:`PrincipalCache`): it may have read the row before the change.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import sqlite3
+from collections import OrderedDict
+from typing import Any, Protocol
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from fleetconfig.server.auth.principal import (
+    KEY_BY_HASH,
+    Principal,
+    hash_secret,
+    principal_of,
+    require_secret,
+)
+from fleetconfig.server.kit.db import Database
+from fleetconfig.server.push.postgres import asyncpg_dsn
+
+logger = logging.getLogger("fleetconfig.auth.cache")
+
+CHANNEL = "fleetconfig_api_keys"
+REVISION_TABLE = "api_key_revision"
+CACHE_SIZE = 4096
+HEALTH_CHECK_SECONDS = 5.0
+FIRST_CONNECT_WAIT_SECONDS = 5.0
+MAX_BACKOFF_SECONDS = 5.0
+
+
+class PrincipalCache:
+    """A bounded LRU of principals by secret hash, with a generation bumped by each clear."""
+
+    def __init__(self, size: int = CACHE_SIZE) -> None:
+        self.size = size
+        self.generation = 0
+        self._entries: OrderedDict[str, Principal] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key_hash: str) -> Principal | None:
+        principal = self._entries.get(key_hash)
+        if principal is not None:
+            self._entries.move_to_end(key_hash)
+        return principal
+
+    def put(self, key_hash: str, principal: Principal, generation: int) -> None:
+        """Store what a lookup begun at ``generation`` found, unless a clear came since."""
+        if generation != self.generation or self.size <= 0:
+            return
+        self._entries[key_hash] = principal
+        self._entries.move_to_end(key_hash)
+        while len(self._entries) > self.size:
+            self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        self.generation += 1
+        self._entries.clear()
+
+
+class Freshness(Protocol):
+    """Says whether the cache may answer now, emptying it first if keys changed."""
+
+    def fresh(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class NoCache:
+    """For databases the cache cannot watch (SQLite in memory): never fresh."""
+
+    def fresh(self) -> bool:
+        return False
+
+    async def start(self) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+
+class SqliteRevision:
+    """Compares :data:`REVISION_TABLE` with the value the cache was filled at.
+
+    The read runs in the event loop's thread without a busy timeout: in WAL mode a reader
+    does not wait for writers, and should SQLite ever answer busy, the cache is just not
+    used for that request.
+    """
+
+    SQL = f"SELECT revision FROM {REVISION_TABLE} WHERE id = 1"
+
+    def __init__(self, path: str, cache: PrincipalCache) -> None:
+        self.path = path
+        self.cache = cache
+        self._connection: sqlite3.Connection | None = None
+        self._seen: int | None = None
+
+    async def start(self) -> None:
+        self._connection = sqlite3.connect(
+            self.path, timeout=0, isolation_level=None, check_same_thread=False
+        )
+        self._connection.execute("PRAGMA query_only=ON")
+
+    async def stop(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
+
+    def fresh(self) -> bool:
+        if self._connection is None:
+            return False
+        try:
+            row = self._connection.execute(self.SQL).fetchone()
+        except sqlite3.Error:
+            row = None
+        revision = None if row is None else int(row[0])
+        if revision != self._seen or revision is None:
+            self.cache.clear()
+            self._seen = revision
+        return revision is not None
+
+
+class PostgresKeyWatch:
+    """Listens on :data:`CHANNEL` on a connection of its own; fresh only while listening.
+
+    Follows the pattern of :class:`~fleetconfig.server.push.postgres.PostgresRelay` (which
+    runs only when push is relayed through PostgreSQL, and carries other traffic): reconnect
+    with backoff, notice a lost connection at once through asyncpg's termination listener,
+    and check a quiet connection every :data:`HEALTH_CHECK_SECONDS`.
+    """
+
+    def __init__(self, database_url: str, cache: PrincipalCache) -> None:
+        self.dsn = asyncpg_dsn(database_url)
+        self.cache = cache
+        self.application_name = f"fleetconfig-keys-{os.getpid()}"
+        self._listening = False
+        self._ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def fresh(self) -> bool:
+        return self._listening
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="fleetconfig-api-key-watch")
+        try:
+            async with asyncio.timeout(FIRST_CONNECT_WAIT_SECONDS):
+                await self._ready.wait()
+        except TimeoutError:
+            logger.warning("API-key cache: not listening yet; every request reads its key")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _off(self) -> None:
+        self._listening = False
+        self.cache.clear()
+
+    def _on_notification(self, *_args: Any) -> None:
+        self.cache.clear()
+
+    async def _run(self) -> None:
+        delay = 0.2
+        while True:
+            connection: asyncpg.Connection | None = None
+            lost = asyncio.Event()
+
+            def on_lost(_connection: Any, lost: asyncio.Event = lost) -> None:
+                self._off()
+                lost.set()
+
+            try:
+                connection = await asyncpg.connect(
+                    self.dsn,
+                    timeout=10,
+                    server_settings={"application_name": self.application_name},
+                )
+                connection.add_termination_listener(on_lost)
+                await connection.add_listener(CHANNEL, self._on_notification)
+                # Listening from here on; whatever changed before is forgotten.
+                self.cache.clear()
+                self._listening = True
+                self._ready.set()
+                delay = 0.2
+                while not lost.is_set():
+                    try:
+                        async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                            await lost.wait()
+                    except TimeoutError:
+                        async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                            await connection.fetchval("SELECT 1")
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:
+                logger.warning("API-key cache: PostgreSQL connection problem: %s", error)
+            finally:
+                self._off()
+                if connection is not None and not connection.is_closed():
+                    connection.terminate()
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+
+
+class Authenticator:
+    """Turns an ``X-API-Key`` into a :class:`Principal`, from the cache when it is fresh."""
+
+    def __init__(self, database: Database, size: int = CACHE_SIZE) -> None:
+        self.database = database
+        self.cache = PrincipalCache(size)
+        self.freshness: Freshness
+        if not database.is_sqlite:
+            self.freshness = PostgresKeyWatch(database.url, self.cache)
+        else:
+            path = make_url(database.url).database
+            if not path or path == ":memory:" or path.startswith("file:"):
+                self.freshness = NoCache()
+            else:
+                self.freshness = SqliteRevision(path, self.cache)
+
+    async def start(self) -> None:
+        """After the migrations: the trigger and the revision table must exist."""
+        await self.freshness.start()
+
+    async def stop(self) -> None:
+        await self.freshness.stop()
+
+    def is_caching(self) -> bool:
+        return self.freshness.fresh()
+
+    async def authenticate(self, secret: str | None) -> Principal:
+        key_hash = hash_secret(require_secret(secret))
+        fresh = self.freshness.fresh()
+        if fresh:
+            principal = self.cache.get(key_hash)
+            if principal is not None:
+                return principal
+        generation = self.cache.generation
+        principal = principal_of(await self.database.fetch(KEY_BY_HASH, {"secret_hash": key_hash}))
+        if fresh:
+            self.cache.put(key_hash, principal, generation)
+        return principal
