@@ -44,6 +44,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import platform
@@ -76,6 +77,8 @@ KEY_CACHE = Path(tempfile.gettempdir()) / "fleetconfig-bench-keys" / "rsa2048.pe
 PLATFORM_VERSION = "2026-03-09.tetons"
 AGENT_VERSION = "v0.4"
 PEM_END = b"-----END RSA PRIVATE KEY-----\n"
+STREAM_PATH = f"{AGENT_API_PREFIX}/device/stream?{PROTOCOL_PARAMETER}={LEAN_PROTOCOL}"
+REPORTS_PATH = f"{AGENT_API_PREFIX}/deployments/reports"
 SYNC_QUERY = (
     "/agent/v1/deployments?activity_status=queued%7Cdeployed&expand=config_instances&limit=100"
 )
@@ -250,6 +253,7 @@ class Fleet:
     sync_errors: int = 0
     streams_open: int = 0
     content_fetches: int = 0
+    pulls: int = 0
 
     def acknowledged(self, deployment_id: str) -> None:
         now = time.perf_counter()
@@ -280,6 +284,7 @@ class Agent:
         self.headers = {"Authorization": f"Bearer {token}", "Miru-Version": AGENT_VERSION}
         self.content: dict[str, bytes] = {}
         self.dirty = False
+        self.message: dict[str, Any] | None = None
         self.syncing: asyncio.Task[None] | None = None
         self.synced_once = asyncio.Event()
         self.connected = asyncio.Event()
@@ -289,9 +294,7 @@ class Agent:
         pool = self.fleet.pool
         reader, writer = await asyncio.open_connection("127.0.0.1", pool.port)
         try:
-            writer.write(
-                encode_request("GET", "/agent/v1/device/stream", self.headers, None, pool.host)
-            )
+            writer.write(encode_request("GET", STREAM_PATH, self.headers, None, pool.host))
             status, _ = await read_head(reader)
             if status != 200:
                 raise HttpError(f"stream of {self.device_id}: {status}")
@@ -302,7 +305,9 @@ class Agent:
                 buffer += chunk
                 *events, buffer = buffer.split(b"\n\n")
                 for event in events:
-                    if event.startswith(b"event: sync"):
+                    if event.startswith(b"event: deployments"):
+                        self.on_message(json.loads(event.split(b"data: ", 1)[1]))
+                    elif event.startswith(b"event: sync"):
                         self.on_sync()
                     elif event.startswith(b"event: close"):
                         raise HttpError(f"stream of {self.device_id} closed: {event!r}")
@@ -311,16 +316,23 @@ class Agent:
             writer.close()
 
     def on_sync(self) -> None:
-        # One sync at a time; events during a sync make one more sync after it.
+        """A bare ``sync`` (the first event of a stream): pull, as after a reconnection."""
+        self.on_message(None)
+
+    def on_message(self, message: dict[str, Any] | None) -> None:
+        # One sync at a time; messages during a sync make one more sync after it, from the
+        # newest message (``None``: pull).
         self.dirty = True
+        self.message = message
         if self.syncing is None or self.syncing.done():
             self.syncing = asyncio.create_task(self._sync_loop())
 
     async def _sync_loop(self) -> None:
         while self.dirty:
             self.dirty = False
+            message, self.message = self.message, None
             try:
-                await self.sync()
+                await self.sync(message)
             except Exception as error:  # a real agent retries with backoff; say it here
                 self.fleet.sync_errors += 1
                 print(f"sync of {self.device_id} failed: {error}", file=sys.stderr)
@@ -328,44 +340,53 @@ class Agent:
                 self.dirty = True
         self.synced_once.set()
 
-    async def sync(self) -> None:
+    async def sync(self, message: dict[str, Any] | None) -> None:
+        """Apply what the push message says (lean-1), or what a pull lists, then report every
+        change in one request."""
         pool = self.fleet.pool
         self.fleet.syncs += 1
-        listing = await pool.json("GET", SYNC_QUERY, self.headers)
-        deployed: list[str] = []
-        archived: list[str] = []
-        for deployment in listing["data"]:
+        if message is None:
+            deployments = (await pool.json("GET", SYNC_QUERY, self.headers))["data"]
+            self.fleet.pulls += 1
+        else:
+            deployments = message["deployments"]
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        reports: list[dict[str, str]] = []
+        for deployment in deployments:
             target, activity = deployment["target_status"], deployment["activity_status"]
             if target == "deployed" and activity == "queued":
                 for instance in deployment["config_instances"]:
-                    if instance["id"] not in self.content:
-                        path = f"/agent/v1/config_instances/{instance['id']}/content"
-                        status, data = await pool.request("GET", path, self.headers)
-                        if status != 200:
-                            raise HttpError(f"GET {path}: {status}")
-                        self.fleet.content_fetches += 1
-                        self.content[instance["id"]] = data
-                deployed.append(deployment["id"])
+                    await self.content_of(instance)
+                reports.append(
+                    {"deployment_id": deployment["id"], "activity_status": "deployed", "deployed_at": now}
+                )
             elif target == "archived" and activity == "deployed":
-                archived.append(deployment["id"])
-        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-        for deployment_id in deployed:
-            body = await pool.json(
-                "PATCH",
-                f"/agent/v1/deployments/{deployment_id}",
-                self.headers,
-                {"activity_status": "deployed", "deployed_at": now},
-            )
-            if body["activity_status"] != "deployed":
-                raise HttpError(f"{deployment_id} not deployed after the report: {body}")
-            self.fleet.acknowledged(deployment_id)
-        for deployment_id in archived:
-            await pool.json(
-                "PATCH",
-                f"/agent/v1/deployments/{deployment_id}",
-                self.headers,
-                {"activity_status": "archived", "archived_at": now},
-            )
+                reports.append(
+                    {"deployment_id": deployment["id"], "activity_status": "archived", "archived_at": now}
+                )
+        if not reports:
+            return
+        answer = await pool.json("POST", REPORTS_PATH, self.headers, {"reports": reports})
+        for outcome in answer["data"]:
+            if outcome["deployment"]["activity_status"] == "deployed":
+                self.fleet.acknowledged(outcome["deployment_id"])
+
+    async def content_of(self, instance: dict[str, Any]) -> bytes:
+        """The instance's bytes: inline in the message when they match its digest, else
+        downloaded (once)."""
+        cached = self.content.get(instance["id"])
+        if cached is not None:
+            return cached
+        inline = instance.get("content")
+        data = inline.encode() if inline is not None else None
+        if data is None or hashlib.sha256(data).hexdigest() != instance.get("content_sha256"):
+            path = f"/agent/v1/config_instances/{instance['id']}/content"
+            status, data = await self.fleet.pool.request("GET", path, self.headers)
+            if status != 200:
+                raise HttpError(f"GET {path}: {status}")
+            self.fleet.content_fetches += 1
+        self.content[instance["id"]] = data
+        return data
 
 
 # -- server and database -------------------------------------------------------------------
@@ -716,6 +737,7 @@ async def run_fleet(
         "sync_errors": fleet.sync_errors,
         "requests": pool.requests,
         "content_fetches": fleet.content_fetches,
+        "pulls": fleet.pulls,
     }
 
 
@@ -860,7 +882,8 @@ def print_fleet(args: argparse.Namespace, result: dict[str, Any]) -> None:
     verdict = "meets" if medians["fleet"] >= 1000 else "MISSES"
     print(
         f"\nend to end / API alone = {ratio:.2f}; {verdict} >= 1,000 devices/s. "
-        f"{result['syncs']} agent syncs, {result['content_fetches']} content downloads, "
+        f"{result['syncs']} agent syncs ({result['pulls']} pulls), "
+        f"{result['content_fetches']} content downloads, "
         f"{result['requests']} requests in all, {result['sync_errors']} sync errors."
     )
 

@@ -68,6 +68,17 @@ class DeploymentRepository:
         statement = self.base().where(Deployment.id == deployment_id)
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    async def reportable(self, deployment_ids: set[str]) -> dict[str, Deployment]:
+        """Those of these deployments a device may report on (once its target), locked."""
+        if not deployment_ids:
+            return {}
+        statement = (
+            self.base()
+            .where(Deployment.id.in_(deployment_ids), Deployment.targeted_at.is_not(None))
+            .with_for_update()
+        )
+        return {row.id: row for row in (await self.session.execute(statement)).scalars()}
+
     async def lock_device(self, device_id: str) -> Device | None:
         """The device, locked until the transaction ends: its deployments change one at a time.
 

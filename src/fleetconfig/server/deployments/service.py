@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -47,11 +48,39 @@ from fleetconfig.server.deployments.repository import DeploymentRepository
 from fleetconfig.server.deployments.schemas import CreateDeploymentRequest
 from fleetconfig.server.kit import ids
 from fleetconfig.server.kit.clock import utcnow
-from fleetconfig.server.kit.errors import Conflict, NotFound, ValidationFailed, not_found
+from fleetconfig.server.kit.errors import (
+    APIError,
+    Conflict,
+    NotFound,
+    ValidationFailed,
+    not_found,
+)
 from fleetconfig.server.kit.unit_of_work import UnitOfWork
 from fleetconfig.server.models import ConfigInstance, Deployment, Device, Release
 from fleetconfig.server.push.notifier import DeviceNotifier
 from fleetconfig.server.services import services
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """What a device says about one of its deployments."""
+
+    deployment_id: str
+    report: lifecycle.DeviceReport
+
+
+@dataclass(frozen=True)
+class DeviceReports:
+    """One device's reports of one request, applied together or not at all."""
+
+    device_id: str
+    reports: Sequence[DeviceReport]
+
+
+@dataclass(frozen=True)
+class ReportOutcome:
+    deployment: Deployment
+    changed: bool
 
 
 class DeploymentService:
@@ -338,6 +367,47 @@ class DeploymentService:
         await self._write(changes, {row.id: row for row in rows}, device_ids)
         await self.bulk.insert(new_rows, request.config_instance_ids)
         return result
+
+    # -- what devices report -------------------------------------------------------------
+
+    async def record_device_reports(
+        self, batches: Sequence[DeviceReports]
+    ) -> list[list[ReportOutcome] | APIError]:
+        """Apply the status reports of several devices in this transaction, each device's
+        batch whole or not at all: for each, its outcomes in order, or why it was refused.
+
+        Reports are idempotent and forward-only (:func:`lifecycle.apply_device_report`): a
+        stale or replayed one changes nothing. A device may report only on deployments that
+        were once its target; naming another is a 404 for its batch alone. The devices are
+        locked first, in id order, as every writer of deployments does.
+        """
+        await self.bulk.lock_devices(batch.device_id for batch in batches)
+        rows = await self.repository.reportable(
+            {report.deployment_id for batch in batches for report in batch.reports}
+        )
+        answers: list[list[ReportOutcome] | APIError] = []
+        for batch in batches:
+            unknown_ids = [
+                report.deployment_id
+                for report in batch.reports
+                if report.deployment_id not in rows
+                or rows[report.deployment_id].device_id != batch.device_id
+            ]
+            if unknown_ids:
+                answers.append(not_found("deployment", unknown_ids[0]))
+                continue
+            outcomes: list[ReportOutcome] = []
+            for report in batch.reports:
+                row = rows[report.deployment_id]
+                changes = lifecycle.apply_device_report(row, report.report)
+                if changes:
+                    lifecycle.enforce(row, changes, lifecycle.Actor.DEVICE)
+                    lifecycle.apply(row, changes)
+                outcomes.append(ReportOutcome(row, bool(changes)))
+            answers.append(outcomes)
+        # One flush: the ORM sends rows changed in the same columns as one executemany.
+        await self.session.flush()
+        return answers
 
     async def drifts(self, deployment_id: str) -> list[Deployment]:
         deployment = await self.get(deployment_id)
