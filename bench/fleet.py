@@ -68,13 +68,14 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fleetconfig.agent.keys import DeviceKey
+from fleetconfig.protocol import AGENT_API_VERSION
 
 PG_ADMIN_URL = os.environ.get(
     "FLEETCONFIG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 KEY_CACHE = Path(tempfile.gettempdir()) / "fleetconfig-bench-keys" / "rsa2048.pem"
 PLATFORM_VERSION = "2026-03-09.tetons"
-AGENT_VERSION = "v0.4"
+AGENT_VERSION = AGENT_API_VERSION
 PEM_END = b"-----END RSA PRIVATE KEY-----\n"
 SYNC_QUERY = (
     "/agent/v1/deployments?activity_status=queued%7Cdeployed&expand=config_instances&limit=100"

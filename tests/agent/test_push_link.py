@@ -13,17 +13,10 @@ import httpx
 import pytest
 
 from fleetconfig.agent.keys import DeviceKey
-from fleetconfig.agent.push_link import (
-    BrokerUrl,
-    MqttPushLink,
-    SsePushLink,
-    ping_topic,
-    pong_topic,
-    status_topic,
-    sync_topic,
-)
+from fleetconfig.agent.push_link import BrokerUrl, MqttPushLink, SsePushLink
 from fleetconfig.agent.server_link import HttpServerLink
 from fleetconfig.agent.tokens import SessionTokens
+from fleetconfig.protocol import ping_topic, pong_topic, status_topic, sync_topic
 from tests.agent.fake_server import FakeAgentServer
 from tests.support import BROKER, broker_is_up
 

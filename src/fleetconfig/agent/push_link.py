@@ -34,6 +34,12 @@ from urllib.parse import unquote, urlsplit
 from fleetconfig.agent.backoff import NETWORK_BACKOFF, SYNC_ERROR_BACKOFF, Backoff, BackoffPolicy
 from fleetconfig.agent.clock import isoformat, utcnow
 from fleetconfig.agent.server_link import NetworkError, ServerError, ServerLink, TokenSource
+from fleetconfig.protocol import (
+    ping_topic,
+    pong_topic,
+    status_topic,
+    sync_topic,
+)
 
 logger = logging.getLogger("fleetconfig.agent.push")
 
@@ -195,22 +201,6 @@ class SsePushLink(_Reconnecting):
 
 # CONNACK codes for "unsupported protocol version": 3.1.1's 1, MQTT 5's 0x84.
 _UNSUPPORTED_PROTOCOL = (1, 0x84)
-
-
-def sync_topic(device_id: str) -> str:
-    return f"cmd/devices/{device_id}/sync"
-
-
-def ping_topic(device_id: str) -> str:
-    return f"v1/cmd/devices/{device_id}/ping"
-
-
-def pong_topic(device_id: str) -> str:
-    return f"v1/resp/devices/{device_id}/pong"
-
-
-def status_topic(device_id: str) -> str:
-    return f"v1/devices/{device_id}/status"
 
 
 class BrokerUrl:

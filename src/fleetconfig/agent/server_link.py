@@ -29,9 +29,8 @@ import httpx
 
 from fleetconfig import __version__
 from fleetconfig.agent.clock import parse
+from fleetconfig.protocol import AGENT_API_PREFIX, AGENT_API_VERSION
 
-AGENT_API_PREFIX = "/agent/v1"
-AGENT_API_VERSION = "v0.4"
 USER_AGENT = f"fleetconfig-agent/{__version__}"
 PAGE_LIMIT = 100
 

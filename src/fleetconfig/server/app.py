@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetconfig import __version__
+from fleetconfig.protocol import AGENT_API_PREFIX
 from fleetconfig.server import dashboard, migrate
 from fleetconfig.server.agent_api.endpoints import router as agent_router
 from fleetconfig.server.api_keys.service import bootstrap_admin_key
@@ -149,7 +150,7 @@ def create_app(
 
         app.include_router(bench_route.router, prefix="/beta")
     app.include_router(platform_router(), prefix="/v1", include_in_schema=False)
-    app.include_router(agent_router, prefix="/agent/v1")
+    app.include_router(agent_router, prefix=AGENT_API_PREFIX)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.static_files(), name="dashboard-static")
 

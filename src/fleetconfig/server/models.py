@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from fleetconfig.protocol import DeviceStatus
 from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.db import Base, UTCDateTime
 
@@ -173,7 +174,7 @@ class Device(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
     name: Mapped[str] = mapped_column(String(48))
-    status: Mapped[str] = mapped_column(String(16), default="inactive")
+    status: Mapped[str] = mapped_column(String(16), default=DeviceStatus.INACTIVE)
     agent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

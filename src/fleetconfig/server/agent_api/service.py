@@ -17,6 +17,7 @@ import jwt
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.protocol import DeviceStatus
 from fleetconfig.server.agent_api import repository, tokens
 from fleetconfig.server.agent_api.repository import DeviceScope
 from fleetconfig.server.agent_api.schemas import (
@@ -34,8 +35,6 @@ from fleetconfig.server.kit.validation import check_length
 from fleetconfig.server.models import Deployment, Device
 
 SESSION_PREFIX = "dvc_sess_"
-ACTIVATING = "activating"
-ONLINE = "online"
 MAX_AGENT_VERSION_CHARS = 64
 # Forgetting expired ``jti``\s is housekeeping: done by a few exchanges, not all, so that a
 # fleet exchanging tokens at once does not contend on deleting the same rows.
@@ -103,7 +102,7 @@ class IdentityService:
         device.public_key_pem = tokens.public_key_pem(key)
         device.key_fingerprint = key_fingerprint
         device.session_id = ids.new_id(SESSION_PREFIX, 24)  # every older session token dies
-        device.status = ACTIVATING
+        device.status = DeviceStatus.ACTIVATING
         device.activated_at = now
         device.agent_version = body.agent_version
         device.updated_at = now
@@ -142,8 +141,8 @@ class IdentityService:
                 "This device token was already used: sign a new one (fresh jti) per request",
                 reason="token_replayed",
             ) from None
-        if device.status != ONLINE:
-            device.status = ONLINE
+        if device.status != DeviceStatus.ONLINE:
+            device.status = DeviceStatus.ONLINE
             device.last_connected_at = now
             device.updated_at = now
             await self.session.flush()

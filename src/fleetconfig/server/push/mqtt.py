@@ -33,33 +33,22 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiomqtt
 
+from fleetconfig.protocol import (
+    PONG_TOPICS,
+    STATUS_TOPICS,
+    DeviceStatus,
+    ping_topic,
+    sync_topic,
+)
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.push.transport import HubSink
 
 logger = logging.getLogger("fleetconfig.push.mqtt")
 
-STATUS_TOPICS = "v1/devices/+/status"
-PONG_TOPICS = "v1/resp/devices/+/pong"
 SYNC_PAYLOAD = json.dumps({"is_synced": False})
 PUBLISH_BATCH = 200
 FIRST_CONNECT_WAIT_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 30.0
-
-
-def sync_topic(device_id: str) -> str:
-    return f"cmd/devices/{device_id}/sync"
-
-
-def ping_topic(device_id: str) -> str:
-    return f"v1/cmd/devices/{device_id}/ping"
-
-
-def pong_topic(device_id: str) -> str:
-    return f"v1/resp/devices/{device_id}/pong"
-
-
-def status_topic(device_id: str) -> str:
-    return f"v1/devices/{device_id}/status"
 
 
 def parse_status(payload: bytes) -> bool | None:
@@ -72,9 +61,9 @@ def parse_status(payload: bytes) -> bool | None:
             return None
         text = str(value.get("status", "")) if isinstance(value, dict) else str(value)
     text = text.strip().lower()
-    if text == "online":
+    if text == DeviceStatus.ONLINE:
         return True
-    if text == "offline":
+    if text == DeviceStatus.OFFLINE:
         return False
     return None
 

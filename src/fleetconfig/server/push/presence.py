@@ -21,12 +21,13 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
+from fleetconfig.protocol import DeviceStatus
 from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.models import Device
 
-ONLINE = "online"
-OFFLINE = "offline"
+ONLINE = DeviceStatus.ONLINE
+OFFLINE = DeviceStatus.OFFLINE
 
 
 class Presence:
