@@ -73,6 +73,8 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
         self.deployments: dict[str, dict[str, Any]] = {}
         self.contents: dict[str, bytes] = {}
         self.reports: list[tuple[str, dict[str, Any]]] = []
+        # False: an older server, without ``POST /deployments/reports`` (answers 405).
+        self.batch_reports = True
         self.requests: list[tuple[str, str]] = []
         self.page_size = 100
         self.push_settings: dict[str, Any] = {
@@ -197,6 +199,11 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
                 self.reports.append((deployment_id, body))
                 self._apply_report(self.deployments[deployment_id], body)
                 return self._json(self.deployments[deployment_id])
+            case "POST", ["deployments", "reports"] if self.batch_reports:
+                assert body is not None
+                return self._batch(body["reports"])
+            case "POST", ["deployments", "reports"]:
+                return self._error(405, "method_not_allowed")
             case "GET", ["config_instances", instance_id, "content"] if (
                 instance_id in self.contents
             ):
@@ -234,6 +241,27 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
                 "data": page,
             }
         )
+
+    def _batch(self, items: list[dict[str, Any]]) -> httpx.Response:
+        """As the real server: all or nothing, a deployment it does not know is 404."""
+        for item in items:
+            if item["deployment_id"] not in self.deployments:
+                return self._error(404, "not_found", id=item["deployment_id"])
+        data = []
+        for item in items:
+            report = {key: value for key, value in item.items() if key != "deployment_id"}
+            deployment = self.deployments[item["deployment_id"]]
+            self.reports.append((item["deployment_id"], report))
+            self._apply_report(deployment, report)
+            data.append(
+                {
+                    "object": "deployment_report",
+                    "deployment_id": deployment["id"],
+                    "outcome": "applied",
+                    "deployment": deployment,
+                }
+            )
+        return self._json({"object": "list", "data": data})
 
     @staticmethod
     def _apply_report(deployment: dict[str, Any], body: dict[str, Any]) -> None:

@@ -112,7 +112,7 @@ async def test_a_deployment_that_leaves_the_pull_is_fetched_to_learn_its_fate(ri
 
 async def test_a_report_that_fails_stays_in_the_outbox_until_sent(rig: Rig) -> None:
     target = rig.server.add_deployment({PATH_A: b"a"})
-    rig.server.broken[("PATCH", "/deployments/")] = 503
+    rig.server.broken[("POST", "/deployments/reports")] = 503
     with pytest.raises(SyncFailed) as failed:
         await rig.syncer.sync_once()
     assert failed.value.network is False
@@ -120,7 +120,7 @@ async def test_a_report_that_fails_stays_in_the_outbox_until_sent(rig: Rig) -> N
     (pending,) = rig.store.pending_reports()
     assert pending.deployment_id == target and pending.attempts == 1
 
-    del rig.server.broken[("PATCH", "/deployments/")]
+    del rig.server.broken[("POST", "/deployments/reports")]
     rig.server.failures.append(httpx.ConnectError("unreachable"))
     with pytest.raises(SyncFailed) as failed:
         await rig.syncer.sync_once()
@@ -134,10 +134,55 @@ async def test_a_report_that_fails_stays_in_the_outbox_until_sent(rig: Rig) -> N
 
 async def test_a_report_the_server_refuses_as_such_is_dropped(rig: Rig) -> None:
     rig.server.add_deployment({PATH_A: b"a"})
+    rig.server.broken[("POST", "/deployments/reports")] = 422
     rig.server.broken[("PATCH", "/deployments/")] = 422
     report = await rig.syncer.sync_once()
     assert report.dropped_reports == 1
     assert rig.store.pending_reports() == []
+
+
+async def test_every_report_of_a_sync_goes_in_one_request(rig: Rig) -> None:
+    old = rig.server.add_deployment({PATH_A: b"old"})
+    await rig.syncer.sync_once()
+    new = rig.server.redeploy({PATH_A: b"new", PATH_B: b"b"})
+    before = len(rig.server.requests)
+
+    report = await rig.syncer.sync_once()
+
+    assert (report.reported, report.report_requests) == (2, 1)
+    sent = rig.server.requests[before:]
+    assert sent.count(("POST", "/deployments/reports")) == 1
+    assert not [request for request in sent if request[0] == "PATCH"]
+    assert rig.server.deployments[new]["activity_status"] == "deployed"
+    assert rig.server.deployments[old]["activity_status"] == "archived"
+
+
+async def test_an_older_server_gets_one_report_per_request(rig: Rig) -> None:
+    rig.server.batch_reports = False
+    rig.server.add_deployment({PATH_A: b"old"})
+    await rig.syncer.sync_once()
+    rig.server.redeploy({PATH_A: b"new"})
+    report = await rig.syncer.sync_once()
+    assert (report.reported, report.report_requests) == (2, 2)
+    # Asked once, then remembered.
+    assert rig.server.count("POST", "/deployments/reports") == 1
+    assert rig.server.count("PATCH", "/deployments/") == 3
+
+
+async def test_a_batch_naming_a_vanished_deployment_goes_one_by_one(rig: Rig) -> None:
+    gone = rig.server.add_deployment({PATH_A: b"a"})
+    rig.server.broken[("POST", "/deployments/reports")] = 503
+    with pytest.raises(SyncFailed):
+        await rig.syncer.sync_once()
+    del rig.server.broken[("POST", "/deployments/reports")]
+    del rig.server.deployments[gone]  # the server forgot it: its report can never be taken
+    keep = rig.server.add_deployment({PATH_B: b"b"})
+
+    report = await rig.syncer.sync_once()
+
+    assert report.dropped_reports == 1
+    assert rig.store.pending_reports() == []
+    assert rig.server.deployments[keep]["activity_status"] == "deployed"
 
 
 async def test_a_401_gets_a_new_session_token_and_retries(rig: Rig) -> None:

@@ -126,6 +126,10 @@ class ServerLink(Protocol):
         self, deployment_id: str, body: Mapping[str, Any]
     ) -> dict[str, Any]: ...
 
+    async def report_deployments(
+        self, reports: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]: ...
+
     async def get_content(self, config_instance_id: str) -> bytes: ...
 
     async def pong(self, device_id: str, message_id: str) -> None: ...
@@ -299,6 +303,21 @@ class HttpServerLink:
         return _object(
             await self._authenticated("PATCH", f"/deployments/{deployment_id}", json=dict(body))
         )
+
+    async def report_deployments(
+        self, reports: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """``POST /deployments/reports`` (fleetconfig): several reports, one request; each
+        report names its ``deployment_id``. Answers the per-report outcomes, in order."""
+        body = _object(
+            await self._authenticated(
+                "POST", "/deployments/reports", json={"reports": [dict(r) for r in reports]}
+            )
+        )
+        data = body.get("data")
+        if not isinstance(data, list) or len(data) != len(reports):
+            raise ServerError("the report answer has no data array of one outcome per report")
+        return data
 
     async def get_content(self, config_instance_id: str) -> bytes:
         response = await self._authenticated(

@@ -391,6 +391,14 @@ class Store:
             )
             return cursor.rowcount == 1
 
+    def ack_reports(self, reports: Sequence[StatusReport]) -> None:
+        """:meth:`ack_report` for several, in one transaction (one fsync, not one each)."""
+        with self._write() as db:
+            db.executemany(
+                "DELETE FROM outbox WHERE deployment_id = ? AND version = ?",
+                [(report.deployment_id, report.version) for report in reports],
+            )
+
     def note_report_failure(self, report: StatusReport, error: str) -> None:
         with self._write() as db:
             db.execute(

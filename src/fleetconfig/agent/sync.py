@@ -9,8 +9,10 @@ A sync (``Syncer.sync_once``):
 2. downloads the content of every config instance an unfinished deployment needs and the
    cache lacks (content never changes: it is kept);
 3. reconciles (writes and removes files, in a worker thread);
-4. sends the outbox (``PATCH /deployments/{id}``); a report is dropped only once the server
-   has it, or refuses it as such (a 4xx that no retry can change);
+4. sends the outbox, every pending report in one ``POST /deployments/reports`` (one by one
+   with ``PATCH /deployments/{id}`` when the server lacks it, or refuses the batch whole); a
+   report is dropped only once the server has it, or refuses it as such (a 4xx that no retry
+   can change);
 5. tells the push link (MQTT acknowledges with ``is_synced: true``).
 
 When: at start-up, whenever push asks (a notification, a (re)connection), when a deployment's
@@ -58,6 +60,8 @@ FETCH_EXPAND = PULL_EXPAND
 DEFAULT_POLL_INTERVAL = 600.0
 DOWNLOAD_CONCURRENCY = 8
 REPORT_CONCURRENCY = 8
+# At most this many reports per batch request (the server's limit is 100).
+REPORT_BATCH = 100
 AGENT_VERSION = f"v{__version__}"
 
 
@@ -77,6 +81,7 @@ class SyncReport:
     fetched: int = 0
     downloaded: int = 0
     reported: int = 0
+    report_requests: int = 0
     dropped_reports: int = 0
     reconcile: ReconcileResult = field(default_factory=ReconcileResult)
     seconds: float = 0.0
@@ -124,6 +129,8 @@ class Syncer:
         self._retry_at: datetime | None = None
         self._next_poll = time.monotonic() + poll_interval
         self._device_checked_at: float | None = None
+        # Cleared for good when the server turns out not to have ``POST /deployments/reports``.
+        self._batch_reports = True
         self.last_report: SyncReport | None = None
         self.last_error: SyncFailed | None = None
         self.syncs = 0
@@ -405,37 +412,70 @@ class Syncer:
         report.downloaded = len(missing)
 
     async def _flush_outbox(self, report: SyncReport) -> None:
+        # A newer report replacing one in flight stays in the outbox: go round until empty.
+        for _ in range(10):
+            pending = self.store.pending_reports(REPORT_BATCH)
+            if not pending:
+                return
+            if not (self._batch_reports and await self._send_batch(pending, report)):
+                await self._send_each(pending, report)
+
+    async def _send_batch(self, pending: list[StatusReport], report: SyncReport) -> bool:
+        """Every pending report in one request (``POST /deployments/reports``); False when
+        they must go one by one: an older server without the operation, or a batch refused
+        as a whole (one bad report among them: sent alone, only that one is dropped)."""
+        try:
+            await self.link.report_deployments(
+                [{"deployment_id": item.deployment_id, **item.body} for item in pending]
+            )
+        except ServerError as error:
+            if error.status == 405:
+                logger.info("the server has no batch reports; reporting one by one")
+                self._batch_reports = False
+                return False
+            if error.rejected:
+                return False
+            for item in pending:
+                self.store.note_report_failure(item, str(error))
+            raise
+        except NetworkError as error:
+            for item in pending:
+                self.store.note_report_failure(item, str(error))
+            raise
+        self.store.ack_reports(pending)
+        report.reported += len(pending)
+        report.report_requests += 1
+        return True
+
+    async def _send_each(self, pending: list[StatusReport], report: SyncReport) -> None:
+        """One ``PATCH /deployments/{id}`` per report (the v0.4 way)."""
         limit = asyncio.Semaphore(REPORT_CONCURRENCY)
 
-        async def send(pending: StatusReport) -> None:
+        async def send(item: StatusReport) -> None:
             async with limit:
                 try:
-                    await self.link.report_deployment(pending.deployment_id, pending.body)
+                    await self.link.report_deployment(item.deployment_id, item.body)
                 except ServerError as error:
                     if not error.rejected:
-                        self.store.note_report_failure(pending, str(error))
+                        self.store.note_report_failure(item, str(error))
                         raise
                     # The server will never take this report (its deployment is gone, say):
                     # keeping it would block every later sync behind a report that cannot
                     # succeed.
                     logger.error(
                         "status report refused; dropped",
-                        extra={"deployment": pending.deployment_id, "error": str(error)},
+                        extra={"deployment": item.deployment_id, "error": str(error)},
                     )
                     report.dropped_reports += 1
                 except NetworkError as error:
-                    self.store.note_report_failure(pending, str(error))
+                    self.store.note_report_failure(item, str(error))
                     raise
                 else:
                     report.reported += 1
-                self.store.ack_report(pending)
+                report.report_requests += 1
+                self.store.ack_report(item)
 
-        # A newer report replacing one in flight stays in the outbox: go round until empty.
-        for _ in range(10):
-            pending = self.store.pending_reports()
-            if not pending:
-                return
-            await _gather_all(send(item) for item in pending)
+        await _gather_all(send(item) for item in pending)
 
 
 async def _gather_all(coroutines: Any) -> None:

@@ -24,6 +24,7 @@ from fleetconfig.server.agent_api.schemas import (
     ACTIVITY_STATUSES,
     ActivateDeviceRequest,
     PongRequest,
+    ReportDeploymentsRequest,
     UpdateDeploymentRequest,
     UpdateDeviceRequest,
     render_deployments,
@@ -221,6 +222,32 @@ async def _render_deployment(ctx: AgentContext, row: Deployment) -> dict[str, An
     tree, _ = _expand(ctx.request, DEPLOYMENT_EXPANSIONS, is_list=False)
     (body,) = await render_deployments(ctx.session, [row], tree)
     return body
+
+
+@router.post(
+    "/deployments/reports",
+    operation_id="agentReportDeployments",
+    responses=responses(wire.DeploymentReportList, "Each report's outcome, in order."),
+    openapi_extra=openapi_body(ReportDeploymentsRequest),
+)
+async def report_deployments(
+    request: Request, ctx: AgentContext = Depends(device_write_context)
+) -> Response:
+    """Every status change of one sync in one request and one transaction (fleetconfig)."""
+    body = await parse_body(request, ReportDeploymentsRequest)
+    outcomes = await DeviceAgentService(ctx.session, ctx.device).report_many(body.reports, utcnow())
+    await ctx.commit()
+    rendered = await render_deployments(ctx.session, [row for row, _ in outcomes], {})
+    data = [
+        {
+            "object": "deployment_report",
+            "deployment_id": row.id,
+            "outcome": "applied" if changed else "unchanged",
+            "deployment": deployment,
+        }
+        for (row, changed), deployment in zip(outcomes, rendered, strict=True)
+    ]
+    return json_response({"object": "list", "data": data})
 
 
 @router.get(

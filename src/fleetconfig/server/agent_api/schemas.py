@@ -77,6 +77,33 @@ class UpdateDeploymentRequest(BaseModel):
         return value[:MAX_ERROR_MESSAGE_CHARS] if value is not None else None
 
 
+MAX_REPORTS_PER_REQUEST = 100
+
+
+class DeploymentReportItem(UpdateDeploymentRequest):
+    """One deployment's report inside ``POST /deployments/reports``."""
+
+    deployment_id: StrictStr = Field(min_length=1, max_length=64)
+
+
+class ReportDeploymentsRequest(BaseModel):
+    """Every status change of one sync, applied together (or not at all)."""
+
+    reports: list[DeploymentReportItem] = Field(min_length=1, max_length=MAX_REPORTS_PER_REQUEST)
+
+    @field_validator("reports")
+    @classmethod
+    def _one_report_per_deployment(
+        cls, value: list[DeploymentReportItem]
+    ) -> list[DeploymentReportItem]:
+        seen: set[str] = set()
+        for item in value:
+            if item.deployment_id in seen:
+                raise ValueError(f"deployment {item.deployment_id} is reported twice")
+            seen.add(item.deployment_id)
+        return value
+
+
 class PongRequest(BaseModel):
     message_id: StrictStr = Field(min_length=1, max_length=128)
     timestamp: datetime | None = None

@@ -22,6 +22,7 @@ from fleetconfig.server.agent_api import repository, tokens
 from fleetconfig.server.agent_api.repository import DeviceScope
 from fleetconfig.server.agent_api.schemas import (
     ActivateDeviceRequest,
+    DeploymentReportItem,
     UpdateDeploymentRequest,
     UpdateDeviceRequest,
 )
@@ -220,3 +221,38 @@ class DeviceAgentService:
             lifecycle.apply(row, changes)
             await self.session.flush()
         return row
+
+    async def report_many(
+        self, reports: list[DeploymentReportItem], now: datetime
+    ) -> list[tuple[Deployment, bool]]:
+        """Apply every report of one sync in this transaction: each deployment and whether
+        the report changed it (a stale one is ignored whole, as :meth:`report` does).
+
+        A deployment the device may not see is 404 before anything is changed, so a request
+        is applied entirely or not at all.
+        """
+        # The device row once, first, as :meth:`report` does for a single report.
+        await repository.device_by_id(self.session, self.device.id, for_update=True)
+        rows = await self.scope.deployments_by_id(
+            (item.deployment_id for item in reports), for_update=True
+        )
+        for item in reports:
+            if item.deployment_id not in rows:
+                raise not_found("deployment", item.deployment_id)
+        outcomes: list[tuple[Deployment, bool]] = []
+        for item in reports:
+            row = rows[item.deployment_id]
+            report = lifecycle.DeviceReport(
+                received_at=now,
+                activity_status=item.activity_status,
+                error_status=item.error_status,
+                error_message=item.error_message,
+                deployed_at=item.deployed_at,
+                archived_at=item.archived_at,
+            )
+            changes = lifecycle.apply_device_report(row, report)
+            if changes:
+                lifecycle.apply(row, changes)
+            outcomes.append((row, bool(changes)))
+        await self.session.flush()
+        return outcomes
