@@ -333,9 +333,12 @@ def parse_sse(text: str) -> list[tuple[str, Any]]:
 class EventStreamClient:
     """Holds ``GET /agent/v1/device/stream`` open and hands out events as they arrive."""
 
-    def __init__(self, client: httpx.AsyncClient, agent: AgentCaller) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, agent: AgentCaller, params: dict[str, str] | None = None
+    ) -> None:
         self.client = client
         self.agent = agent
+        self.params = params
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.status_code: int | None = None
         self.ended = asyncio.Event()
@@ -364,6 +367,7 @@ class EventStreamClient:
                 "GET",
                 self.agent.prefix + "/device/stream",
                 headers=self.agent.headers(),
+                params=self.params,
                 timeout=httpx.Timeout(10, read=None),
             ) as response:
                 self.status_code = response.status_code
@@ -473,6 +477,7 @@ class MqttAgent:
         MQTT_DEVICES_USED.add(device_id)
         self.device_id = device_id
         self.syncs: asyncio.Queue[tuple[dict[str, Any], bool]] = asyncio.Queue()
+        self.deployments: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.pings: list[str] = []
         self.answer_pings = True
         self._task: asyncio.Task[None] | None = None
@@ -511,6 +516,7 @@ class MqttAgent:
                 [
                     (f"v1/cmd/devices/{self.device_id}/ping", 1),
                     (f"cmd/devices/{self.device_id}/sync", 1),
+                    (f"v1/cmd/devices/{self.device_id}/deployments", 1),
                 ]
             )
             self._ready.set()
@@ -518,6 +524,8 @@ class MqttAgent:
                 payload = json.loads(bytes(message.payload)) if message.payload else {}  # type: ignore[arg-type]
                 if message.topic.matches(f"cmd/devices/{self.device_id}/sync"):
                     self.syncs.put_nowait((payload, message.retain))
+                elif message.topic.matches(f"v1/cmd/devices/{self.device_id}/deployments"):
+                    self.deployments.put_nowait(payload)
                 elif message.topic.matches(f"v1/cmd/devices/{self.device_id}/ping"):
                     self.pings.append(payload["message_id"])
                     if self.answer_pings:

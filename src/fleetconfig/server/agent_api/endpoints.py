@@ -9,6 +9,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from fleetconfig.protocol import PROTOCOL_PARAMETER, SUPPORTED_PROTOCOLS
 from fleetconfig.server.agent_api import wire
 from fleetconfig.server.agent_api.context import (
     AgentContext,
@@ -171,10 +172,17 @@ async def get_push_settings(
     response_class=Response,
 )
 async def stream_device_events(request: Request) -> Response:
+    protocol = request.query_params.get(PROTOCOL_PARAMETER)
+    if protocol is not None and protocol not in SUPPORTED_PROTOCOLS:
+        raise InvalidRequest(
+            f"Unsupported protocol {protocol!r}",
+            parameter=PROTOCOL_PARAMETER,
+            allowed=list(SUPPORTED_PROTOCOLS),
+        )
     # Authenticate with a short-lived session: none is held while the stream is open.
     async with database(request).session() as session:
         device, claims = await authenticate_device(request, session)
-    return DeviceEventStream(_push(request), device.id, claims)
+    return DeviceEventStream(_push(request), device.id, claims, lean=protocol is not None)
 
 
 @router.post(

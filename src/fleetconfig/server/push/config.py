@@ -8,7 +8,9 @@ the rest:
 - ``FLEETCONFIG_PUSH_MQTT_AGENT_URL``: the broker URL agents are told, when it differs from
   the one the server uses (default: the server's URL without its credentials);
 - ``FLEETCONFIG_PUSH_POSTGRES_RELAY`` (default true): relay between server processes with
-  ``LISTEN/NOTIFY`` when the database is PostgreSQL.
+  ``LISTEN/NOTIFY`` when the database is PostgreSQL;
+- ``FLEETCONFIG_PUSH_INLINE_MAX_BYTES`` (default 65536): how much config content one
+  ``deployments`` message carries inline (the rest the agent downloads);
 """
 
 from __future__ import annotations
@@ -23,3 +25,4 @@ class PushSettings(BaseSettings):
     heartbeat_seconds: float = Field(default=15.0, gt=0)
     mqtt_agent_url: str | None = None
     postgres_relay: bool = True
+    inline_max_bytes: int = Field(default=64 * 1024, ge=0)
