@@ -9,6 +9,7 @@ the next requests, refused tokens) to drive the sync loop through every path.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -91,6 +92,7 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
         self.broken: dict[tuple[str, str], int] = {}
         self.feeds: list[StreamFeed] = []
         self.stream_opened = asyncio.Event()
+        self.stream_queries: list[dict[str, list[str]]] = []
         self._counter = 0
 
     # -- test helpers -----------------------------------------------------------------------
@@ -143,6 +145,36 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
                 if deployment["activity_status"] == "queued":
                     deployment["activity_status"] = "archived"
         return self.add_deployment(files)
+
+    def push_message(self, *, inline_max_bytes: int = 64 * 1024) -> dict[str, Any]:
+        """The lean-1 ``deployments`` message the real server would push now."""
+        budget = inline_max_bytes
+        deployments = []
+        for deployment in sorted(
+            self.deployments.values(), key=lambda d: d["created_at"], reverse=True
+        ):
+            if deployment["activity_status"] not in ("queued", "deployed"):
+                continue
+            instances = []
+            for instance in deployment["config_instances"]:
+                content = self.contents[instance["id"]]
+                entry = {
+                    **instance,
+                    "format": "json",
+                    "size": len(content),
+                    "content_sha256": hashlib.sha256(content).hexdigest(),
+                }
+                if len(content) <= budget:
+                    entry["content"] = content.decode()
+                    budget -= len(content)
+                instances.append(entry)
+            deployments.append({**deployment, "config_instances": instances})
+        return {
+            "object": "device_deployments",
+            "protocol": "lean-1",
+            "device_id": self.device["id"],
+            "deployments": deployments,
+        }
 
     def refuse_tokens(self) -> None:
         self.valid_tokens.clear()
@@ -215,6 +247,7 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
             case "GET", ["device", "stream"]:
                 feed = StreamFeed()
                 self.feeds.append(feed)
+                self.stream_queries.append(query)
                 self.stream_opened.set()
                 return httpx.Response(
                     200, headers={"content-type": "text/event-stream"}, stream=_FeedStream(feed)

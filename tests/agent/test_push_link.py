@@ -7,6 +7,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiomqtt
 import httpx
@@ -25,10 +26,15 @@ class Recorder:
     def __init__(self) -> None:
         self.syncs: list[str] = []
         self.connections: list[bool] = []
+        self.messages: list[dict[str, Any]] = []
         self.wake = asyncio.Event()
 
     def sync_requested(self, reason: str) -> None:
         self.syncs.append(reason)
+        self.wake.set()
+
+    def deployments_pushed(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
         self.wake.set()
 
     def connection_changed(self, online: bool) -> None:
@@ -76,6 +82,11 @@ async def test_sse_syncs_on_connect_and_on_events_and_answers_pings(
         feed.comment()
         feed.send("sync", {"is_synced": False})
         await handler.until(lambda: handler.syncs == ["sse connected", "push"])
+        # lean-1, announced on opening: a message that says what changed.
+        assert server.stream_queries[0]["protocol"] == ["lean-1"]
+        feed.send("deployments", {"object": "device_deployments", "deployments": []})
+        await handler.until(lambda: len(handler.messages) == 1)
+        assert handler.messages[0]["object"] == "device_deployments"
         feed.send("ping", {"message_id": "m1", "timestamp": "2026-03-09T12:00:00Z"})
         async with asyncio.timeout(5):
             while ("pong", {"message_id": "m1"}) not in server.reports:
@@ -160,7 +171,10 @@ async def test_mqtt_presence_sync_handshake_and_ping() -> None:
             await handler.until(lambda: handler.connections == [True])
             await handler.until(lambda: handler.syncs.count("push") == 1)
             status = await anext(server.messages)
-            assert bytes(status.payload) == b"online"  # type: ignore[arg-type]
+            assert json.loads(bytes(status.payload)) == {  # type: ignore[arg-type]
+                "status": "online",
+                "protocol": "lean-1",
+            }
 
             await push.synced()
             await server.publish(

@@ -275,3 +275,67 @@ async def test_a_deployment_retry_is_scheduled(rig: Rig, tmp_path: Path) -> None
     assert report.reconcile.next_retry_at is not None
     assert report.reconcile.next_retry_at > utcnow() + timedelta(seconds=5)
     assert rig.server.deployments[target]["error_status"] == "retrying"
+
+
+# -- lean-1: applying what a push message says ---------------------------------------------
+
+
+def _sent_since(rig: Rig, before: int) -> list[tuple[str, str]]:
+    return rig.server.requests[before:]
+
+
+async def test_an_inline_push_is_applied_without_any_pull_or_download(rig: Rig) -> None:
+    old = rig.server.add_deployment({PATH_A: b"old"})
+    await rig.syncer.sync_once()  # start-up: a full pull
+    new = rig.server.redeploy({PATH_A: b'{"new": 1}', PATH_B: b"b"})
+    before = len(rig.server.requests)
+
+    rig.syncer.deployments_pushed(rig.server.push_message())
+    report = await rig.syncer.sync_once()
+
+    assert report.pushed and report.inline == 2
+    assert rig.file(PATH_A) == b'{"new": 1}' and rig.file(PATH_B) == b"b"
+    # One request in all: the report of both status changes.
+    assert _sent_since(rig, before) == [("POST", "/deployments/reports")]
+    assert rig.server.deployments[new]["activity_status"] == "deployed"
+    assert rig.server.deployments[old]["activity_status"] == "archived"
+    # Inline content is cached like downloaded content.
+    (instance,) = [
+        i for i in rig.server.deployments[new]["config_instances"] if i["filepath"] == PATH_B
+    ]
+    assert rig.store.get_content(instance["id"]) == b"b"
+
+
+async def test_content_too_big_or_not_matching_its_digest_is_downloaded(rig: Rig) -> None:
+    await rig.syncer.sync_once()
+    rig.server.add_deployment({PATH_A: b"a" * 10, PATH_B: b"b" * 10})
+    message = rig.server.push_message(inline_max_bytes=10)  # room for the first only
+    (deployment,) = message["deployments"]
+    first, second = deployment["config_instances"]
+    assert "content" in first and "content" not in second
+    first["content"] = "tampered!!"
+    before = len(rig.server.requests)
+
+    rig.syncer.deployments_pushed(message)
+    report = await rig.syncer.sync_once()
+
+    assert report.pushed and report.inline == 0 and report.downloaded == 2
+    assert rig.file(PATH_A) == b"a" * 10 and rig.file(PATH_B) == b"b" * 10
+    sent = _sent_since(rig, before)
+    assert not [r for r in sent if r == ("GET", "/deployments")]
+    assert len([r for r in sent if r[1].startswith("/config_instances/")]) == 2
+
+
+async def test_a_push_message_with_other_requests_pending_pulls(rig: Rig) -> None:
+    await rig.syncer.sync_once()
+    rig.server.add_deployment({PATH_A: b"a"})
+    rig.syncer.deployments_pushed(rig.server.push_message())
+    rig.syncer.request("timer")  # anything but a push message wants the full picture
+    before = len(rig.server.requests)
+    report = await rig.syncer.sync_once()
+    assert not report.pushed
+    assert ("GET", "/deployments") in _sent_since(rig, before)
+    # An unusable message is a pull too.
+    rig.syncer.deployments_pushed({"object": "device_deployments", "deployments": "?"})
+    assert not (await rig.syncer.sync_once()).pushed
+    assert rig.file(PATH_A) == b"a"

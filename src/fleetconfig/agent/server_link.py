@@ -29,7 +29,12 @@ import httpx
 
 from fleetconfig import __version__
 from fleetconfig.agent.clock import parse
-from fleetconfig.protocol import AGENT_API_PREFIX, AGENT_API_VERSION
+from fleetconfig.protocol import (
+    AGENT_API_PREFIX,
+    AGENT_API_VERSION,
+    LEAN_PROTOCOL,
+    PROTOCOL_PARAMETER,
+)
 
 USER_AGENT = f"fleetconfig-agent/{__version__}"
 PAGE_LIMIT = 100
@@ -334,7 +339,9 @@ class HttpServerLink:
 
     @contextlib.asynccontextmanager
     async def stream(self, read_timeout: float) -> AsyncIterator[AsyncIterator[StreamEvent]]:
-        """Open ``GET /device/stream``; iterate the events until the server or network ends it.
+        """Open ``GET /device/stream?protocol=lean-1``; iterate the events until the server or
+        network ends it. (A server that predates lean-1 ignores the parameter and sends
+        ``sync`` events, which the agent handles as always.)
 
         ``read_timeout`` bounds the silence between two chunks (heartbeats included): a dead
         connection is noticed then, as a ``NetworkError``.
@@ -344,6 +351,7 @@ class HttpServerLink:
             request, token = await self._authenticated_request(
                 "GET",
                 "/device/stream",
+                params={PROTOCOL_PARAMETER: LEAN_PROTOCOL},
                 headers={"Accept": "text/event-stream"},
                 timeout=timeout,
             )
