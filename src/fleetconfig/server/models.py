@@ -184,8 +184,22 @@ class Device(Base):
     # Session tokens carry this id; a new activation starts a new session (old ones die).
     session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The server process holding the device's push stream (a ``stream_leases`` id), while
+    # it is online through one: if that process dies, its lease lapses and the device is
+    # set offline by the others.
+    stream_holder_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StreamLease(Base):
+    """One row per running server process that holds push streams, renewed while it lives."""
+
+    __tablename__ = "stream_leases"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ActivationToken(Base):

@@ -35,6 +35,11 @@ from fleetconfig.server.agent_api.push_messages import DEFAULT_INLINE_MAX_BYTES,
 from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.db import Database, is_sqlite_url
 from fleetconfig.server.push.config import PushSettings
+from fleetconfig.server.push.leases import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_RENEW_SECONDS,
+    StreamLeases,
+)
 from fleetconfig.server.push.presence import Presence
 from fleetconfig.server.push.streams import LocalStreams
 from fleetconfig.server.push.transport import PushTransport
@@ -62,10 +67,15 @@ class PushHub:
         heartbeat_seconds: float = 15.0,
         transports: Sequence[PushTransport] = (),
         inline_max_bytes: int = DEFAULT_INLINE_MAX_BYTES,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        lease_renew_seconds: float = DEFAULT_RENEW_SECONDS,
     ) -> None:
         self.heartbeat_seconds = heartbeat_seconds
         self.transports: list[PushTransport] = list(transports)
         self.inline_max_bytes = inline_max_bytes
+        self.lease_seconds = lease_seconds
+        self.lease_renew_seconds = lease_renew_seconds
+        self._leases: StreamLeases | None = None
         self.streams = LocalStreams()
         self._database: Database | None = None
         self._presence: Presence | None = None
@@ -92,13 +102,22 @@ class PushHub:
             heartbeat_seconds=push_settings.heartbeat_seconds,
             transports=transports,
             inline_max_bytes=push_settings.inline_max_bytes,
+            lease_seconds=push_settings.lease_seconds,
+            lease_renew_seconds=push_settings.lease_renew_seconds,
         )
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self, database: Database) -> None:
         self._database = database
-        self._presence = Presence(database)
+        self._leases = StreamLeases(
+            database,
+            lease_seconds=self.lease_seconds,
+            renew_seconds=self.lease_renew_seconds,
+            local_devices=self.streams.device_ids,
+        )
+        await self._leases.start()
+        self._presence = Presence(database, self._leases.holder_id)
         self._loader = asyncio.create_task(self._load_messages(), name="fleetconfig-push-load")
         for transport in self.transports:
             await transport.start(self)
@@ -119,6 +138,14 @@ class PushHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._loader
             self._loader = None
+        if self._leases is not None:
+            await self._leases.stop()
+
+    @property
+    def leases(self) -> StreamLeases:
+        if self._leases is None:
+            raise RuntimeError("the push hub is started with the application")
+        return self._leases
 
     @property
     def presence(self) -> Presence:
