@@ -69,13 +69,19 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from fleetconfig.agent.keys import DeviceKey
+from fleetconfig.protocol import (
+    AGENT_API_PREFIX,
+    AGENT_API_VERSION,
+    LEAN_PROTOCOL,
+    PROTOCOL_PARAMETER,
+)
 
 PG_ADMIN_URL = os.environ.get(
     "FLEETCONFIG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 KEY_CACHE = Path(tempfile.gettempdir()) / "fleetconfig-bench-keys" / "rsa2048.pem"
 PLATFORM_VERSION = "2026-03-09.tetons"
-AGENT_VERSION = "v0.4"
+AGENT_VERSION = AGENT_API_VERSION
 PEM_END = b"-----END RSA PRIVATE KEY-----\n"
 STREAM_PATH = f"{AGENT_API_PREFIX}/device/stream?{PROTOCOL_PARAMETER}={LEAN_PROTOCOL}"
 REPORTS_PATH = f"{AGENT_API_PREFIX}/deployments/reports"
@@ -358,11 +364,19 @@ class Agent:
                 for instance in deployment["config_instances"]:
                     await self.content_of(instance)
                 reports.append(
-                    {"deployment_id": deployment["id"], "activity_status": "deployed", "deployed_at": now}
+                    {
+                        "deployment_id": deployment["id"],
+                        "activity_status": "deployed",
+                        "deployed_at": now,
+                    }
                 )
             elif target == "archived" and activity == "deployed":
                 reports.append(
-                    {"deployment_id": deployment["id"], "activity_status": "archived", "archived_at": now}
+                    {
+                        "deployment_id": deployment["id"],
+                        "activity_status": "archived",
+                        "archived_at": now,
+                    }
                 )
         if not reports:
             return

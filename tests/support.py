@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import json
@@ -346,9 +347,12 @@ def parse_sse(text: str) -> list[tuple[str, Any]]:
 class EventStreamClient:
     """Holds ``GET /agent/v1/device/stream`` open and hands out events as they arrive."""
 
-    def __init__(self, client: httpx.AsyncClient, agent: AgentCaller) -> None:
+    def __init__(
+        self, client: httpx.AsyncClient, agent: AgentCaller, params: dict[str, str] | None = None
+    ) -> None:
         self.client = client
         self.agent = agent
+        self.params = params
         self.events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self.status_code: int | None = None
         self.ended = asyncio.Event()
@@ -377,6 +381,7 @@ class EventStreamClient:
                 "GET",
                 self.agent.prefix + "/device/stream",
                 headers=self.agent.headers(),
+                params=self.params,
                 timeout=httpx.Timeout(10, read=None),
             ) as response:
                 self.status_code = response.status_code
@@ -441,8 +446,17 @@ async def deploy_new_release(api: ApiCaller, device_id: str) -> dict[str, Any]:
     return created
 
 
+# Background housekeeping that may run at any moment (stream leases), not part of a request.
+BACKGROUND_TABLES = ("stream_leases",)
+
+
+_COUNTING: contextvars.ContextVar[bool] = contextvars.ContextVar("counting", default=False)
+
+
 class count_queries:
-    """Record every SQL statement the app's engines run inside the ``with`` block."""
+    """Record every SQL statement the app's engines run for the code inside the ``with``
+    block: the requests it makes in-process, not what background tasks (stream presence,
+    leases) happen to run meanwhile."""
 
     def __init__(self, app: Any) -> None:
         database = app.state.database
@@ -450,18 +464,21 @@ class count_queries:
         self.statements: list[str] = []
 
     def _record(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        self.statements.append(statement)
+        if _COUNTING.get() and not any(table in statement for table in BACKGROUND_TABLES):
+            self.statements.append(statement)
 
     def __enter__(self) -> list[str]:
         from sqlalchemy import event
 
         for engine in self.engines.values():
             event.listen(engine, "before_cursor_execute", self._record)
+        self._token = _COUNTING.set(True)
         return self.statements
 
     def __exit__(self, *_exc: object) -> None:
         from sqlalchemy import event
 
+        _COUNTING.reset(self._token)
         for engine in self.engines.values():
             event.remove(engine, "before_cursor_execute", self._record)
 
@@ -486,6 +503,7 @@ class MqttAgent:
         MQTT_DEVICES_USED.add(device_id)
         self.device_id = device_id
         self.syncs: asyncio.Queue[tuple[dict[str, Any], bool]] = asyncio.Queue()
+        self.deployments: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.pings: list[str] = []
         self.answer_pings = True
         self._task: asyncio.Task[None] | None = None
@@ -524,6 +542,7 @@ class MqttAgent:
                 [
                     (f"v1/cmd/devices/{self.device_id}/ping", 1),
                     (f"cmd/devices/{self.device_id}/sync", 1),
+                    (f"v1/cmd/devices/{self.device_id}/deployments", 1),
                 ]
             )
             self._ready.set()
@@ -531,6 +550,8 @@ class MqttAgent:
                 payload = json.loads(bytes(message.payload)) if message.payload else {}  # type: ignore[arg-type]
                 if message.topic.matches(f"cmd/devices/{self.device_id}/sync"):
                     self.syncs.put_nowait((payload, message.retain))
+                elif message.topic.matches(f"v1/cmd/devices/{self.device_id}/deployments"):
+                    self.deployments.put_nowait(payload)
                 elif message.topic.matches(f"v1/cmd/devices/{self.device_id}/ping"):
                     self.pings.append(payload["message_id"])
                     if self.answer_pings:

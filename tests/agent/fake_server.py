@@ -9,6 +9,7 @@ the next requests, refused tokens) to drive the sync loop through every path.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import secrets
 from collections.abc import AsyncIterator
@@ -73,6 +74,8 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
         self.deployments: dict[str, dict[str, Any]] = {}
         self.contents: dict[str, bytes] = {}
         self.reports: list[tuple[str, dict[str, Any]]] = []
+        # False: an older server, without ``POST /deployments/reports`` (answers 405).
+        self.batch_reports = True
         self.requests: list[tuple[str, str]] = []
         self.page_size = 100
         self.push_settings: dict[str, Any] = {
@@ -89,6 +92,7 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
         self.broken: dict[tuple[str, str], int] = {}
         self.feeds: list[StreamFeed] = []
         self.stream_opened = asyncio.Event()
+        self.stream_queries: list[dict[str, list[str]]] = []
         self._counter = 0
 
     # -- test helpers -----------------------------------------------------------------------
@@ -141,6 +145,36 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
                 if deployment["activity_status"] == "queued":
                     deployment["activity_status"] = "archived"
         return self.add_deployment(files)
+
+    def push_message(self, *, inline_max_bytes: int = 64 * 1024) -> dict[str, Any]:
+        """The lean-1 ``deployments`` message the real server would push now."""
+        budget = inline_max_bytes
+        deployments = []
+        for deployment in sorted(
+            self.deployments.values(), key=lambda d: d["created_at"], reverse=True
+        ):
+            if deployment["activity_status"] not in ("queued", "deployed"):
+                continue
+            instances = []
+            for instance in deployment["config_instances"]:
+                content = self.contents[instance["id"]]
+                entry = {
+                    **instance,
+                    "format": "json",
+                    "size": len(content),
+                    "content_sha256": hashlib.sha256(content).hexdigest(),
+                }
+                if len(content) <= budget:
+                    entry["content"] = content.decode()
+                    budget -= len(content)
+                instances.append(entry)
+            deployments.append({**deployment, "config_instances": instances})
+        return {
+            "object": "device_deployments",
+            "protocol": "lean-1",
+            "device_id": self.device["id"],
+            "deployments": deployments,
+        }
 
     def refuse_tokens(self) -> None:
         self.valid_tokens.clear()
@@ -197,6 +231,11 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
                 self.reports.append((deployment_id, body))
                 self._apply_report(self.deployments[deployment_id], body)
                 return self._json(self.deployments[deployment_id])
+            case "POST", ["deployments", "reports"] if self.batch_reports:
+                assert body is not None
+                return self._batch(body["reports"])
+            case "POST", ["deployments", "reports"]:
+                return self._error(405, "method_not_allowed")
             case "GET", ["config_instances", instance_id, "content"] if (
                 instance_id in self.contents
             ):
@@ -208,6 +247,7 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
             case "GET", ["device", "stream"]:
                 feed = StreamFeed()
                 self.feeds.append(feed)
+                self.stream_queries.append(query)
                 self.stream_opened.set()
                 return httpx.Response(
                     200, headers={"content-type": "text/event-stream"}, stream=_FeedStream(feed)
@@ -234,6 +274,27 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
                 "data": page,
             }
         )
+
+    def _batch(self, items: list[dict[str, Any]]) -> httpx.Response:
+        """As the real server: all or nothing, a deployment it does not know is 404."""
+        for item in items:
+            if item["deployment_id"] not in self.deployments:
+                return self._error(404, "not_found", id=item["deployment_id"])
+        data = []
+        for item in items:
+            report = {key: value for key, value in item.items() if key != "deployment_id"}
+            deployment = self.deployments[item["deployment_id"]]
+            self.reports.append((item["deployment_id"], report))
+            self._apply_report(deployment, report)
+            data.append(
+                {
+                    "object": "deployment_report",
+                    "deployment_id": deployment["id"],
+                    "outcome": "applied",
+                    "deployment": deployment,
+                }
+            )
+        return self._json({"object": "list", "data": data})
 
     @staticmethod
     def _apply_report(deployment: dict[str, Any], body: dict[str, Any]) -> None:

@@ -7,23 +7,17 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiomqtt
 import httpx
 import pytest
 
 from fleetconfig.agent.keys import DeviceKey
-from fleetconfig.agent.push_link import (
-    BrokerUrl,
-    MqttPushLink,
-    SsePushLink,
-    ping_topic,
-    pong_topic,
-    status_topic,
-    sync_topic,
-)
+from fleetconfig.agent.push_link import BrokerUrl, MqttPushLink, SsePushLink
 from fleetconfig.agent.server_link import HttpServerLink
 from fleetconfig.agent.tokens import SessionTokens
+from fleetconfig.protocol import ping_topic, pong_topic, status_topic, sync_topic
 from tests.agent.fake_server import FakeAgentServer
 from tests.support import BROKER, broker_is_up
 
@@ -32,10 +26,15 @@ class Recorder:
     def __init__(self) -> None:
         self.syncs: list[str] = []
         self.connections: list[bool] = []
+        self.messages: list[dict[str, Any]] = []
         self.wake = asyncio.Event()
 
     def sync_requested(self, reason: str) -> None:
         self.syncs.append(reason)
+        self.wake.set()
+
+    def deployments_pushed(self, message: dict[str, Any]) -> None:
+        self.messages.append(message)
         self.wake.set()
 
     def connection_changed(self, online: bool) -> None:
@@ -83,6 +82,11 @@ async def test_sse_syncs_on_connect_and_on_events_and_answers_pings(
         feed.comment()
         feed.send("sync", {"is_synced": False})
         await handler.until(lambda: handler.syncs == ["sse connected", "push"])
+        # lean-1, announced on opening: a message that says what changed.
+        assert server.stream_queries[0]["protocol"] == ["lean-1"]
+        feed.send("deployments", {"object": "device_deployments", "deployments": []})
+        await handler.until(lambda: len(handler.messages) == 1)
+        assert handler.messages[0]["object"] == "device_deployments"
         feed.send("ping", {"message_id": "m1", "timestamp": "2026-03-09T12:00:00Z"})
         async with asyncio.timeout(5):
             while ("pong", {"message_id": "m1"}) not in server.reports:
@@ -167,7 +171,10 @@ async def test_mqtt_presence_sync_handshake_and_ping() -> None:
             await handler.until(lambda: handler.connections == [True])
             await handler.until(lambda: handler.syncs.count("push") == 1)
             status = await anext(server.messages)
-            assert bytes(status.payload) == b"online"  # type: ignore[arg-type]
+            assert json.loads(bytes(status.payload)) == {  # type: ignore[arg-type]
+                "status": "online",
+                "protocol": "lean-1",
+            }
 
             await push.synced()
             await server.publish(

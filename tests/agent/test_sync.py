@@ -112,7 +112,7 @@ async def test_a_deployment_that_leaves_the_pull_is_fetched_to_learn_its_fate(ri
 
 async def test_a_report_that_fails_stays_in_the_outbox_until_sent(rig: Rig) -> None:
     target = rig.server.add_deployment({PATH_A: b"a"})
-    rig.server.broken[("PATCH", "/deployments/")] = 503
+    rig.server.broken[("POST", "/deployments/reports")] = 503
     with pytest.raises(SyncFailed) as failed:
         await rig.syncer.sync_once()
     assert failed.value.network is False
@@ -120,7 +120,7 @@ async def test_a_report_that_fails_stays_in_the_outbox_until_sent(rig: Rig) -> N
     (pending,) = rig.store.pending_reports()
     assert pending.deployment_id == target and pending.attempts == 1
 
-    del rig.server.broken[("PATCH", "/deployments/")]
+    del rig.server.broken[("POST", "/deployments/reports")]
     rig.server.failures.append(httpx.ConnectError("unreachable"))
     with pytest.raises(SyncFailed) as failed:
         await rig.syncer.sync_once()
@@ -134,10 +134,55 @@ async def test_a_report_that_fails_stays_in_the_outbox_until_sent(rig: Rig) -> N
 
 async def test_a_report_the_server_refuses_as_such_is_dropped(rig: Rig) -> None:
     rig.server.add_deployment({PATH_A: b"a"})
+    rig.server.broken[("POST", "/deployments/reports")] = 422
     rig.server.broken[("PATCH", "/deployments/")] = 422
     report = await rig.syncer.sync_once()
     assert report.dropped_reports == 1
     assert rig.store.pending_reports() == []
+
+
+async def test_every_report_of_a_sync_goes_in_one_request(rig: Rig) -> None:
+    old = rig.server.add_deployment({PATH_A: b"old"})
+    await rig.syncer.sync_once()
+    new = rig.server.redeploy({PATH_A: b"new", PATH_B: b"b"})
+    before = len(rig.server.requests)
+
+    report = await rig.syncer.sync_once()
+
+    assert (report.reported, report.report_requests) == (2, 1)
+    sent = rig.server.requests[before:]
+    assert sent.count(("POST", "/deployments/reports")) == 1
+    assert not [request for request in sent if request[0] == "PATCH"]
+    assert rig.server.deployments[new]["activity_status"] == "deployed"
+    assert rig.server.deployments[old]["activity_status"] == "archived"
+
+
+async def test_an_older_server_gets_one_report_per_request(rig: Rig) -> None:
+    rig.server.batch_reports = False
+    rig.server.add_deployment({PATH_A: b"old"})
+    await rig.syncer.sync_once()
+    rig.server.redeploy({PATH_A: b"new"})
+    report = await rig.syncer.sync_once()
+    assert (report.reported, report.report_requests) == (2, 2)
+    # Asked once, then remembered.
+    assert rig.server.count("POST", "/deployments/reports") == 1
+    assert rig.server.count("PATCH", "/deployments/") == 3
+
+
+async def test_a_batch_naming_a_vanished_deployment_goes_one_by_one(rig: Rig) -> None:
+    gone = rig.server.add_deployment({PATH_A: b"a"})
+    rig.server.broken[("POST", "/deployments/reports")] = 503
+    with pytest.raises(SyncFailed):
+        await rig.syncer.sync_once()
+    del rig.server.broken[("POST", "/deployments/reports")]
+    del rig.server.deployments[gone]  # the server forgot it: its report can never be taken
+    keep = rig.server.add_deployment({PATH_B: b"b"})
+
+    report = await rig.syncer.sync_once()
+
+    assert report.dropped_reports == 1
+    assert rig.store.pending_reports() == []
+    assert rig.server.deployments[keep]["activity_status"] == "deployed"
 
 
 async def test_a_401_gets_a_new_session_token_and_retries(rig: Rig) -> None:
@@ -230,3 +275,67 @@ async def test_a_deployment_retry_is_scheduled(rig: Rig, tmp_path: Path) -> None
     assert report.reconcile.next_retry_at is not None
     assert report.reconcile.next_retry_at > utcnow() + timedelta(seconds=5)
     assert rig.server.deployments[target]["error_status"] == "retrying"
+
+
+# -- lean-1: applying what a push message says ---------------------------------------------
+
+
+def _sent_since(rig: Rig, before: int) -> list[tuple[str, str]]:
+    return rig.server.requests[before:]
+
+
+async def test_an_inline_push_is_applied_without_any_pull_or_download(rig: Rig) -> None:
+    old = rig.server.add_deployment({PATH_A: b"old"})
+    await rig.syncer.sync_once()  # start-up: a full pull
+    new = rig.server.redeploy({PATH_A: b'{"new": 1}', PATH_B: b"b"})
+    before = len(rig.server.requests)
+
+    rig.syncer.deployments_pushed(rig.server.push_message())
+    report = await rig.syncer.sync_once()
+
+    assert report.pushed and report.inline == 2
+    assert rig.file(PATH_A) == b'{"new": 1}' and rig.file(PATH_B) == b"b"
+    # One request in all: the report of both status changes.
+    assert _sent_since(rig, before) == [("POST", "/deployments/reports")]
+    assert rig.server.deployments[new]["activity_status"] == "deployed"
+    assert rig.server.deployments[old]["activity_status"] == "archived"
+    # Inline content is cached like downloaded content.
+    (instance,) = [
+        i for i in rig.server.deployments[new]["config_instances"] if i["filepath"] == PATH_B
+    ]
+    assert rig.store.get_content(instance["id"]) == b"b"
+
+
+async def test_content_too_big_or_not_matching_its_digest_is_downloaded(rig: Rig) -> None:
+    await rig.syncer.sync_once()
+    rig.server.add_deployment({PATH_A: b"a" * 10, PATH_B: b"b" * 10})
+    message = rig.server.push_message(inline_max_bytes=10)  # room for the first only
+    (deployment,) = message["deployments"]
+    first, second = deployment["config_instances"]
+    assert "content" in first and "content" not in second
+    first["content"] = "tampered!!"
+    before = len(rig.server.requests)
+
+    rig.syncer.deployments_pushed(message)
+    report = await rig.syncer.sync_once()
+
+    assert report.pushed and report.inline == 0 and report.downloaded == 2
+    assert rig.file(PATH_A) == b"a" * 10 and rig.file(PATH_B) == b"b" * 10
+    sent = _sent_since(rig, before)
+    assert not [r for r in sent if r == ("GET", "/deployments")]
+    assert len([r for r in sent if r[1].startswith("/config_instances/")]) == 2
+
+
+async def test_a_push_message_with_other_requests_pending_pulls(rig: Rig) -> None:
+    await rig.syncer.sync_once()
+    rig.server.add_deployment({PATH_A: b"a"})
+    rig.syncer.deployments_pushed(rig.server.push_message())
+    rig.syncer.request("timer")  # anything but a push message wants the full picture
+    before = len(rig.server.requests)
+    report = await rig.syncer.sync_once()
+    assert not report.pushed
+    assert ("GET", "/deployments") in _sent_since(rig, before)
+    # An unusable message is a pull too.
+    rig.syncer.deployments_pushed({"object": "device_deployments", "deployments": "?"})
+    assert not (await rig.syncer.sync_once()).pushed
+    assert rig.file(PATH_A) == b"a"

@@ -16,7 +16,14 @@ import pytest
 from fastapi import FastAPI
 from sqlalchemy import event
 
-from tests.support import AgentCaller, ApiCaller, assert_error, new_agent, unique_name
+from tests.support import (
+    BACKGROUND_TABLES,
+    AgentCaller,
+    ApiCaller,
+    assert_error,
+    new_agent,
+    unique_name,
+)
 
 SCHEMA = json.dumps({"type": "object", "properties": {"value": {"type": "integer"}}})
 DEPLOYMENT_FIELDS = {
@@ -148,7 +155,8 @@ def count_queries(app: FastAPI) -> Iterator[list[str]]:
     engines = {app.state.database.engine.sync_engine, app.state.database.write_engine.sync_engine}
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        statements.append(statement)
+        if not any(table in statement for table in BACKGROUND_TABLES):
+            statements.append(statement)
 
     for engine in engines:
         event.listen(engine, "before_cursor_execute", record)
@@ -428,3 +436,109 @@ async def test_no_query_per_row(world: World, app: FastAPI) -> None:
         listed = await world.agent.ok("GET", "/deployments", params=params)
     assert listed["total_count"] == 4
     assert len(four) == len(one), (one, four)
+
+
+# -- POST /deployments/reports: every report of one sync in one request ---------------------
+
+
+async def test_batch_report_applies_every_report_in_one_request(world: World) -> None:
+    old = await world.deployment(world.agent, world.v1)
+    await world.agent.ok("PATCH", f"/deployments/{old['id']}", json={"activity_status": "deployed"})
+    staged = await world.deployment(world.agent, world.v2, target="staged")
+    await world.api.ok("POST", f"/deployments/{staged['id']}/deploy")
+
+    answer = await world.agent.ok(
+        "POST",
+        "/deployments/reports",
+        json={
+            "reports": [
+                {
+                    "deployment_id": staged["id"],
+                    "activity_status": "deployed",
+                    "deployed_at": "2026-03-09T10:00:00Z",
+                },
+                {"deployment_id": old["id"], "activity_status": "archived"},
+            ]
+        },
+    )
+    assert answer["object"] == "list"
+    assert [(item["deployment_id"], item["outcome"]) for item in answer["data"]] == [
+        (staged["id"], "applied"),
+        (old["id"], "applied"),
+    ]
+    new, previous = (item["deployment"] for item in answer["data"])
+    assert set(new) == DEPLOYMENT_FIELDS
+    assert (new["status"], previous["status"]) == ("deployed", "archived")
+    assert (await world.api.ok("GET", f"/deployments/{staged['id']}"))["status"] == "deployed"
+    assert (await world.api.ok("GET", f"/deployments/{old['id']}"))["status"] == "archived"
+
+    # Sent again (an outbox resend), and a stale report: 200, unchanged, nothing moves.
+    again = await world.agent.ok(
+        "POST",
+        "/deployments/reports",
+        json={
+            "reports": [
+                {"deployment_id": staged["id"], "activity_status": "deployed"},
+                {"deployment_id": old["id"], "activity_status": "queued"},
+            ]
+        },
+    )
+    assert [item["outcome"] for item in again["data"]] == ["unchanged", "unchanged"]
+    assert [item["deployment"] for item in again["data"]] == [new, previous]
+
+
+async def test_batch_report_refuses_bad_items_and_changes_nothing(world: World) -> None:
+    mine = await world.deployment(world.agent, world.v1)
+    theirs = await world.deployment(world.other, world.v2)
+    path = "/deployments/reports"
+    before = await world.api.ok("GET", f"/deployments/{mine['id']}")
+    good = {"deployment_id": mine["id"], "activity_status": "deployed"}
+
+    # Another device's deployment, or an unknown one: 404, and the good report is not applied.
+    for other_id in (theirs["id"], "dpl_missing"):
+        assert_error(
+            await world.agent.request(
+                "POST", path, json={"reports": [good, {"deployment_id": other_id}]}
+            ),
+            404,
+            "not_found",
+        )
+    for body in (
+        {"reports": []},
+        {"reports": [good, good]},
+        {"reports": [good, {"deployment_id": mine["id"], "target_status": "archived"}]},
+        {"reports": [good, {"deployment_id": theirs["id"], "activity_status": "gone"}]},
+        {"reports": [{"activity_status": "deployed"}]},
+        {"reports": [{**good, "deployed_at": "yesterday"}]},
+        {"reports": [good] + [{"deployment_id": f"dpl_{n}"} for n in range(100)]},
+        {"reports": "all"},
+        {},
+        [good],
+    ):
+        response = await world.agent.request("POST", path, json=body)
+        assert_error(response, 400, "invalid_request")
+    assert await world.api.ok("GET", f"/deployments/{mine['id']}") == before
+    assert (await world.api.ok("GET", f"/deployments/{theirs['id']}"))["status"] == "queued"
+
+
+async def test_batch_report_locks_the_device_once(world: World, app: FastAPI) -> None:
+    ids = []
+    for release in (world.v1, world.v2, world.v1):
+        staged = await world.deployment(world.agent, release, target="staged")
+        await world.api.ok("POST", f"/deployments/{staged['id']}/deploy")
+        ids.append(staged["id"])
+
+    async def report(deployment_ids: list[str]) -> list[str]:
+        body = {
+            "reports": [
+                {"deployment_id": item, "error_status": "retrying", "error_message": "busy"}
+                for item in deployment_ids
+            ]
+        }
+        with count_queries(app) as statements:
+            await world.agent.ok("POST", "/deployments/reports", json=body)
+        return statements
+
+    one, three = await report(ids[:1]), await report(ids)
+    # Updates are one per changed row (the ORM's flush); everything else is constant.
+    assert len(three) - len(one) <= 2, (one, three)

@@ -386,6 +386,13 @@ async def test_every_answer_matches_the_document(
         json={"activity_status": "deployed"},
     )
     assert reported["activity_status"] == "deployed"
+    batch = await agent_call(
+        "agentReportDeployments",
+        "POST",
+        "/deployments/reports",
+        json={"reports": [{"deployment_id": staged["id"], "activity_status": "deployed"}]},
+    )
+    assert batch["data"][0]["outcome"] == "unchanged"
     for release in (with_commit, without_commit):
         await agent_call(
             "agentGetRelease", "GET", f"/releases/{release['id']}", params={"expand": "git_commit"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
@@ -11,9 +12,15 @@ import pytest
 from fastapi import FastAPI
 
 from fleetconfig.server.push.hub import PushHub
-from fleetconfig.server.push.streams import PingEvent, SyncEvent
+from fleetconfig.server.push.streams import (
+    DeploymentsEvent,
+    PingEvent,
+    StreamConnection,
+    SyncEvent,
+)
 from fleetconfig.server.settings import Settings
 from tests.push_fakes import FakeTransport
+from tests.support import ApiCaller, count_queries, deploy_new_release, unique_name
 
 
 class BrokenTransport(FakeTransport):
@@ -146,3 +153,115 @@ def test_push_settings_from_the_environment(tmp_path, monkeypatch: pytest.Monkey
     assert hub.heartbeat_seconds == 0.5
     assert [transport.name for transport in hub.transports] == ["mqtt"]
     assert hub.agent_settings()["mqtt_url"] == "mqtt://broker.public:1883"
+
+
+# -- lean-1: deployments messages instead of syncs ------------------------------------------
+
+
+async def _wait_woken(connection: StreamConnection) -> None:
+    async with asyncio.timeout(5):
+        await connection.wake.wait()
+
+
+async def test_a_lean_stream_gets_its_deployments_with_content_inline(
+    hub: tuple[PushHub, FakeTransport], api: ApiCaller
+) -> None:
+    push, _ = hub
+    device = await api.ok("POST", "/devices", json={"name": unique_name("robot")})
+    old_style = await api.ok("POST", "/devices", json={"name": unique_name("robot")})
+    lean = push.streams.open(device["id"], "sess", lean=True)
+    plain = push.streams.open(old_style["id"], "sess")
+    assert lean.take() == [SyncEvent()] and plain.take() == [SyncEvent()]  # fresh: sync
+    created = await deploy_new_release(api, device["id"])
+    await deploy_new_release(api, old_style["id"])
+
+    await push.notify_changed([device["id"], old_style["id"]])
+
+    assert plain.take() == [SyncEvent()]  # an agent that did not announce lean-1: as before
+    await _wait_woken(lean)
+    (event,) = lean.take()
+    assert isinstance(event, DeploymentsEvent)
+    message = event.message
+    assert (message["object"], message["protocol"], message["device_id"]) == (
+        "device_deployments",
+        "lean-1",
+        device["id"],
+    )
+    (deployment,) = message["deployments"]
+    assert deployment["id"] == created["id"]
+    assert (deployment["target_status"], deployment["activity_status"]) == ("deployed", "queued")
+    assert deployment["release_id"] == created["release_id"]
+    assert deployment["release"]["id"] == created["release_id"]
+    (instance,) = deployment["config_instances"]
+    assert instance["format"] == "json"
+    assert instance["content"] == '{"a": 1}'
+    assert instance["size"] == len(b'{"a": 1}')
+    assert instance["content_sha256"] == hashlib.sha256(b'{"a": 1}').hexdigest()
+    assert instance["filepath"].endswith(".json")
+
+
+async def test_messages_coalesce_and_content_over_the_limit_is_left_out(
+    hub: tuple[PushHub, FakeTransport], api: ApiCaller
+) -> None:
+    push, _ = hub
+    push.inline_max_bytes = 4
+    device = await api.ok("POST", "/devices", json={"name": unique_name("robot")})
+    lean = push.streams.open(device["id"], "sess", lean=True)
+    lean.take()
+    first = await deploy_new_release(api, device["id"])
+    await push.notify_changed([device["id"]])
+    await _wait_woken(lean)
+    instances = (
+        await api.ok("GET", f"/deployments/{first['id']}", params={"expand": "config_instances"})
+    )["config_instances"]
+    second = await api.ok(
+        "POST",
+        "/deployments",
+        json={
+            "target_status": "deployed",
+            "description": "again",
+            "device_id": device["id"],
+            "release_id": first["release_id"],
+            "config_instance_ids": [item["id"] for item in instances],
+        },
+    )
+    for _ in range(20):
+        await push.notify_changed([device["id"]])
+    await asyncio.sleep(0.2)  # the loads finish; the agent has read nothing yet
+
+    (event,) = lean.take()  # one message, the newest state
+    assert isinstance(event, DeploymentsEvent)
+    ids = [item["id"] for item in event.message["deployments"]]
+    assert second["id"] in ids and first["id"] not in ids  # first was queued, now archived
+    (instance,) = event.message["deployments"][0]["config_instances"]
+    assert "content" not in instance and instance["size"] == 8
+    assert instance["content_sha256"] == hashlib.sha256(b'{"a": 1}').hexdigest()
+
+
+async def test_messages_for_many_devices_take_the_same_statements_as_for_one(
+    hub: tuple[PushHub, FakeTransport], api: ApiCaller, app: FastAPI
+) -> None:
+    push, _ = hub
+    devices = [
+        (await api.ok("POST", "/devices", json={"name": unique_name("robot")}))["id"]
+        for _ in range(6)
+    ]
+    for device_id in devices:
+        await deploy_new_release(api, device_id)
+    with count_queries(app) as one:
+        single = await push.deployment_messages(devices[:1])
+    with count_queries(app) as six:
+        many = await push.deployment_messages(devices)
+    assert set(single) == {devices[0]} and set(many) == set(devices)
+    assert len(six) == len(one) <= 6, (one, six)
+    assert all(len(message["deployments"]) == 1 for message in many.values())
+
+
+async def test_a_device_whose_message_cannot_be_built_gets_a_sync(
+    hub: tuple[PushHub, FakeTransport],
+) -> None:
+    push, _ = hub
+    lean = push.streams.open("dvc_unknown", "sess", lean=True)
+    lean.take()
+    push.streams.deliver_messages(["dvc_unknown"], {})
+    assert lean.take() == [SyncEvent()]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +26,7 @@ from tests.support import (
     MqttAgent,
     broker_is_up,
     clear_retained,
+    deploy_new_release,
     free_port,
     new_agent,
 )
@@ -241,3 +243,27 @@ def test_broker_urls_and_status_payloads() -> None:
         (b"maybe", None),
     ):
         assert mqtt.parse_status(payload) is expected, payload
+
+
+async def test_an_agent_announcing_lean_1_gets_deployments_messages(
+    hub: tuple[PushHub, MqttTransport], api: ApiCaller
+) -> None:
+    push, transport = hub
+    lean, old = await new_agent(api), await new_agent(api)
+    async with MqttAgent(lean.device_id) as lean_device, MqttAgent(old.device_id) as old_device:
+        await lean_device.status(json.dumps({"status": "online", "protocol": "lean-1"}))
+        await old_device.status("online")
+        await until(lambda: transport.reaches(lean.device_id) and transport.reaches(old.device_id))
+        await until(lambda: _has_status(api, lean.device_id, "online"))
+        created = await deploy_new_release(api, lean.device_id)
+        await deploy_new_release(api, old.device_id)
+        await push.notify_changed([lean.device_id, old.device_id])
+
+        message = await asyncio.wait_for(lean_device.deployments.get(), 5)
+        assert message["object"] == "device_deployments"
+        assert [item["id"] for item in message["deployments"]] == [created["id"]]
+        assert message["deployments"][0]["config_instances"][0]["content"] == '{"a": 1}'
+        assert await asyncio.wait_for(old_device.syncs.get(), 5) == ({"is_synced": False}, False)
+        assert old_device.deployments.empty()
+        await asyncio.sleep(0.2)
+        assert lean_device.syncs.empty()

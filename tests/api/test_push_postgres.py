@@ -15,8 +15,8 @@ from fastapi import FastAPI
 
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.push.postgres import PostgresRelay, asyncpg_dsn
-from fleetconfig.server.push.streams import PingEvent, SyncEvent
-from tests.support import ApiCaller, backend, new_agent, unique_name
+from fleetconfig.server.push.streams import DeploymentsEvent, PingEvent, SyncEvent
+from tests.support import ApiCaller, backend, deploy_new_release, new_agent, unique_name
 
 pytestmark = pytest.mark.skipif(backend() != "postgresql", reason="LISTEN/NOTIFY needs PostgreSQL")
 
@@ -115,3 +115,27 @@ async def test_a_dropped_connection_reconnects_and_resyncs(
     await second.notify_changed(["dvc_relay_r"])
     await woken(stream.wake)
     assert stream.take() == [SyncEvent()]
+
+
+async def test_the_holding_hub_builds_the_messages_from_device_ids(
+    pair: tuple[PushHub, PushHub, PostgresRelay], api: ApiCaller, app: FastAPI
+) -> None:
+    """Across processes only ids travel (NOTIFY's 8 kB); the hub holding the streams loads
+    the messages of every device it was told about, together."""
+    first, second, _ = pair
+    devices = [
+        (await api.ok("POST", "/devices", json={"name": unique_name("robot")}))["id"]
+        for _ in range(3)
+    ]
+    streams = [first.streams.open(device_id, "s", lean=True) for device_id in devices]
+    for stream in streams:
+        stream.take()
+    deployed = {}
+    for device_id in devices:
+        deployed[device_id] = (await deploy_new_release(api, device_id))["id"]
+    await second.notify_changed(devices)
+    for device_id, stream in zip(devices, streams, strict=True):
+        await woken(stream.wake)
+        (event,) = stream.take()
+        assert isinstance(event, DeploymentsEvent)
+        assert [d["id"] for d in event.message["deployments"]] == [deployed[device_id]]

@@ -262,3 +262,33 @@ async def test_opening_needs_a_session_and_the_version(
         "/agent/v1/device/stream", headers={"Authorization": f"Bearer {agent.session_token}"}
     )
     assert_error(no_version, 400, "missing_api_version")
+
+
+async def test_a_lean_stream_hears_what_changed_and_an_old_one_hears_sync(
+    push_server: PushServer, api_here: ApiCaller
+) -> None:
+    lean_agent = await new_agent(api_here, push_server.client)
+    old_agent = await new_agent(api_here, push_server.client)
+    lean_params = {"protocol": "lean-1"}
+    async with (
+        EventStreamClient(push_server.client, lean_agent, lean_params) as lean,
+        EventStreamClient(push_server.client, old_agent) as old,
+    ):
+        assert await lean.next() == ("sync", {"is_synced": False})  # fresh streams sync
+        assert await old.next() == ("sync", {"is_synced": False})
+        created = await deploy_new_release(api_here, lean_agent.device_id)
+        await deploy_new_release(api_here, old_agent.device_id)
+        name, message = await lean.next(within=3)
+        assert name == "deployments"
+        assert [item["id"] for item in message["deployments"]] == [created["id"]]
+        assert message["deployments"][0]["config_instances"][0]["content"] == '{"a": 1}'
+        assert await old.next(within=3) == ("sync", {"is_synced": False})
+
+
+async def test_an_unknown_protocol_is_refused(push_server: PushServer, api_here: ApiCaller) -> None:
+    agent = await new_agent(api_here, push_server.client)
+    response = await push_server.client.get(
+        "/agent/v1/device/stream", headers=agent.headers(), params={"protocol": "lean-9"}
+    )
+    assert_error(response, 400, "invalid_request")
+    assert response.json()["error"]["params"]["allowed"] == ["lean-1"]

@@ -219,3 +219,33 @@ async def test_device_sdk_and_events_against_a_running_agent(
         await device_api.close()
     finally:
         assert await asyncio.to_thread(agent.stop) == 0, agent.log_text()
+
+
+def test_a_pushed_deploy_lands_without_a_pull_and_with_one_report(
+    platform: Miru, server: ServerProcess, workdir: Path
+) -> None:
+    """lean-1 end to end: the stream carries the deployment and its content; the agent
+    writes the files, then sends both status changes (new deployed, old archived) at once."""
+    fleet = make_fleet(platform, files=2)
+    agent = activate_agent(platform, server.base_url, workdir)
+    agent.start()
+    try:
+        agent.wait_ready()
+        first, _ = fleet.deploy(agent.device_id, {"round": 1})
+        wait_for_status(platform, first.id, "deployed")
+        second, contents = fleet.deploy(agent.device_id, {"round": 2})
+        for path, content in zip(fleet.paths, contents, strict=True):
+            wait_until(lambda p=path, c=content: read_or_none(agent.host_path(p)) == c, 5)
+        wait_for_status(platform, second.id, "deployed")
+        wait_for_status(platform, first.id, "archived")
+
+        def synced_line() -> str | None:
+            lines = agent.logs[-1].read_text(errors="replace").splitlines()
+            found = [line for line in lines if "synced" in line and f"deployed={second.id}" in line]
+            return found[0] if found else None
+
+        line = wait_until(synced_line, 5)
+        assert "pushed=true" in line and "report_requests=1" in line, line
+        assert "reported=2" in line and "pull_ms" not in line and "downloaded" not in line, line
+    finally:
+        assert agent.stop() == 0, agent.log_text()

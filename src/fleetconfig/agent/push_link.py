@@ -2,17 +2,21 @@
 
 Two transports (spec/DEVICES.md §3):
 
-- ``SsePushLink`` (built in): holds ``GET /agent/v1/device/stream`` open. ``sync`` events ask
-  for a sync; ``ping`` events are answered with ``POST /devices/{id}/pong``; a ``close`` event
-  or a silence longer than three heartbeats ends the connection, and it is opened again.
+- ``SsePushLink`` (built in): holds ``GET /agent/v1/device/stream?protocol=lean-1`` open.
+  ``sync`` events ask for a sync; ``deployments`` events carry what the device wants (the
+  sync applies them without pulling); ``ping`` events are answered with
+  ``POST /devices/{id}/pong``; a ``close`` event or a silence longer than three heartbeats
+  ends the connection, and it is opened again.
 - ``MqttPushLink``: a broker connection with a retained ``online`` status and ``offline`` as
   its last will; ``cmd/devices/{id}/sync`` messages with ``is_synced: false`` ask for a sync
   (the retained one arrives on every subscribe, so a deploy made while the agent was away is
-  not missed); pings on ``v1/cmd/devices/{id}/ping`` are answered on
-  ``v1/resp/devices/{id}/pong``; after each successful sync the agent publishes
-  ``is_synced: true`` (retained). It subscribes again after every reconnect. MQTT 5 is used
-  (its "no local" option keeps our own acknowledgements from coming back), falling back to
-  3.1.1 for a broker that refuses it.
+  not missed); its ``online`` status announces lean-1 (``{"status": "online", "protocol":
+  "lean-1"}``), so the server sends ``deployments`` messages on
+  ``v1/cmd/devices/{id}/deployments`` instead of syncs; pings on
+  ``v1/cmd/devices/{id}/ping`` are answered on ``v1/resp/devices/{id}/pong``; after each
+  successful sync the agent publishes ``is_synced: true`` (retained). It subscribes again
+  after every reconnect. MQTT 5 is used (its "no local" option keeps our own
+  acknowledgements from coming back), falling back to 3.1.1 for a broker that refuses it.
 
 Both reconnect forever with capped, jittered backoff (the network policy: 1 s doubling to
 5 min), reset once a connection is up. Every (re)connection asks for a sync, because a
@@ -34,6 +38,16 @@ from urllib.parse import unquote, urlsplit
 from fleetconfig.agent.backoff import NETWORK_BACKOFF, SYNC_ERROR_BACKOFF, Backoff, BackoffPolicy
 from fleetconfig.agent.clock import isoformat, utcnow
 from fleetconfig.agent.server_link import NetworkError, ServerError, ServerLink, TokenSource
+from fleetconfig.protocol import (
+    LEAN_PROTOCOL,
+    DeviceStatus,
+    StreamEvent,
+    deployments_topic,
+    ping_topic,
+    pong_topic,
+    status_topic,
+    sync_topic,
+)
 
 logger = logging.getLogger("fleetconfig.agent.push")
 
@@ -46,6 +60,8 @@ class PushHandler(Protocol):
     """What a push link tells the rest of the agent (both are cheap and never block)."""
 
     def sync_requested(self, reason: str) -> None: ...
+
+    def deployments_pushed(self, message: dict[str, Any]) -> None: ...
 
     def connection_changed(self, online: bool) -> None: ...
 
@@ -163,11 +179,13 @@ class SsePushLink(_Reconnecting):
         async with self.link.stream(self.read_timeout) as events:
             self._up()
             async for event in events:
-                if event.name == "sync":
+                if event.name == StreamEvent.SYNC:
                     self.handler.sync_requested("push")
-                elif event.name == "ping":
+                elif event.name == StreamEvent.DEPLOYMENTS and isinstance(event.data, dict):
+                    self.handler.deployments_pushed(event.data)
+                elif event.name == StreamEvent.PING:
                     self._answer_ping(event.data)
-                elif event.name == "close":
+                elif event.name == StreamEvent.CLOSE:
                     reason = event.data.get("reason") if isinstance(event.data, dict) else None
                     logger.info("push stream closed by the server", extra={"reason": reason})
                     # A new session or token fixes these at once; a shutdown needs a pause.
@@ -195,22 +213,6 @@ class SsePushLink(_Reconnecting):
 
 # CONNACK codes for "unsupported protocol version": 3.1.1's 1, MQTT 5's 0x84.
 _UNSUPPORTED_PROTOCOL = (1, 0x84)
-
-
-def sync_topic(device_id: str) -> str:
-    return f"cmd/devices/{device_id}/sync"
-
-
-def ping_topic(device_id: str) -> str:
-    return f"v1/cmd/devices/{device_id}/ping"
-
-
-def pong_topic(device_id: str) -> str:
-    return f"v1/resp/devices/{device_id}/pong"
-
-
-def status_topic(device_id: str) -> str:
-    return f"v1/devices/{device_id}/status"
 
 
 class BrokerUrl:
@@ -293,7 +295,7 @@ class MqttPushLink(_Reconnecting):
             username=username,
             password=password,
             identifier=f"fleetconfig-agent-{self.device_id}",
-            will=aiomqtt.Will(status, "offline", qos=1, retain=True),
+            will=aiomqtt.Will(status, DeviceStatus.OFFLINE, qos=1, retain=True),
             protocol=aiomqtt.ProtocolVersion.V5 if self._v5 else aiomqtt.ProtocolVersion.V311,
             keepalive=self.keepalive,
             timeout=10,
@@ -303,7 +305,8 @@ class MqttPushLink(_Reconnecting):
         try:
             async with client:
                 await self._subscribe(client)
-                await client.publish(status, "online", qos=1, retain=True)
+                online = json.dumps({"status": DeviceStatus.ONLINE, "protocol": LEAN_PROTOCOL})
+                await client.publish(status, online, qos=1, retain=True)
                 self._client = client
                 self._up()
                 try:
@@ -313,7 +316,7 @@ class MqttPushLink(_Reconnecting):
                     # A clean stop: say so, since the broker only sends the will on a loss.
                     with contextlib.suppress(Exception):
                         async with asyncio.timeout(2):
-                            await client.publish(status, "offline", qos=1, retain=True)
+                            await client.publish(status, DeviceStatus.OFFLINE, qos=1, retain=True)
                     raise
         except aiomqtt.MqttCodeError as error:
             if self._v5 and error.rc in _UNSUPPORTED_PROTOCOL:
@@ -331,7 +334,9 @@ class MqttPushLink(_Reconnecting):
     async def _subscribe(self, client: Any) -> None:
         ping = (ping_topic(self.device_id), 1)
         if not self._v5:
-            await client.subscribe([(sync_topic(self.device_id), 1), ping])
+            await client.subscribe(
+                [(sync_topic(self.device_id), 1), (deployments_topic(self.device_id), 1), ping]
+            )
             return
         from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -341,6 +346,7 @@ class MqttPushLink(_Reconnecting):
         await client.subscribe(
             [
                 (sync_topic(self.device_id), SubscribeOptions(qos=1, noLocal=True)),
+                (deployments_topic(self.device_id), SubscribeOptions(qos=1)),
                 (ping_topic(self.device_id), SubscribeOptions(qos=1)),
             ]
         )
@@ -358,6 +364,8 @@ class MqttPushLink(_Reconnecting):
             # Our own acknowledgement comes back too: only "not synced" asks for work.
             if payload.get("is_synced") is False:
                 self.handler.sync_requested("push")
+        elif topic == deployments_topic(self.device_id):
+            self.handler.deployments_pushed(payload)
         elif topic == ping_topic(self.device_id):
             message_id = payload.get("message_id")
             if isinstance(message_id, str):

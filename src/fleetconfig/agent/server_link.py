@@ -29,9 +29,13 @@ import httpx
 
 from fleetconfig import __version__
 from fleetconfig.agent.clock import parse
+from fleetconfig.protocol import (
+    AGENT_API_PREFIX,
+    AGENT_API_VERSION,
+    LEAN_PROTOCOL,
+    PROTOCOL_PARAMETER,
+)
 
-AGENT_API_PREFIX = "/agent/v1"
-AGENT_API_VERSION = "v0.4"
 USER_AGENT = f"fleetconfig-agent/{__version__}"
 PAGE_LIMIT = 100
 
@@ -126,6 +130,10 @@ class ServerLink(Protocol):
     async def report_deployment(
         self, deployment_id: str, body: Mapping[str, Any]
     ) -> dict[str, Any]: ...
+
+    async def report_deployments(
+        self, reports: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]: ...
 
     async def get_content(self, config_instance_id: str) -> bytes: ...
 
@@ -301,6 +309,21 @@ class HttpServerLink:
             await self._authenticated("PATCH", f"/deployments/{deployment_id}", json=dict(body))
         )
 
+    async def report_deployments(
+        self, reports: Sequence[Mapping[str, Any]]
+    ) -> list[dict[str, Any]]:
+        """``POST /deployments/reports`` (fleetconfig): several reports, one request; each
+        report names its ``deployment_id``. Answers the per-report outcomes, in order."""
+        body = _object(
+            await self._authenticated(
+                "POST", "/deployments/reports", json={"reports": [dict(r) for r in reports]}
+            )
+        )
+        data = body.get("data")
+        if not isinstance(data, list) or len(data) != len(reports):
+            raise ServerError("the report answer has no data array of one outcome per report")
+        return data
+
     async def get_content(self, config_instance_id: str) -> bytes:
         response = await self._authenticated(
             "GET", f"/config_instances/{config_instance_id}/content"
@@ -316,7 +339,9 @@ class HttpServerLink:
 
     @contextlib.asynccontextmanager
     async def stream(self, read_timeout: float) -> AsyncIterator[AsyncIterator[StreamEvent]]:
-        """Open ``GET /device/stream``; iterate the events until the server or network ends it.
+        """Open ``GET /device/stream?protocol=lean-1``; iterate the events until the server or
+        network ends it. (A server that predates lean-1 ignores the parameter and sends
+        ``sync`` events, which the agent handles as always.)
 
         ``read_timeout`` bounds the silence between two chunks (heartbeats included): a dead
         connection is noticed then, as a ``NetworkError``.
@@ -326,6 +351,7 @@ class HttpServerLink:
             request, token = await self._authenticated_request(
                 "GET",
                 "/device/stream",
+                params={PROTOCOL_PARAMETER: LEAN_PROTOCOL},
                 headers={"Accept": "text/event-stream"},
                 timeout=timeout,
             )

@@ -19,26 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-
-class TargetStatus(StrEnum):
-    STAGED = "staged"
-    DEPLOYED = "deployed"
-    ARCHIVED = "archived"
-
-
-class ActivityStatus(StrEnum):
-    DRIFTED = "drifted"
-    STAGED = "staged"
-    QUEUED = "queued"
-    DEPLOYED = "deployed"
-    REMOVING = "removing"
-    ARCHIVED = "archived"
-
-
-class ErrorStatus(StrEnum):
-    NONE = "none"
-    RETRYING = "retrying"
-    FAILED = "failed"
+# The statuses are the protocol's (shared with the other side); re-exported from here.
+from fleetconfig.protocol import ActivityStatus as ActivityStatus
+from fleetconfig.protocol import ErrorStatus as ErrorStatus
+from fleetconfig.protocol import TargetStatus as TargetStatus
 
 
 class Action(StrEnum):

@@ -391,6 +391,14 @@ class Store:
             )
             return cursor.rowcount == 1
 
+    def ack_reports(self, reports: Sequence[StatusReport]) -> None:
+        """:meth:`ack_report` for several, in one transaction (one fsync, not one each)."""
+        with self._write() as db:
+            db.executemany(
+                "DELETE FROM outbox WHERE deployment_id = ? AND version = ?",
+                [(report.deployment_id, report.version) for report in reports],
+            )
+
     def note_report_failure(self, report: StatusReport, error: str) -> None:
         with self._write() as db:
             db.execute(
@@ -504,6 +512,21 @@ class Store:
                 (config_instance_id, content, len(content), tick),
             )
             self._evict_contents(db, keep={config_instance_id})
+
+    def put_contents(self, contents: Mapping[str, bytes]) -> None:
+        """:meth:`put_content` for several, in one transaction (one fsync, not one each)."""
+        if not contents:
+            return
+        with self._write() as db:
+            for config_instance_id, content in contents.items():
+                tick = self._next_counter(db, "content_tick")
+                db.execute(
+                    "INSERT INTO contents (config_instance_id, content, size, last_used)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT (config_instance_id) DO UPDATE"
+                    " SET last_used = excluded.last_used",
+                    (config_instance_id, content, len(content), tick),
+                )
+            self._evict_contents(db, keep=set(contents))
 
     def get_content(self, config_instance_id: str) -> bytes | None:
         with self._write() as db:

@@ -2,15 +2,23 @@
 
 A sync (``Syncer.sync_once``):
 
-1. pulls ``GET /deployments?activity_status=queued|deployed`` with the config instances and
+1. takes the deployments a push message carried (lean-1: the server sends what the device
+   wants, with small content inline; the inline content is checked against its SHA-256 and
+   cached as a download would be), or else pulls
+   ``GET /deployments?activity_status=queued|deployed`` with the config instances and
    release expanded, every page, and merges it into the store; a local deployment that is
    still unfinished but no longer in that list is fetched by id to learn its fate (the server
    archived it);
+   (either way, a local deployment that is still unfinished but not listed is fetched by
+   id); a sync asked for by anything but a push message (start-up, reconnection, the
+   safety timer, ``POST /device/sync``, a plain ``sync`` event) always pulls;
 2. downloads the content of every config instance an unfinished deployment needs and the
    cache lacks (content never changes: it is kept);
 3. reconciles (writes and removes files, in a worker thread);
-4. sends the outbox (``PATCH /deployments/{id}``); a report is dropped only once the server
-   has it, or refuses it as such (a 4xx that no retry can change);
+4. sends the outbox, every pending report in one ``POST /deployments/reports`` (one by one
+   with ``PATCH /deployments/{id}`` when the server lacks it, or refuses the batch whole); a
+   report is dropped only once the server has it, or refuses it as such (a 4xx that no retry
+   can change);
 5. tells the push link (MQTT acknowledges with ``is_synced: true``).
 
 When: at start-up, whenever push asks (a notification, a (re)connection), when a deployment's
@@ -49,6 +57,7 @@ from fleetconfig.agent.server_link import (
     ServerLink,
 )
 from fleetconfig.agent.store import Store
+from fleetconfig.protocol import content_digest
 
 logger = logging.getLogger("fleetconfig.agent.sync")
 
@@ -58,6 +67,8 @@ FETCH_EXPAND = PULL_EXPAND
 DEFAULT_POLL_INTERVAL = 600.0
 DOWNLOAD_CONCURRENCY = 8
 REPORT_CONCURRENCY = 8
+# At most this many reports per batch request (the server's limit is 100).
+REPORT_BATCH = 100
 AGENT_VERSION = f"v{__version__}"
 
 
@@ -74,9 +85,13 @@ class SyncReport:
     """What one sync did."""
 
     pulled: int = 0
+    # Taken from a push message (no pull), and how many contents came inline.
+    pushed: bool = False
+    inline: int = 0
     fetched: int = 0
     downloaded: int = 0
     reported: int = 0
+    report_requests: int = 0
     dropped_reports: int = 0
     reconcile: ReconcileResult = field(default_factory=ReconcileResult)
     seconds: float = 0.0
@@ -124,6 +139,12 @@ class Syncer:
         self._retry_at: datetime | None = None
         self._next_poll = time.monotonic() + poll_interval
         self._device_checked_at: float | None = None
+        # Cleared for good when the server turns out not to have ``POST /deployments/reports``.
+        self._batch_reports = True
+        # The newest deployments message pushed and not yet applied; and whether a full pull
+        # was asked for since the last sync (which then ignores the message: it pulls).
+        self._pushed: dict[str, Any] | None = None
+        self._pull_wanted = True
         self.last_report: SyncReport | None = None
         self.last_error: SyncFailed | None = None
         self.syncs = 0
@@ -133,6 +154,10 @@ class Syncer:
     def request(self, reason: str) -> None:
         """Sync as soon as possible (coalesced with other requests; never blocks)."""
         logger.debug("sync requested", extra={"reason": reason})
+        self._pull_wanted = True
+        self._wake(reason)
+
+    def _wake(self, reason: str) -> None:
         self._reasons.append(reason)
         self._wanted.set()
 
@@ -142,6 +167,13 @@ class Syncer:
             # The network is back: a network backoff has nothing left to protect.
             self._cooldown_until = None
         self.request(reason)
+
+    def deployments_pushed(self, message: dict[str, Any]) -> None:
+        """From the push link: what the device wants now (the newest message wins)."""
+        if self._cooldown_is_network:
+            self._cooldown_until = None
+        self._pushed = message
+        self._wake("push message")
 
     def connection_changed(self, online: bool) -> None:
         self.store.record_connection(online)
@@ -280,6 +312,9 @@ class Syncer:
             ("removed", ",".join(result.removed)),
             ("retrying", ",".join(result.retrying)),
             ("failed", ",".join(result.failed)),
+            ("pushed", report.pushed),
+            ("inline", report.inline),
+            ("report_requests", report.report_requests),
             ("downloaded", report.downloaded),
             ("reported", report.reported),
             ("dropped_reports", report.dropped_reports),
@@ -310,8 +345,15 @@ class Syncer:
                     mark = now
 
                 await self._check_device()
-                await self._pull(report)
-                step("pull_ms")
+                pushed, self._pushed = self._pushed, None
+                pull, self._pull_wanted = self._pull_wanted, False
+                deployments = None if pull or pushed is None else _pushed_deployments(pushed)
+                if deployments is None:
+                    await self._pull(report)
+                    step("pull_ms")
+                else:
+                    await self._take_pushed(deployments, report)
+                    step("push_ms")
                 await self._download(report)
                 step("download_ms")
                 report.reconcile = await asyncio.to_thread(self.reconciler.reconcile)
@@ -353,6 +395,28 @@ class Syncer:
         self.store.set_device(device)
         self._device_checked_at = time.monotonic()
 
+    async def _take_pushed(self, deployments: list[Any], report: SyncReport) -> None:
+        """Merge what a push message says, as a pull would, caching its inline content."""
+        inline: dict[str, bytes] = {}
+        for deployment in deployments:
+            for instance in deployment.get("config_instances") or ():
+                content = instance.get("content") if isinstance(instance, dict) else None
+                if not isinstance(content, str) or not isinstance(instance.get("id"), str):
+                    continue
+                data = content.encode("utf-8")
+                if content_digest(data) != instance.get("content_sha256"):
+                    logger.warning(
+                        "pushed content does not match its digest; downloading it",
+                        extra={"config_instance": instance["id"]},
+                    )
+                    continue
+                inline[instance["id"]] = data
+        new = {key: inline[key] for key in self.store.missing_contents(list(inline))}
+        self.store.put_contents(new)
+        report.pushed = True
+        report.inline = len(new)
+        await self._merge(deployments, report)
+
     async def _pull(self, report: SyncReport) -> None:
         payloads: list[dict[str, Any]] = []
         offset = 0
@@ -365,6 +429,10 @@ class Syncer:
             if not page.get("has_more") or not data:
                 break
             offset += len(data)
+        await self._merge(payloads, report)
+
+    async def _merge(self, payloads: list[dict[str, Any]], report: SyncReport) -> None:
+        """Merge deployments as the server lists them; learn the fate of the unlisted."""
         # Newest first across pages: a deployment that moved between pages appears twice.
         unique = list({payload.get("id"): payload for payload in reversed(payloads)}.values())
         self.store.merge_server_deployments(unique)
@@ -405,37 +473,80 @@ class Syncer:
         report.downloaded = len(missing)
 
     async def _flush_outbox(self, report: SyncReport) -> None:
+        # A newer report replacing one in flight stays in the outbox: go round until empty.
+        for _ in range(10):
+            pending = self.store.pending_reports(REPORT_BATCH)
+            if not pending:
+                return
+            if not (self._batch_reports and await self._send_batch(pending, report)):
+                await self._send_each(pending, report)
+
+    async def _send_batch(self, pending: list[StatusReport], report: SyncReport) -> bool:
+        """Every pending report in one request (``POST /deployments/reports``); False when
+        they must go one by one: an older server without the operation, or a batch refused
+        as a whole (one bad report among them: sent alone, only that one is dropped)."""
+        try:
+            await self.link.report_deployments(
+                [{"deployment_id": item.deployment_id, **item.body} for item in pending]
+            )
+        except ServerError as error:
+            if error.status == 405:
+                logger.info("the server has no batch reports; reporting one by one")
+                self._batch_reports = False
+                return False
+            if error.rejected:
+                return False
+            for item in pending:
+                self.store.note_report_failure(item, str(error))
+            raise
+        except NetworkError as error:
+            for item in pending:
+                self.store.note_report_failure(item, str(error))
+            raise
+        self.store.ack_reports(pending)
+        report.reported += len(pending)
+        report.report_requests += 1
+        return True
+
+    async def _send_each(self, pending: list[StatusReport], report: SyncReport) -> None:
+        """One ``PATCH /deployments/{id}`` per report (the v0.4 way)."""
         limit = asyncio.Semaphore(REPORT_CONCURRENCY)
 
-        async def send(pending: StatusReport) -> None:
+        async def send(item: StatusReport) -> None:
             async with limit:
                 try:
-                    await self.link.report_deployment(pending.deployment_id, pending.body)
+                    await self.link.report_deployment(item.deployment_id, item.body)
                 except ServerError as error:
                     if not error.rejected:
-                        self.store.note_report_failure(pending, str(error))
+                        self.store.note_report_failure(item, str(error))
                         raise
                     # The server will never take this report (its deployment is gone, say):
                     # keeping it would block every later sync behind a report that cannot
                     # succeed.
                     logger.error(
                         "status report refused; dropped",
-                        extra={"deployment": pending.deployment_id, "error": str(error)},
+                        extra={"deployment": item.deployment_id, "error": str(error)},
                     )
                     report.dropped_reports += 1
                 except NetworkError as error:
-                    self.store.note_report_failure(pending, str(error))
+                    self.store.note_report_failure(item, str(error))
                     raise
                 else:
                     report.reported += 1
-                self.store.ack_report(pending)
+                report.report_requests += 1
+                self.store.ack_report(item)
 
-        # A newer report replacing one in flight stays in the outbox: go round until empty.
-        for _ in range(10):
-            pending = self.store.pending_reports()
-            if not pending:
-                return
-            await _gather_all(send(item) for item in pending)
+        await _gather_all(send(item) for item in pending)
+
+
+def _pushed_deployments(message: dict[str, Any]) -> list[Any] | None:
+    """The deployments of a push message, or None when it is not one the agent can use
+    (then the sync pulls)."""
+    deployments = message.get("deployments")
+    if not isinstance(deployments, list) or not all(isinstance(d, dict) for d in deployments):
+        logger.warning("unusable push message; pulling instead")
+        return None
+    return deployments
 
 
 async def _gather_all(coroutines: Any) -> None:

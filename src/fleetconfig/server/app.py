@@ -14,11 +14,13 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetconfig import __version__
+from fleetconfig.protocol import AGENT_API_PREFIX
 from fleetconfig.server import dashboard, migrate
 from fleetconfig.server.agent_api.endpoints import router as agent_router
 from fleetconfig.server.auth.api_keys import bootstrap_admin_key
 from fleetconfig.server.auth.cache import Authenticator
 from fleetconfig.server.auth.signing import SigningKeys
+from fleetconfig.server.deployments.reports import ReportQueue
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import (
     APIError,
@@ -140,6 +142,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         signing_keys=SigningKeys(),
         authenticator=authenticator,
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        reports=ReportQueue(database, push),
     )
     # Older spellings, until every reader goes through ``services(request)``.
     app.state.settings = settings
@@ -155,7 +158,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
 
     app.include_router(platform_router(), prefix="/beta")
     app.include_router(platform_router(), prefix="/v1", include_in_schema=False)
-    app.include_router(agent_router, prefix="/agent/v1")
+    app.include_router(agent_router, prefix=AGENT_API_PREFIX)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.static_files(), name="dashboard-static")
 

@@ -20,6 +20,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from fleetconfig.protocol import DeviceStatus
 from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.db import Base, UTCDateTime
 
@@ -173,7 +174,7 @@ class Device(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
     name: Mapped[str] = mapped_column(String(48))
-    status: Mapped[str] = mapped_column(String(16), default="inactive")
+    status: Mapped[str] = mapped_column(String(16), default=DeviceStatus.INACTIVE)
     agent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -183,8 +184,22 @@ class Device(Base):
     # Session tokens carry this id; a new activation starts a new session (old ones die).
     session_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     activated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The server process holding the device's push stream (a ``stream_leases`` id), while
+    # it is online through one: if that process dies, its lease lapses and the device is
+    # set offline by the others.
+    stream_holder_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class StreamLease(Base):
+    """One row per running server process that holds push streams, renewed while it lives."""
+
+    __tablename__ = "stream_leases"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ActivationToken(Base):

@@ -7,15 +7,19 @@ type checker see, for instance, the route from a deployment write to the push hu
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 
-from fleetconfig.server.auth.cache import Authenticator
-from fleetconfig.server.auth.signing import SigningKeys
-from fleetconfig.server.kit.db import Database
-from fleetconfig.server.kit.rate_limit import RateLimiter
-from fleetconfig.server.push.hub import PushHub
-from fleetconfig.server.settings import Settings
+if TYPE_CHECKING:
+    # Types only: the parts import this module (for :func:`services`), not the reverse.
+    from fleetconfig.server.auth.cache import Authenticator
+    from fleetconfig.server.auth.signing import SigningKeys
+    from fleetconfig.server.deployments.reports import ReportQueue
+    from fleetconfig.server.kit.db import Database
+    from fleetconfig.server.kit.rate_limit import RateLimiter
+    from fleetconfig.server.push.hub import PushHub
+    from fleetconfig.server.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class AppServices:
     signing_keys: SigningKeys
     authenticator: Authenticator
     rate_limiter: RateLimiter
+    reports: ReportQueue
 
 
 def services(request: Request) -> AppServices:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from fleetconfig.protocol import PROTOCOL_PARAMETER, SUPPORTED_PROTOCOLS
 from fleetconfig.server.agent_api import wire
 from fleetconfig.server.agent_api.context import (
     AgentContext,
@@ -24,6 +26,7 @@ from fleetconfig.server.agent_api.schemas import (
     ACTIVITY_STATUSES,
     ActivateDeviceRequest,
     PongRequest,
+    ReportDeploymentsRequest,
     UpdateDeploymentRequest,
     UpdateDeviceRequest,
     render_deployments,
@@ -33,6 +36,7 @@ from fleetconfig.server.agent_api.schemas import (
 )
 from fleetconfig.server.agent_api.service import DeviceAgentService, IdentityService
 from fleetconfig.server.agent_api.stream import DeviceEventStream
+from fleetconfig.server.deployments.service import DeviceReport, ReportOutcome
 from fleetconfig.server.devices.wire import TokenResponse
 from fleetconfig.server.git_commits.wire import GitCommit
 from fleetconfig.server.kit.clock import isoformat, utcnow
@@ -50,6 +54,7 @@ from fleetconfig.server.kit.params import (
 )
 from fleetconfig.server.models import Deployment
 from fleetconfig.server.push.hub import PushHub
+from fleetconfig.server.services import services
 
 router = APIRouter(dependencies=[Depends(check_version_header)], tags=["Agent"])
 
@@ -170,10 +175,17 @@ async def get_push_settings(
     response_class=Response,
 )
 async def stream_device_events(request: Request) -> Response:
+    protocol = request.query_params.get(PROTOCOL_PARAMETER)
+    if protocol is not None and protocol not in SUPPORTED_PROTOCOLS:
+        raise InvalidRequest(
+            f"Unsupported protocol {protocol!r}",
+            parameter=PROTOCOL_PARAMETER,
+            allowed=list(SUPPORTED_PROTOCOLS),
+        )
     # Authenticate with a short-lived session: none is held while the stream is open.
     async with database(request).session() as session:
         device, claims = await authenticate_device(request, session)
-    return DeviceEventStream(_push(request), device.id, claims)
+    return DeviceEventStream(_push(request), device.id, claims, lean=protocol is not None)
 
 
 @router.post(
@@ -223,6 +235,44 @@ async def _render_deployment(ctx: AgentContext, row: Deployment) -> dict[str, An
     return body
 
 
+@router.post(
+    "/deployments/reports",
+    operation_id="agentReportDeployments",
+    responses=responses(wire.DeploymentReportList, "Each report's outcome, in order."),
+    openapi_extra=openapi_body(ReportDeploymentsRequest),
+)
+async def report_deployments(
+    request: Request, ctx: AgentContext = Depends(device_read_context)
+) -> Response:
+    """Every status change of one sync in one request and one transaction (fleetconfig)."""
+    body = await parse_body(request, ReportDeploymentsRequest)
+    outcomes = await _record(request, ctx, [(item.deployment_id, item) for item in body.reports])
+    rendered = await render_deployments(ctx.session, [item.deployment for item in outcomes], {})
+    data = [
+        {
+            "object": "deployment_report",
+            "deployment_id": item.deployment.id,
+            "outcome": "applied" if item.changed else "unchanged",
+            "deployment": deployment,
+        }
+        for item, deployment in zip(outcomes, rendered, strict=True)
+    ]
+    return json_response({"object": "list", "data": data})
+
+
+async def _record(
+    request: Request, ctx: AgentContext, reports: Sequence[tuple[str, UpdateDeploymentRequest]]
+) -> list[ReportOutcome]:
+    """Hand the device's reports to the write path (grouped with other devices' reports in
+    one transaction, see :mod:`fleetconfig.server.deployments.reports`)."""
+    now = utcnow()
+    return await services(request).reports.submit(
+        ctx.device.workspace_id,
+        ctx.device.id,
+        [DeviceReport(deployment_id, report.to_report(now)) for deployment_id, report in reports],
+    )
+
+
 @router.get(
     "/deployments/{deployment_id}",
     operation_id="agentGetDeployment",
@@ -242,13 +292,12 @@ async def get_deployment(
     openapi_extra=openapi_body(UpdateDeploymentRequest),
 )
 async def update_deployment(
-    deployment_id: str, request: Request, ctx: AgentContext = Depends(device_write_context)
+    deployment_id: str, request: Request, ctx: AgentContext = Depends(device_read_context)
 ) -> Response:
     body = await parse_body(request, UpdateDeploymentRequest)
     _expand(request, DEPLOYMENT_EXPANSIONS, is_list=False)  # refuse a bad expand before writing
-    row = await DeviceAgentService(ctx.session, ctx.device).report(deployment_id, body, utcnow())
-    await ctx.commit()
-    return json_response(await _render_deployment(ctx, row))
+    (outcome,) = await _record(request, ctx, [(deployment_id, body)])
+    return json_response(await _render_deployment(ctx, outcome.deployment))
 
 
 @router.get(

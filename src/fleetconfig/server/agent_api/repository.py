@@ -120,6 +120,18 @@ class DeviceScope:
             statement = statement.with_for_update()
         return (await self.session.execute(statement)).scalar_one_or_none()
 
+    async def deployments_by_id(
+        self, deployment_ids: Iterable[str], *, for_update: bool = False
+    ) -> dict[str, Deployment]:
+        """Those of these deployments the device may see, in one query."""
+        wanted = set(deployment_ids)
+        if not wanted:
+            return {}
+        statement = select(Deployment).where(Deployment.id.in_(wanted), *self._visible())  # type: ignore[arg-type]
+        if for_update:
+            statement = statement.with_for_update()
+        return {row.id: row for row in (await self.session.execute(statement)).scalars()}
+
     async def release(self, release_id: str) -> Release | None:
         used = exists().where(Deployment.release_id == Release.id, *self._visible())  # type: ignore[arg-type]
         statement = select(Release).where(

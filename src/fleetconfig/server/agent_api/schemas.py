@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.agent_api import repository
 from fleetconfig.server.agent_api.repository import InstanceSummary
+from fleetconfig.server.deployments.lifecycle import DeviceReport
 from fleetconfig.server.deployments.schemas import render_deployment
 from fleetconfig.server.devices.schemas import render_device as render_platform_device
 from fleetconfig.server.git_commits.schemas import render_git_commit
@@ -75,6 +76,44 @@ class UpdateDeploymentRequest(BaseModel):
     @classmethod
     def _bounded(cls, value: str | None) -> str | None:
         return value[:MAX_ERROR_MESSAGE_CHARS] if value is not None else None
+
+    def to_report(self, received_at: datetime) -> DeviceReport:
+        """The lifecycle's form of this report, as received at ``received_at``."""
+        return DeviceReport(
+            received_at=received_at,
+            activity_status=self.activity_status,
+            error_status=self.error_status,
+            error_message=self.error_message,
+            deployed_at=self.deployed_at,
+            archived_at=self.archived_at,
+        )
+
+
+MAX_REPORTS_PER_REQUEST = 100
+
+
+class DeploymentReportItem(UpdateDeploymentRequest):
+    """One deployment's report inside ``POST /deployments/reports``."""
+
+    deployment_id: StrictStr = Field(min_length=1, max_length=64)
+
+
+class ReportDeploymentsRequest(BaseModel):
+    """Every status change of one sync, applied together (or not at all)."""
+
+    reports: list[DeploymentReportItem] = Field(min_length=1, max_length=MAX_REPORTS_PER_REQUEST)
+
+    @field_validator("reports")
+    @classmethod
+    def _one_report_per_deployment(
+        cls, value: list[DeploymentReportItem]
+    ) -> list[DeploymentReportItem]:
+        seen: set[str] = set()
+        for item in value:
+            if item.deployment_id in seen:
+                raise ValueError(f"deployment {item.deployment_id} is reported twice")
+            seen.add(item.deployment_id)
+        return value
 
 
 class PongRequest(BaseModel):

@@ -17,15 +17,14 @@ import jwt
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.protocol import DeviceStatus
 from fleetconfig.server.agent_api import repository, tokens
 from fleetconfig.server.agent_api.repository import DeviceScope
 from fleetconfig.server.agent_api.schemas import (
     ActivateDeviceRequest,
-    UpdateDeploymentRequest,
     UpdateDeviceRequest,
 )
 from fleetconfig.server.agent_api.tokens import SessionClaims, TokenRejected
-from fleetconfig.server.deployments import lifecycle
 from fleetconfig.server.devices.activation import decode_activation_token
 from fleetconfig.server.devices.service import DeviceService
 from fleetconfig.server.kit import ids
@@ -34,8 +33,6 @@ from fleetconfig.server.kit.validation import check_length
 from fleetconfig.server.models import Deployment, Device
 
 SESSION_PREFIX = "dvc_sess_"
-ACTIVATING = "activating"
-ONLINE = "online"
 MAX_AGENT_VERSION_CHARS = 64
 # Forgetting expired ``jti``\s is housekeeping: done by a few exchanges, not all, so that a
 # fleet exchanging tokens at once does not contend on deleting the same rows.
@@ -103,7 +100,7 @@ class IdentityService:
         device.public_key_pem = tokens.public_key_pem(key)
         device.key_fingerprint = key_fingerprint
         device.session_id = ids.new_id(SESSION_PREFIX, 24)  # every older session token dies
-        device.status = ACTIVATING
+        device.status = DeviceStatus.ACTIVATING
         device.activated_at = now
         device.agent_version = body.agent_version
         device.updated_at = now
@@ -142,8 +139,8 @@ class IdentityService:
                 "This device token was already used: sign a new one (fresh jti) per request",
                 reason="token_replayed",
             ) from None
-        if device.status != ONLINE:
-            device.status = ONLINE
+        if device.status != DeviceStatus.ONLINE:
+            device.status = DeviceStatus.ONLINE
             device.last_connected_at = now
             device.updated_at = now
             await self.session.flush()
@@ -196,28 +193,4 @@ class DeviceAgentService:
         row = await self.scope.deployment(deployment_id)
         if row is None:
             raise not_found("deployment", deployment_id)
-        return row
-
-    async def report(
-        self, deployment_id: str, body: UpdateDeploymentRequest, now: datetime
-    ) -> Deployment:
-        """Apply the device's report; one that would move backwards changes nothing."""
-        # The device row first, as the Platform API's deployment service does: the device's
-        # deployments change one transaction at a time, whoever changes them.
-        await repository.device_by_id(self.session, self.device.id, for_update=True)
-        row = await self.scope.deployment(deployment_id, for_update=True)
-        if row is None:
-            raise not_found("deployment", deployment_id)
-        report = lifecycle.DeviceReport(
-            received_at=now,
-            activity_status=body.activity_status,
-            error_status=body.error_status,
-            error_message=body.error_message,
-            deployed_at=body.deployed_at,
-            archived_at=body.archived_at,
-        )
-        changes = lifecycle.apply_device_report(row, report)
-        if changes:
-            lifecycle.apply(row, changes)
-            await self.session.flush()
         return row

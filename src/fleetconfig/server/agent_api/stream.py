@@ -5,6 +5,11 @@ Wire format (``text/event-stream``, UTF-8):
 - ``event: sync`` / ``data: {"is_synced":false}`` — a deployment of this device changed: sync
   now. One is sent as soon as the stream opens, so a fresh stream always syncs; several
   changes before the agent reads are one event.
+- ``event: deployments`` / ``data: {"object": "device_deployments", ...}`` — only to an agent
+  that opened the stream with ``?protocol=lean-1``, and instead of ``sync`` (but for the one a
+  fresh stream starts with): what the device wants now, content included up to a size (see
+  :mod:`fleetconfig.server.agent_api.push_messages`). Several changes before the agent
+  reads are one message, the newest. When no message can be built, ``sync`` is sent.
 - ``event: ping`` / ``data: {"message_id":"...","timestamp":"..."}`` — answer with
   ``POST /agent/v1/devices/{device_id}/pong`` and ``{"message_id": "..."}``.
 - ``: heartbeat`` — a comment line every ``heartbeat_seconds`` (15 by default) when idle. An
@@ -29,10 +34,16 @@ from typing import Any
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from fleetconfig.protocol import StreamEvent
 from fleetconfig.server.agent_api.tokens import SessionClaims
 from fleetconfig.server.kit.clock import isoformat, utcnow
 from fleetconfig.server.push.hub import PushHub
-from fleetconfig.server.push.streams import PingEvent, PushEvent, StreamConnection
+from fleetconfig.server.push.streams import (
+    DeploymentsEvent,
+    PingEvent,
+    PushEvent,
+    StreamConnection,
+)
 
 logger = logging.getLogger("fleetconfig.agent_api.stream")
 
@@ -46,15 +57,20 @@ def _event(name: str, data: dict[str, Any]) -> bytes:
 def encode(event: PushEvent) -> bytes:
     if isinstance(event, PingEvent):
         return _event(
-            "ping", {"message_id": event.message_id, "timestamp": isoformat(event.sent_at)}
+            StreamEvent.PING,
+            {"message_id": event.message_id, "timestamp": isoformat(event.sent_at)},
         )
-    return _event("sync", {"is_synced": False})
+    if isinstance(event, DeploymentsEvent):
+        return _event(StreamEvent.DEPLOYMENTS, event.message)
+    return _event(StreamEvent.SYNC, {"is_synced": False})
 
 
 class DeviceEventStream(StreamingResponse):
     """The stream of one authenticated device (a response that runs until either side ends)."""
 
-    def __init__(self, hub: PushHub, device_id: str, claims: SessionClaims) -> None:
+    def __init__(
+        self, hub: PushHub, device_id: str, claims: SessionClaims, *, lean: bool = False
+    ) -> None:
         super().__init__(
             iter(()),
             media_type="text/event-stream",
@@ -63,9 +79,10 @@ class DeviceEventStream(StreamingResponse):
         self.hub = hub
         self.device_id = device_id
         self.claims = claims
+        self.lean = lean
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        connection = self.hub.streams.open(self.device_id, self.claims.session_id)
+        connection = self.hub.streams.open(self.device_id, self.claims.session_id, lean=self.lean)
         try:
             connected_at = await self.hub.presence.stream_opened(self.device_id)
         except BaseException:
@@ -113,7 +130,7 @@ class DeviceEventStream(StreamingResponse):
             reason = connection.closed_reason
             if reason is not None:
                 if reason != "disconnected":
-                    chunk += _event("close", {"reason": reason})
+                    chunk += _event(StreamEvent.CLOSE, {"reason": reason})
                 await send({"type": "http.response.body", "body": chunk, "more_body": False})
                 return
             if chunk:

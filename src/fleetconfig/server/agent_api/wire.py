@@ -48,6 +48,21 @@ class AgentDeploymentList(PaginatedList):
     data: list[AgentDeployment]
 
 
+class DeploymentReportOutcome(ResponseModel):
+    object: Literal["deployment_report"]
+    deployment_id: str
+    outcome: Literal["applied", "unchanged"] = Field(
+        description="unchanged: the report was already known, or stale (it would have moved "
+        "the deployment backwards) and was ignored as a whole."
+    )
+    deployment: AgentDeployment = Field(description="The deployment after the report.")
+
+
+class DeploymentReportList(ResponseModel):
+    object: Literal["list"]
+    data: list[DeploymentReportOutcome] = Field(description="One outcome per report, in order.")
+
+
 class PushSettings(ResponseModel):
     object: Literal["push_settings"]
     transport: Literal["sse", "mqtt"] = Field(

@@ -16,7 +16,11 @@ from fleetconfig.server.auth.context import Context, authorized, reading, writin
 from fleetconfig.server.auth.principal import Principal
 from fleetconfig.server.deployments import scopes, wire
 from fleetconfig.server.deployments.bulk import Action, BulkSelectionRequest, BulkStageRequest
-from fleetconfig.server.deployments.lifecycle import ActivityStatus, ErrorStatus, TargetStatus
+from fleetconfig.server.deployments.lifecycle import (
+    PLATFORM_ACTIVITY_STATUSES,
+    ErrorStatus,
+    TargetStatus,
+)
 from fleetconfig.server.deployments.repository import DeploymentRepository, fields_by_id
 from fleetconfig.server.deployments.schemas import (
     CreateDeploymentRequest,
@@ -64,7 +68,7 @@ async def list_deployments(
     statement = repository.search(
         ids=filter_param(query, "id"),
         target_statuses=enum_filter(query, "target_status", TargetStatus),
-        activity_statuses=enum_filter(query, "activity_status", ActivityStatus),
+        activity_statuses=enum_filter(query, "activity_status", PLATFORM_ACTIVITY_STATUSES),
         error_statuses=enum_filter(query, "error_status", ErrorStatus),
         device_ids=filter_param(query, "device_id"),
         release_ids=filter_param(query, "release_id"),

@@ -21,25 +21,16 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypedDict
 
+# The statuses are the protocol's (shared with the other side); re-exported from here.
+from fleetconfig.protocol import ActivityStatus as ActivityStatus
+from fleetconfig.protocol import ErrorStatus as ErrorStatus
+from fleetconfig.protocol import TargetStatus as TargetStatus
 
-class TargetStatus(StrEnum):
-    STAGED = "staged"
-    DEPLOYED = "deployed"
-    ARCHIVED = "archived"
-
-
-class ActivityStatus(StrEnum):
-    DRIFTED = "drifted"
-    STAGED = "staged"
-    QUEUED = "queued"
-    DEPLOYED = "deployed"
-    ARCHIVED = "archived"
-
-
-class ErrorStatus(StrEnum):
-    NONE = "none"
-    RETRYING = "retrying"
-    FAILED = "failed"
+# What the Platform API shows and filters on: ``removing`` belongs to the device protocol
+# (and to later API versions); the lifecycle never moves a deployment into it.
+PLATFORM_ACTIVITY_STATUSES: tuple[str, ...] = tuple(
+    status for status in ActivityStatus if status != ActivityStatus.REMOVING
+)
 
 
 class Actor(StrEnum):

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from fleetconfig.server.config_instances.wire import ConfigInstance
-from fleetconfig.server.deployments.lifecycle import ActivityStatus, ErrorStatus, TargetStatus
+from fleetconfig.server.deployments.lifecycle import ErrorStatus, TargetStatus
 from fleetconfig.server.devices.wire import Device
 from fleetconfig.server.kit.openapi import Absent, PaginatedList, ResponseModel, optional
 from fleetconfig.server.releases.wire import Release
@@ -21,6 +21,10 @@ DeploymentStatus = Literal[
 ]
 
 
+# The lifecycle's activity statuses (``removing`` is the device protocol's, not this API's).
+PlatformActivityStatus = Literal["drifted", "staged", "queued", "deployed", "archived"]
+
+
 class BaseDeployment(ResponseModel):
     """The fields of every deployment, whatever API renders it."""
 
@@ -28,7 +32,7 @@ class BaseDeployment(ResponseModel):
     id: str
     description: str
     status: DeploymentStatus
-    activity_status: ActivityStatus
+    activity_status: PlatformActivityStatus
     error_status: ErrorStatus
     target_status: TargetStatus
     device_id: str

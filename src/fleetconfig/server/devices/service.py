@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.protocol import DeviceStatus
 from fleetconfig.server.devices.activation import (
     ActivationClaims,
     encode_activation_token,
@@ -38,7 +39,10 @@ class DeviceService:
         check_length("/name", name)
         await self._check_name_free(name)
         row = Device(
-            id=ids.new_id(ids.DEVICE), workspace_id=self.workspace_id, name=name, status="inactive"
+            id=ids.new_id(ids.DEVICE),
+            workspace_id=self.workspace_id,
+            name=name,
+            status=DeviceStatus.INACTIVE,
         )
         self.session.add(row)
         await self.session.flush()

@@ -11,9 +11,8 @@ from typing import Literal
 
 from pydantic import Field
 
+from fleetconfig.protocol import DeviceStatus
 from fleetconfig.server.kit.openapi import Absent, PaginatedList, ResponseModel, optional
-
-DeviceStatus = Literal["inactive", "activating", "online", "offline"]
 
 
 class Device(ResponseModel):

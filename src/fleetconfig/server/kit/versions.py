@@ -4,6 +4,7 @@ The version is an input of the HTTP layer only. A later version adds an entry he
 own request/response mapping; domain code does not change.
 """
 
+from fleetconfig.protocol import AGENT_API_VERSION as AGENT_API_VERSION
 from fleetconfig.server.kit.errors import (
     APIVersionEndOfLife,
     MissingAPIVersion,
@@ -14,8 +15,8 @@ TETONS = "2026-03-09.tetons"
 SUPPORTED_VERSIONS: tuple[str, ...] = (TETONS,)
 END_OF_LIFE_VERSIONS: frozenset[str] = frozenset({"2025-10-21.zion"})
 LATEST = TETONS
-# The agent API (``/agent/v1``) is versioned on its own, after the official agent protocol.
-AGENT_API_VERSION = "v0.4"
+# The agent API (``/agent/v1``) is versioned on its own (``AGENT_API_VERSION``, from the
+# shared protocol module), after the official agent protocol; everything under this path is.
 AGENT_API_PREFIX = "/agent/"
 
 

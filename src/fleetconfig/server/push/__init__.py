@@ -7,6 +7,8 @@
 - :mod:`.transport` — the transport interface; :mod:`.postgres` (``LISTEN/NOTIFY`` between
   server processes), :mod:`.mqtt` (a broker), :mod:`.fake` (tests).
 - :mod:`.presence` — ``online`` / ``offline`` in the database as connections come and go.
+- :mod:`.leases` — each process's stream ownership lease, and the sweep that sets offline the
+  devices of a process that died.
 - :mod:`.config` — ``FLEETCONFIG_PUSH_*`` settings.
 """
 

@@ -7,6 +7,10 @@ relay to reach streams held by other server processes, MQTT to reach agents thro
 
 - ``notify_changed(device_ids)``: every stream of those devices (here and, through the relay,
   in other processes) gets a ``sync`` event; over MQTT a retained ``{"is_synced": false}``.
+  Agents that speak lean-1 get a ``deployments`` message instead
+  (:mod:`~fleetconfig.server.agent_api.push_messages`): the process holding their streams
+  builds the messages of every device waiting for one together, by one task, so a burst of
+  notifications is a few set-based loads, and the newest state wins.
 - ``ping(device_id, timeout)``: a ``ping`` with a fresh ``message_id`` goes to the device over
   whichever route reaches it (a stream here; else the relay, when the database says the device
   is online; else MQTT, when its retained status says online). The pong may come back through
@@ -18,6 +22,7 @@ relay to reach streams held by other server processes, MQTT to reach agents thro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -26,9 +31,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from fleetconfig.server.agent_api.push_messages import DEFAULT_INLINE_MAX_BYTES, deployment_messages
 from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.db import Database, is_sqlite_url
 from fleetconfig.server.push.config import PushSettings
+from fleetconfig.server.push.leases import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_RENEW_SECONDS,
+    StreamLeases,
+)
 from fleetconfig.server.push.presence import Presence
 from fleetconfig.server.push.streams import LocalStreams
 from fleetconfig.server.push.transport import PushTransport
@@ -36,6 +47,8 @@ from fleetconfig.server.push.transport import PushTransport
 logger = logging.getLogger("fleetconfig.push")
 
 STREAM_PATH = "/agent/v1/device/stream"
+# Messages are built for at most this many devices per load (a few statements each).
+LOAD_CHUNK = 1000
 
 
 @dataclass
@@ -53,12 +66,21 @@ class PushHub:
         *,
         heartbeat_seconds: float = 15.0,
         transports: Sequence[PushTransport] = (),
+        inline_max_bytes: int = DEFAULT_INLINE_MAX_BYTES,
+        lease_seconds: float = DEFAULT_LEASE_SECONDS,
+        lease_renew_seconds: float = DEFAULT_RENEW_SECONDS,
     ) -> None:
         self.heartbeat_seconds = heartbeat_seconds
         self.transports: list[PushTransport] = list(transports)
+        self.inline_max_bytes = inline_max_bytes
+        self.lease_seconds = lease_seconds
+        self.lease_renew_seconds = lease_renew_seconds
+        self._leases: StreamLeases | None = None
         self.streams = LocalStreams()
+        self._database: Database | None = None
         self._presence: Presence | None = None
         self._pings: dict[str, _PendingPing] = {}
+        self._loader: asyncio.Task[None] | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, push_settings: PushSettings | None = None) -> PushHub:
@@ -76,12 +98,27 @@ class PushHub:
             transports.append(
                 MqttTransport(settings.mqtt_url, agent_url=push_settings.mqtt_agent_url)
             )
-        return cls(heartbeat_seconds=push_settings.heartbeat_seconds, transports=transports)
+        return cls(
+            heartbeat_seconds=push_settings.heartbeat_seconds,
+            transports=transports,
+            inline_max_bytes=push_settings.inline_max_bytes,
+            lease_seconds=push_settings.lease_seconds,
+            lease_renew_seconds=push_settings.lease_renew_seconds,
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self, database: Database) -> None:
-        self._presence = Presence(database)
+        self._database = database
+        self._leases = StreamLeases(
+            database,
+            lease_seconds=self.lease_seconds,
+            renew_seconds=self.lease_renew_seconds,
+            local_devices=self.streams.device_ids,
+        )
+        await self._leases.start()
+        self._presence = Presence(database, self._leases.holder_id)
+        self._loader = asyncio.create_task(self._load_messages(), name="fleetconfig-push-load")
         for transport in self.transports:
             await transport.start(self)
 
@@ -96,6 +133,19 @@ class PushHub:
                 logger.exception("push transport %s failed to stop", transport.name)
         for pending in self._pings.values():
             pending.future.cancel()
+        if self._loader is not None:
+            self._loader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._loader
+            self._loader = None
+        if self._leases is not None:
+            await self._leases.stop()
+
+    @property
+    def leases(self) -> StreamLeases:
+        if self._leases is None:
+            raise RuntimeError("the push hub is started with the application")
+        return self._leases
 
     @property
     def presence(self) -> Presence:
@@ -201,6 +251,36 @@ class PushHub:
 
     async def device_statuses(self, online: Sequence[str], offline: Sequence[str]) -> None:
         await self.presence.apply_statuses(online, offline)
+
+    async def deployment_messages(self, device_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The ``deployments`` message of each device, loaded together (by chunks)."""
+        if self._database is None:
+            raise RuntimeError("the push hub is started with the application")
+        messages: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(device_ids), LOAD_CHUNK):
+            async with self._database.session() as session:
+                messages.update(
+                    await deployment_messages(
+                        session,
+                        device_ids[start : start + LOAD_CHUNK],
+                        inline_max_bytes=self.inline_max_bytes,
+                    )
+                )
+        return messages
+
+    async def _load_messages(self) -> None:
+        """Build and hand out the messages lean streams wait for, one load at a time (so a
+        later load, which saw a later state, always delivers after an earlier one)."""
+        while True:
+            await self.streams.load_wanted.wait()
+            device_ids = self.streams.take_to_load()
+            try:
+                messages = await self.deployment_messages(device_ids)
+            except Exception:
+                # The agents are told to sync instead: they pull what the message would say.
+                logger.exception("push: cannot build deployments messages")
+                messages = {}
+            self.streams.deliver_messages(device_ids, messages)
 
     async def is_online(self, device_id: str) -> bool:
         return self.streams.has(device_id) or await self.presence.is_online(device_id)

@@ -5,6 +5,11 @@ Topics (device ids are plain ``[a-z0-9_]`` so they are safe topic levels):
 - ``cmd/devices/{id}/sync`` — the server publishes ``{"is_synced": false}`` *retained* when a
   deployment of the device changed, so an agent that is offline gets it when it comes back; the
   agent publishes ``{"is_synced": true}`` (retained) after a successful sync.
+- ``v1/cmd/devices/{id}/deployments`` — to an agent whose ``online`` status announced lean-1
+  (``{"status": "online", "protocol": "lean-1"}``), instead of the sync above: the
+  ``deployments`` message (:mod:`fleetconfig.server.agent_api.push_messages`), QoS 1, not
+  retained (an agent that comes back syncs in full anyway). The process that was asked to
+  notify builds the messages of all the devices it notifies together.
 - ``v1/cmd/devices/{id}/ping`` — ``{"message_id", "timestamp"}`` from the server;
   ``v1/resp/devices/{id}/pong`` — the agent's answer, same shape, same ``message_id``.
 - ``v1/devices/{id}/status`` — retained ``online`` published by the agent when it connects,
@@ -33,33 +38,33 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiomqtt
 
+from fleetconfig.protocol import (
+    PONG_TOPICS,
+    STATUS_TOPICS,
+    SUPPORTED_PROTOCOLS,
+    DeviceStatus,
+    deployments_topic,
+    ping_topic,
+    sync_topic,
+)
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.push.transport import HubSink
 
 logger = logging.getLogger("fleetconfig.push.mqtt")
 
-STATUS_TOPICS = "v1/devices/+/status"
-PONG_TOPICS = "v1/resp/devices/+/pong"
 SYNC_PAYLOAD = json.dumps({"is_synced": False})
 PUBLISH_BATCH = 200
 FIRST_CONNECT_WAIT_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 30.0
 
 
-def sync_topic(device_id: str) -> str:
-    return f"cmd/devices/{device_id}/sync"
-
-
-def ping_topic(device_id: str) -> str:
-    return f"v1/cmd/devices/{device_id}/ping"
-
-
-def pong_topic(device_id: str) -> str:
-    return f"v1/resp/devices/{device_id}/pong"
-
-
-def status_topic(device_id: str) -> str:
-    return f"v1/devices/{device_id}/status"
+def parse_protocol(payload: bytes) -> str | None:
+    """The protocol an ``online`` status announces (``{"status": ..., "protocol": ...}``)."""
+    with contextlib.suppress(ValueError, UnicodeDecodeError):
+        value = json.loads(payload)
+        if isinstance(value, dict) and value.get("protocol") in SUPPORTED_PROTOCOLS:
+            return str(value["protocol"])
+    return None
 
 
 def parse_status(payload: bytes) -> bool | None:
@@ -72,9 +77,9 @@ def parse_status(payload: bytes) -> bool | None:
             return None
         text = str(value.get("status", "")) if isinstance(value, dict) else str(value)
     text = text.strip().lower()
-    if text == "online":
+    if text == DeviceStatus.ONLINE:
         return True
-    if text == "offline":
+    if text == DeviceStatus.OFFLINE:
         return False
     return None
 
@@ -118,6 +123,7 @@ class MqttTransport:
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._online: set[str] = set()
+        self._lean: set[str] = set()
         self._pending_sync: dict[str, None] = {}
         self._sync_wake = asyncio.Event()
         self._statuses: dict[str, bool] = {}
@@ -235,8 +241,13 @@ class MqttTransport:
                 return  # an empty payload clears a retained status: nothing to learn
             if online:
                 self._online.add(device_id)
+                if parse_protocol(bytes(data)) is not None:
+                    self._lean.add(device_id)
+                else:
+                    self._lean.discard(device_id)
             else:
                 self._online.discard(device_id)
+                self._lean.discard(device_id)
             self._statuses[device_id] = online
             self._status_wake.set()
         elif len(levels) == 5 and levels[:3] == ["v1", "resp", "devices"] and levels[4] == "pong":
@@ -252,19 +263,35 @@ class MqttTransport:
             await self._sync_wake.wait()
             self._sync_wake.clear()
             device_ids, self._pending_sync = list(self._pending_sync), {}
+            messages = await self._messages([d for d in device_ids if d in self._lean])
             for start in range(0, len(device_ids), PUBLISH_BATCH):
                 batch = device_ids[start : start + PUBLISH_BATCH]
                 try:
-                    await asyncio.gather(
-                        *(
-                            client.publish(sync_topic(d), SYNC_PAYLOAD, qos=1, retain=True)
-                            for d in batch
-                        )
-                    )
+                    await asyncio.gather(*(self._publish_sync(client, d, messages) for d in batch))
                 except BaseException:
                     for device_id in device_ids[start:]:
                         self._pending_sync[device_id] = None
                     raise
+
+    async def _messages(self, device_ids: list[str]) -> dict[str, bytes]:
+        if not device_ids or self._sink is None:
+            return {}
+        try:
+            built = await self._sink.deployment_messages(device_ids)
+        except Exception:
+            logger.exception("push mqtt: cannot build deployments messages; sending syncs")
+            return {}
+        return {d: json.dumps(m, separators=(",", ":")).encode() for d, m in built.items()}
+
+    @staticmethod
+    async def _publish_sync(
+        client: aiomqtt.Client, device_id: str, messages: dict[str, bytes]
+    ) -> None:
+        message = messages.get(device_id)
+        if message is None:
+            await client.publish(sync_topic(device_id), SYNC_PAYLOAD, qos=1, retain=True)
+        else:
+            await client.publish(deployments_topic(device_id), message, qos=1)
 
     async def _write_statuses(self) -> None:
         # Coalesced: a burst of retained statuses on (re)connect is a few batched UPDATEs.

@@ -3,7 +3,9 @@
 Every server process writes here, so each write is a conditional ``UPDATE`` that is correct
 whatever the others do:
 
-- a stream that opens sets the device ``online`` and ``last_connected_at`` to its own start;
+- a stream that opens sets the device ``online``, ``last_connected_at`` to its own start and
+  ``stream_holder_id`` to this process (see :mod:`~fleetconfig.server.push.leases`: if the
+  process dies, the others set the device offline);
 - a stream that closes sets ``offline`` only if no newer connection has started since (its
   ``last_connected_at`` is still the one it wrote) and the device is still ``online`` (a
   reactivation in between leaves it ``activating``), so a reconnect that lands on another
@@ -21,17 +23,19 @@ from datetime import datetime
 
 from sqlalchemy import select, update
 
+from fleetconfig.protocol import DeviceStatus
 from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.models import Device
 
-ONLINE = "online"
-OFFLINE = "offline"
+ONLINE = DeviceStatus.ONLINE
+OFFLINE = DeviceStatus.OFFLINE
 
 
 class Presence:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, holder_id: str | None = None) -> None:
         self.database = database
+        self.holder_id = holder_id
 
     async def stream_opened(self, device_id: str) -> datetime:
         now = utcnow()
@@ -39,7 +43,12 @@ class Presence:
             await session.execute(
                 update(Device)
                 .where(Device.id == device_id, Device.activated_at.is_not(None))
-                .values(status=ONLINE, last_connected_at=now, updated_at=now)
+                .values(
+                    status=ONLINE,
+                    last_connected_at=now,
+                    stream_holder_id=self.holder_id,
+                    updated_at=now,
+                )
             )
             await session.commit()
         return now
@@ -54,7 +63,12 @@ class Presence:
                     Device.status == ONLINE,
                     Device.last_connected_at == connected_at,
                 )
-                .values(status=OFFLINE, last_disconnected_at=now, updated_at=now)
+                .values(
+                    status=OFFLINE,
+                    last_disconnected_at=now,
+                    stream_holder_id=None,
+                    updated_at=now,
+                )
             )
             await session.commit()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class HubSink(Protocol):
@@ -46,6 +46,11 @@ class HubSink(Protocol):
 
     async def is_online(self, device_id: str) -> bool:
         """Whether the device is connected somewhere (any process, any transport)."""
+        ...
+
+    async def deployment_messages(self, device_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The lean-1 ``deployments`` message of each device, built together; a device
+        missing from the answer should get a plain sync."""
         ...
 
 

@@ -1,7 +1,7 @@
 """api key revision: every write to api_keys tells the servers' key caches
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-12-01 21:45:00
 
 A trigger, so that every writer is covered (a server, ``fleetconfig apikey``, plain SQL):
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | None = "0001"
+down_revision: str | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
