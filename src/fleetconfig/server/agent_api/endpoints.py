@@ -14,8 +14,10 @@ from fleetconfig.protocol import PROTOCOL_PARAMETER, SUPPORTED_PROTOCOLS
 from fleetconfig.server.agent_api import wire
 from fleetconfig.server.agent_api.context import (
     AgentContext,
+    DeviceCaller,
     authenticate_device,
     bearer_token,
+    calling_device,
     check_version_header,
     database,
     device_read_context,
@@ -29,6 +31,7 @@ from fleetconfig.server.agent_api.schemas import (
     ReportDeploymentsRequest,
     UpdateDeploymentRequest,
     UpdateDeviceRequest,
+    render_deployment,
     render_deployments,
     render_device,
     render_git_commit,
@@ -242,33 +245,32 @@ async def _render_deployment(ctx: AgentContext, row: Deployment) -> dict[str, An
     openapi_extra=openapi_body(ReportDeploymentsRequest),
 )
 async def report_deployments(
-    request: Request, ctx: AgentContext = Depends(device_read_context)
+    request: Request, device: DeviceCaller = Depends(calling_device)
 ) -> Response:
     """Every status change of one sync in one request and one transaction (fleetconfig)."""
     body = await parse_body(request, ReportDeploymentsRequest)
-    outcomes = await _record(request, ctx, [(item.deployment_id, item) for item in body.reports])
-    rendered = await render_deployments(ctx.session, [item.deployment for item in outcomes], {})
+    outcomes = await _record(request, device, [(item.deployment_id, item) for item in body.reports])
     data = [
         {
             "object": "deployment_report",
             "deployment_id": item.deployment.id,
             "outcome": "applied" if item.changed else "unchanged",
-            "deployment": deployment,
+            "deployment": render_deployment(item.deployment),
         }
-        for item, deployment in zip(outcomes, rendered, strict=True)
+        for item in outcomes
     ]
     return json_response({"object": "list", "data": data})
 
 
 async def _record(
-    request: Request, ctx: AgentContext, reports: Sequence[tuple[str, UpdateDeploymentRequest]]
+    request: Request, device: DeviceCaller, reports: Sequence[tuple[str, UpdateDeploymentRequest]]
 ) -> list[ReportOutcome]:
     """Hand the device's reports to the write path (grouped with other devices' reports in
     one transaction, see :mod:`fleetconfig.server.deployments.reports`)."""
     now = utcnow()
     return await services(request).reports.submit(
-        ctx.device.workspace_id,
-        ctx.device.id,
+        device.workspace_id,
+        device.id,
         [DeviceReport(deployment_id, report.to_report(now)) for deployment_id, report in reports],
     )
 
@@ -292,12 +294,16 @@ async def get_deployment(
     openapi_extra=openapi_body(UpdateDeploymentRequest),
 )
 async def update_deployment(
-    deployment_id: str, request: Request, ctx: AgentContext = Depends(device_read_context)
+    deployment_id: str, request: Request, device: DeviceCaller = Depends(calling_device)
 ) -> Response:
     body = await parse_body(request, UpdateDeploymentRequest)
-    _expand(request, DEPLOYMENT_EXPANSIONS, is_list=False)  # refuse a bad expand before writing
-    (outcome,) = await _record(request, ctx, [(deployment_id, body)])
-    return json_response(await _render_deployment(ctx, outcome.deployment))
+    tree, _ = _expand(request, DEPLOYMENT_EXPANSIONS, is_list=False)  # refused before writing
+    (outcome,) = await _record(request, device, [(deployment_id, body)])
+    if not tree:
+        return json_response(render_deployment(outcome.deployment))
+    async with database(request).session() as session:
+        (rendered,) = await render_deployments(session, [outcome.deployment], tree)
+    return json_response(rendered)
 
 
 @router.get(

@@ -154,17 +154,28 @@ class IdentityService:
         return token, expires_at, device
 
     async def authenticate(self, bearer: str, now: datetime) -> tuple[Device, SessionClaims]:
-        try:
-            claims = tokens.verify_session_token(self.token_secret, bearer, now=now)
-        except TokenRejected as error:
-            raise rejected(error) from None
+        claims = session_claims(self.token_secret, bearer, now)
         device = await repository.device_by_id(self.session, claims.device_id)
-        if device is None or device.session_id != claims.session_id:
-            raise Unauthorized(
-                "This session has ended (the device was reactivated): get a new session token",
-                reason="session_ended",
-            )
+        check_session(claims, device.session_id if device is not None else None)
+        assert device is not None
         return device, claims
+
+
+def session_claims(token_secret: str, bearer: str, now: datetime) -> SessionClaims:
+    """The claims of a valid session token (401 otherwise)."""
+    try:
+        return tokens.verify_session_token(token_secret, bearer, now=now)
+    except TokenRejected as error:
+        raise rejected(error) from None
+
+
+def check_session(claims: SessionClaims, current_session_id: str | None) -> None:
+    """A token is good only for the device's current session (a reactivation ends it)."""
+    if current_session_id is None or current_session_id != claims.session_id:
+        raise Unauthorized(
+            "This session has ended (the device was reactivated): get a new session token",
+            reason="session_ended",
+        )
 
 
 class DeviceAgentService:

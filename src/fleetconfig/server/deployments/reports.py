@@ -99,6 +99,7 @@ class ReportQueue:
                 answers += zip(submissions, results, strict=True)
             await work.commit()
         self.transactions += 1
+        logger.debug("applied the reports of %d requests in one transaction", len(batch))
         for submission, result in answers:
             if submission.answer.done():
                 continue
