@@ -956,7 +956,7 @@ def run(args: argparse.Namespace) -> None:
         if os.environ.get("FLEETCONFIG_BENCH_KEEP"):
             print(f"kept {workdir}", file=sys.stderr)
         else:
-            shutil.copy(workdir / "server.log", "/tmp/fleet-server.log") if os.environ.get("KEEP_LOG") else None; shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(workdir, ignore_errors=True)
     (print_idle if args.idle else print_fleet)(args, result)
 
 
