@@ -30,6 +30,18 @@ def _naive_now() -> datetime:
     return utcnow().replace(tzinfo=None)  # as stored: naive UTC
 
 
+@pytest.fixture(autouse=True)
+async def caching(app: FastAPI) -> None:
+    """Each test starts with the cache on: an earlier test may have cut the database's
+    connections (the listener's among them), and it takes a moment to listen again."""
+    authenticator = app.state.services.authenticator
+    if backend() != "postgresql":
+        return
+    async with asyncio.timeout(30):
+        while not authenticator.is_caching():
+            await asyncio.sleep(0.05)
+
+
 async def _key_id(api: ApiCaller) -> str:
     return str((await api.ok("GET", "/principal"))["id"])
 

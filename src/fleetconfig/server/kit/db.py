@@ -84,8 +84,10 @@ class Read:
         )
 
 
-# What a dropped PostgreSQL connection raises (a server restart, an idle connection cut).
+# What a dropped PostgreSQL connection raises (a server restart, an idle connection cut), or
+# one left unusable mid-operation.
 _DISCONNECTS = (
+    asyncpg.exceptions.InternalClientError,
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
@@ -181,13 +183,18 @@ class Database:
                 else:
                     rows = await driver.fetch(read.sql, *values)  # type: ignore[union-attr]
             except _DISCONNECTS as error:
+                connection.invalidate(error)
                 if self.is_sqlite or attempt == 2:
                     raise
                 # The server went away (a restart?): every pooled connection is suspect, so
                 # start a new pool rather than find the dead ones one request at a time.
-                connection.invalidate(error)
                 await self.lean_engine.dispose(close=False)
                 continue
+            except BaseException as error:
+                # Failed or cancelled (a client gone) mid-call: the driver connection may be
+                # left in the middle of an operation, so it is never handed out again.
+                connection.invalidate(error)
+                raise
             finally:
                 connection.close()
             return [read.process(row) for row in rows]
