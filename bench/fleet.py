@@ -23,7 +23,7 @@ untimed), so each device also reports the old one ``archived``, as a rollout doe
 reference row makes the same stage + deploy calls for N devices that have no agent, in the
 same server, alternating with the fleet rounds: the API alone.
 
-S3 (``--idle``): N devices (default 10,000) hold their push streams. Deploys
+S3 (``--idle``): N devices (default 20,000) hold their push streams. Deploys
 (``POST /beta/deployments`` ``target_status=deployed``) go one at a time to a random device;
 each is timed until that device's agent has reported it ``deployed`` (acknowledged). Measured
 first with ``--few`` streams open, then with all N; the server's memory per idle stream is
@@ -36,7 +36,7 @@ in ``/tmp/fleetconfig-bench-keys`` across runs (generating 10,000 takes minutes)
 device still has its own key, since the server refuses a key already in use.
 
     bench/fleet [--devices 2000] [--database sqlite|postgresql] [--workers 1] [--rounds 3]
-    bench/fleet --idle [--devices 10000] [--deploys 200]
+    bench/fleet --idle [--devices 20000] [--deploys 200]
 """
 
 from __future__ import annotations
@@ -963,7 +963,7 @@ def run(args: argparse.Namespace) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--idle", action="store_true", help="S3: many idle streams")
-    parser.add_argument("--devices", type=int, help="default 2000 (S2), 10000 (--idle)")
+    parser.add_argument("--devices", type=int, help="default 2000 (S2), 20000 (--idle)")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
     parser.add_argument("--workers", type=int, default=1, help="server processes (PostgreSQL)")
     parser.add_argument("--rounds", type=int, default=3, help="S2 timed rounds (each kind)")
@@ -974,7 +974,7 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=1800.0, help="give up after (s)")
     args = parser.parse_args()
     if args.devices is None:
-        args.devices = 10000 if args.idle else 2000
+        args.devices = 20000 if args.idle else 2000
     if args.rounds > 19:
         parser.error("--rounds is at most 19")
     if args.idle and args.workers > 1:
