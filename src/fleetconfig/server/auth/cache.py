@@ -25,7 +25,6 @@ A lookup that overlaps an invalidation does not store its result (the generation
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -44,6 +43,7 @@ from fleetconfig.server.auth.principal import (
     require_secret,
 )
 from fleetconfig.server.kit.db import Database
+from fleetconfig.server.kit.tasks import cancel_and_wait
 from fleetconfig.server.push.postgres import asyncpg_dsn
 
 logger = logging.getLogger("fleetconfig.auth.cache")
@@ -199,11 +199,8 @@ class PostgresKeyWatch:
             logger.warning("API-key cache: not listening yet; every request reads its key")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def _off(self) -> None:
         self._listening = False

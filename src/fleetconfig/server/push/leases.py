@@ -20,7 +20,6 @@ streams it still holds online again (unless they reconnected elsewhere meanwhile
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Collection
@@ -31,6 +30,7 @@ from sqlalchemy import delete, insert, select, update
 from fleetconfig.protocol import DeviceStatus
 from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.db import Database
+from fleetconfig.server.kit.tasks import cancel_and_wait
 from fleetconfig.server.models import Device, StreamLease
 
 logger = logging.getLogger("fleetconfig.push.leases")
@@ -66,11 +66,8 @@ class StreamLeases:
 
     async def stop(self) -> None:
         """After this process's streams have closed (and written their devices offline)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         try:
             async with self.database.session(write=True) as session:
                 await session.execute(delete(StreamLease).where(StreamLease.id == self.holder_id))

@@ -21,7 +21,6 @@ stream sync, since notifications sent meanwhile are lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import random
@@ -33,6 +32,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
+from fleetconfig.server.kit.tasks import cancel_and_wait
 from fleetconfig.server.push.transport import HubSink
 
 logger = logging.getLogger("fleetconfig.push.postgres")
@@ -85,11 +85,8 @@ class PostgresRelay:
             )
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     async def send_sync(self, device_ids: Sequence[str]) -> None:
         for device_id in device_ids:
