@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from fleetconfig import __version__
 from fleetconfig.protocol import AGENT_API_PREFIX
 from fleetconfig.server import dashboard, migrate
+from fleetconfig.server.agent_api.endpoints import HOT_ROUTES
 from fleetconfig.server.agent_api.endpoints import router as agent_router
 from fleetconfig.server.auth.api_keys import bootstrap_admin_key
 from fleetconfig.server.auth.cache import Authenticator
@@ -29,6 +31,7 @@ from fleetconfig.server.kit.errors import (
     MethodNotAllowed,
     NotFound,
 )
+from fleetconfig.server.kit.fast_lane import FastLane
 from fleetconfig.server.kit.http import json_response
 from fleetconfig.server.kit.middleware import APIMiddleware
 from fleetconfig.server.kit.rate_limit import RateLimiter
@@ -38,6 +41,8 @@ from fleetconfig.server.services import AppServices
 from fleetconfig.server.settings import Settings
 
 logger = logging.getLogger("fleetconfig.server")
+
+GC_YOUNG_THRESHOLD = 50_000
 
 
 def _error_response(request: Request, error: APIError) -> Response:
@@ -117,6 +122,10 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A server holding thousands of push streams keeps hundreds of thousands of live
+        # objects; at Python's default thresholds the collector walks them all every ~70,000
+        # allocations (8 % of a rollout's CPU, measured). Young collections stay as cheap.
+        gc.set_threshold(GC_YOUNG_THRESHOLD, 10, 10)
         await prepare_database(settings, database)
         await app.state.services.signing_keys.load(database)
         await authenticator.start()
@@ -166,5 +175,6 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    app.add_middleware(FastLane, routes=HOT_ROUTES, render_error=_error_response)
     app.add_middleware(APIMiddleware, max_body_bytes=settings.max_body_bytes)
     return app

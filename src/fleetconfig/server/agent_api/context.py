@@ -26,7 +26,9 @@ from fleetconfig.server.services import services
 SUPPORTED_AGENT_VERSIONS = (AGENT_API_VERSION,)
 
 
-def check_version_header(request: Request) -> None:
+async def check_version_header(request: Request) -> None:
+    # ``async``, though it awaits nothing: FastAPI runs a plain ``def`` dependency in a
+    # thread pool, a thread hop on every agent call.
     value = (request.headers.get("miru-version") or "").strip()
     supported = list(SUPPORTED_AGENT_VERSIONS)
     if not value:
