@@ -30,9 +30,11 @@ from fleetconfig.server.kit.errors import (
     InvalidRequest,
     MethodNotAllowed,
     NotFound,
+    ServiceUnavailable,
 )
 from fleetconfig.server.kit.fast_lane import FastLane
 from fleetconfig.server.kit.http import json_response
+from fleetconfig.server.kit.limits import out_of_descriptors
 from fleetconfig.server.kit.middleware import APIMiddleware
 from fleetconfig.server.kit.rate_limit import RateLimiter
 from fleetconfig.server.platform_api import platform_router
@@ -86,6 +88,16 @@ async def _on_validation_error(request: Request, error: Exception) -> Response:
 
 
 async def _on_unexpected(request: Request, error: Exception) -> Response:
+    if out_of_descriptors(error):
+        # A capacity limit, not a bug: the client should come back (docs/scaling.md).
+        logger.warning("out of file descriptors on %s %s", request.method, request.url.path)
+        return _error_response(
+            request,
+            ServiceUnavailable(
+                "The server has reached its limit of open connections; retry shortly",
+                retry_after_seconds=1,
+            ),
+        )
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
     return _error_response(request, InternalError("Internal server error"))
 
