@@ -103,8 +103,14 @@ async def calling_device(request: Request) -> DeviceCaller:
 
 
 async def _device_context(request: Request, *, write: bool) -> AsyncIterator[AgentContext]:
-    async with database(request).session(write=write) as session:
-        device, claims = await authenticate_device(request, session)
+    async def authenticate(session: AsyncSession) -> tuple[Device, SessionClaims]:
+        return await authenticate_device(request, session)
+
+    async with database(request).request_session(authenticate, write=write) as (caller, session):
+        device, claims = caller
+        if write and device not in session:
+            # Authenticated in a read session of its own (SQLite): this one writes the row.
+            device = await session.merge(device, load=False)
         yield AgentContext(request=request, session=session, device=device, claims=claims)
 
 
