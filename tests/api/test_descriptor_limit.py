@@ -9,12 +9,14 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
-from fastapi import FastAPI
 from sqlalchemy.exc import OperationalError
 
+from fleetconfig.server.app import create_app
 from fleetconfig.server.kit.limits import out_of_descriptors
-from tests.support import ApiCaller, assert_error
+from fleetconfig.server.settings import Settings
+from tests.support import assert_error
 
 
 @contextlib.contextmanager
@@ -54,12 +56,19 @@ def test_the_real_errors_of_an_exhausted_process_are_recognised(tmp_path: Path) 
 
 
 async def test_an_exhausted_server_answers_503_with_retry_after(
-    app: FastAPI, api: ApiCaller
+    database_url: str, tmp_path: Path
 ) -> None:
     async def needs_a_descriptor() -> None:
         raise OSError(24, "Too many open files")
 
-    app.router.add_api_route("/beta/test-descriptors", needs_a_descriptor)
-    response = await api.client.get("/beta/test-descriptors", headers=api.headers())
+    # An application of its own: the shared one must not grow a route.
+    app = create_app(Settings(data_dir=tmp_path, database_url=database_url))
+    app.router.add_api_route("/healthz/descriptors", needs_a_descriptor)
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+    ):
+        response = await client.get("/healthz/descriptors")
     assert_error(response, 503, "service_unavailable")
     assert response.headers["retry-after"] == "1"
