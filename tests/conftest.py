@@ -20,6 +20,7 @@ from fleetconfig.server.kit import ids
 from fleetconfig.server.models import Workspace
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.settings import Settings
+from tests.device_sdk import sdk_python
 from tests.push_fakes import FakeTransport
 from tests.support import ApiCaller, backend, drop_pg_database, fresh_database_url
 
@@ -97,3 +98,9 @@ def pytest_report_header() -> str:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def device_sdk_0_8_1() -> Path:
+    """The Python of a venv holding ``miru-device-sdk==0.8.1`` alone (see tests/device_sdk.py)."""
+    return sdk_python("miru-device-sdk==0.8.1")
