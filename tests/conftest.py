@@ -20,6 +20,7 @@ from fleetconfig.server.kit import ids
 from fleetconfig.server.models import Workspace
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.settings import Settings
+from tests.cue_support import cue_for_tests
 from tests.device_sdk import sdk_python
 from tests.push_fakes import FakeTransport
 from tests.support import ApiCaller, backend, drop_pg_database, fresh_database_url
@@ -43,7 +44,13 @@ def notifier() -> FakeTransport:
 async def app(
     database_url: str, tmp_path_factory: pytest.TempPathFactory, notifier: FakeTransport
 ) -> AsyncIterator[FastAPI]:
-    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), database_url=database_url)
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("data"),
+        database_url=database_url,
+        # A real CUE when the machine has one (see tests/cue_support.py); the CUE tests skip
+        # otherwise.
+        cue_command=cue_for_tests().command or "cue",
+    )
     application = create_app(settings, push=PushHub(transports=[notifier]))
     async with application.router.lifespan_context(application):
         yield application
