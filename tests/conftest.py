@@ -6,6 +6,7 @@ API key per test isolate tests from each other without a fresh database each tim
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -24,6 +25,12 @@ from tests.cue_support import cue_for_tests
 from tests.device_sdk import sdk_python
 from tests.push_fakes import FakeTransport
 from tests.support import ApiCaller, backend, drop_pg_database, fresh_database_url
+
+# Every server the tests make, in this process or as a process, checks CUE schemas with a real
+# CUE when the machine has one (tests/cue_support.py); the CUE tests skip otherwise. Set
+# before any ``Settings`` is made: the command is process-wide (``cue.configure``).
+if cue_for_tests().command is not None:
+    os.environ["FLEETCONFIG_CUE_COMMAND"] = cue_for_tests().command or ""
 
 
 @pytest.fixture(scope="session")
@@ -44,13 +51,7 @@ def notifier() -> FakeTransport:
 async def app(
     database_url: str, tmp_path_factory: pytest.TempPathFactory, notifier: FakeTransport
 ) -> AsyncIterator[FastAPI]:
-    settings = Settings(
-        data_dir=tmp_path_factory.mktemp("data"),
-        database_url=database_url,
-        # A real CUE when the machine has one (see tests/cue_support.py); the CUE tests skip
-        # otherwise.
-        cue_command=cue_for_tests().command or "cue",
-    )
+    settings = Settings(data_dir=tmp_path_factory.mktemp("data"), database_url=database_url)
     application = create_app(settings, push=PushHub(transports=[notifier]))
     async with application.router.lifespan_context(application):
         yield application

@@ -347,3 +347,24 @@ async def test_tcp_requires_the_bearer_token(tcp_agent: Agent) -> None:
     # The Unix socket needs no token: its file mode already says who may connect.
     async with tcp_agent.http() as http:
         assert (await http.get("/health")).status_code == 200
+
+
+async def test_a_taken_port_is_a_clear_error(tcp_agent: Agent, tmp_path: Path) -> None:
+    store = Store.open(tmp_path / "other")
+    server = DeviceApiServer(
+        store,
+        RecordingSync(),
+        socket_path=tcp_agent.socket_path.parent / "other.sock",
+        use_systemd_socket=False,
+        tcp_port=tcp_port(tcp_agent),
+        discovery_file=tmp_path / "device-api.json",
+    )
+    try:
+        with pytest.raises(OSError, match=r"cannot serve the device API on 127\.0\.0\.1:\d+"):
+            await server.start()
+    finally:
+        await server.stop()
+        store.close()
+    assert not (tmp_path / "device-api.json").exists()
+    # The running agent's file is untouched.
+    assert json.loads(discovery_file(tcp_agent).read_text())["port"] == tcp_port(tcp_agent)

@@ -37,6 +37,13 @@ def bind_loopback(port: int, *, backlog: int = 128) -> socket.socket:
         sock.bind((LOOPBACK_HOST, port))
         sock.listen(backlog)
         sock.setblocking(False)
+    except OSError as error:
+        sock.close()
+        raise OSError(
+            error.errno,
+            f"cannot serve the device API on {LOOPBACK_HOST}:{port} "
+            f"(device_api_tcp_port): {error.strerror}",
+        ) from None
     except BaseException:
         sock.close()
         raise

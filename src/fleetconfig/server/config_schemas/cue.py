@@ -42,7 +42,10 @@ class CueDocument:
 
 
 def configure(cue_command: str) -> None:
-    """Use ``cue_command`` (a name on ``PATH`` or a path) as the ``cue`` executable."""
+    """Use ``cue_command`` (a name on ``PATH`` or a path) as the ``cue`` executable.
+
+    Process-wide, set by ``create_app`` from the settings: a process serves one app.
+    """
     global command
     command = cue_command or DEFAULT_COMMAND
 
