@@ -91,36 +91,40 @@ async def test_instances_are_validated_against_the_cue_schema(api: ApiCaller) ->
         "/config_schemas",
         json=cue_body(config_type, ("limits.cue", LIMITS), ("mode.cue", MODE)),
     )
-    good = '{"max_speed": 2.5, "name": "arm", "mode": "fast"}'
+    # ``mode`` has a default, so it may be left out (each CUE run is seconds as WebAssembly:
+    # the cases are few, each showing one thing).
+    good = '{"max_speed": 2.5, "name": "arm"}'
     created = await api.ok("POST", "/config_instances", json=instance_body(schema, good))
     content = await api.ok(
         "GET", f"/config_instances/{created['id']}", params={"expand": "content"}
     )
     assert content["content"]["data"] == good
-    # A field the schema defaults may be left out.
-    await api.ok(
-        "POST", "/config_instances", json=instance_body(schema, '{"max_speed": 5, "name": "a"}')
-    )
 
-    for data, path, says in (
-        ('{"max_speed": 9, "name": "arm"}', "/max_speed", "out of bound <=5"),
-        ('{"max_speed": "fast", "name": "arm"}', "/max_speed", "mismatched types"),
-        ('{"max_speed": 1, "name": "Arm!"}', "/name", '"Arm!"'),
-        ('{"max_speed": 1, "name": "arm", "mode": "slow"}', "/mode", "mode"),
-        # Every field must end up concrete: a required field cannot be missing.
-        ('{"name": "arm"}', "/max_speed", "incomplete value"),
-    ):
-        error = assert_error(
-            await api.post("/config_instances", json=instance_body(schema, data)),
-            422,
-            "validation_failed",
-        )
-        paths = [item["path"] for item in error["params"]["errors"]]
-        assert path in paths, (data, error)
-        assert any(says in item["message"] for item in error["params"]["errors"]), (data, error)
-        assert "instance.json" not in str(error)
+    # A problem is reported at its field, naming the caller's documents. (CUE v0.4 reports
+    # the first conflict it meets; newer releases may list more.)
+    error = assert_error(
+        await api.post(
+            "/config_instances",
+            json=instance_body(schema, '{"max_speed": 9, "name": "arm", "mode": "fast"}'),
+        ),
+        422,
+        "validation_failed",
+    )
+    problems = {item["path"]: item["message"] for item in error["params"]["errors"]}
+    assert set(problems) == {"/max_speed"}, error
+    assert "out of bound <=5" in problems["/max_speed"] and "limits.cue" in problems["/max_speed"]
+    assert "instance.json" not in str(error) and "document0" not in str(error)
+
+    # Every field must end up concrete: a field without a default cannot be missing.
+    error = assert_error(
+        await api.post("/config_instances", json=instance_body(schema, '{"name": "arm"}')),
+        422,
+        "validation_failed",
+    )
+    assert [item["path"] for item in error["params"]["errors"]] == ["/max_speed"], error
+    assert "incomplete value" in error["params"]["errors"][0]["message"]
     listed = await api.ok("GET", "/config_instances", params={"config_schema_id": schema["id"]})
-    assert len(listed["data"]) == 2
+    assert [item["id"] for item in listed["data"]] == [created["id"]]
 
 
 async def test_cue_without_the_cue_command_is_refused(

@@ -360,7 +360,6 @@ async def test_cue_vet_with_the_cue_command(monkeypatch: pytest.MonkeyPatch) -> 
     schema = [cue.CueDocument("limits.cue", "package motion\n\nmax_speed: number & <=5\n")]
     # A schema's fields are open (not concrete): that is consistent, not an error.
     assert await cue.vet(schema) == []
-    assert await cue.vet(schema, instance_json='{"max_speed": 3}') == []
+    # (Valid instances and broken schemas: tests/api/test_cue_schemas.py.)
     errors = await cue.vet(schema, instance_json='{"max_speed": 9}')
     assert errors and "limits.cue" in " ".join(e["message"] for e in errors)
-    assert await cue.vet([cue.CueDocument("bad.cue", "a: 1\na: 2\n")])
