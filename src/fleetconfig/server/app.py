@@ -22,6 +22,7 @@ from fleetconfig.server.agent_api.endpoints import router as agent_router
 from fleetconfig.server.auth.api_keys import bootstrap_admin_key
 from fleetconfig.server.auth.cache import Authenticator
 from fleetconfig.server.auth.signing import SigningKeys
+from fleetconfig.server.config_schemas import cue
 from fleetconfig.server.deployments.reports import ReportQueue
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import (
@@ -127,6 +128,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
     """The application; ``push`` replaces the hub the settings would build (tests give one
     with a recording transport)."""
     settings = settings or Settings()
+    cue.configure(settings.cue_command)
     database = Database(settings.resolved_database_url)
     # Push to agents: streams held here, plus the PostgreSQL relay and MQTT when configured.
     push = push or PushHub.from_settings(settings)
