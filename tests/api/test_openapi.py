@@ -23,6 +23,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from tests.support import (
     AGENT_API_VERSION,
+    API_VERSION,
     AgentCaller,
     ApiCaller,
     DeviceKey,
@@ -93,7 +94,7 @@ class Document:
 
 @pytest.fixture
 async def document(http: httpx.AsyncClient) -> Document:
-    response = await http.get("/openapi.json")
+    response = await http.get("/openapi.json", params={"version": API_VERSION})
     assert response.status_code == 200
     return Document(response.json())
 

@@ -205,7 +205,13 @@ def run_schemathesis(
     server: ServerProcess, config: Path, headers: list[str], *filters: str
 ) -> subprocess.CompletedProcess[str]:
     assert SCHEMATHESIS is not None
-    command = [SCHEMATHESIS, "--config-file", str(config), "run", f"{server.base_url}/openapi.json"]
+    command = [
+        SCHEMATHESIS,
+        "--config-file",
+        str(config),
+        "run",
+        f"{server.base_url}/openapi.json?version={API_VERSION}",
+    ]
     for header in headers:
         command += ["-H", header]
     command += [

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from fleetconfig.server.api_versions import check_request
 from fleetconfig.server.config_instances.endpoints import router as config_instances
 from fleetconfig.server.config_schemas.endpoints import router as config_schemas
 from fleetconfig.server.config_types.endpoints import router as config_types
@@ -15,7 +16,9 @@ from fleetconfig.server.releases.endpoints import router as releases
 
 
 def platform_router() -> APIRouter:
-    router = APIRouter()
+    # Every operation first checks that the caller's API version has it and everything the
+    # request asks for (see :mod:`fleetconfig.server.api_versions`).
+    router = APIRouter(dependencies=[Depends(check_request)])
     for resource in (
         config_types,
         config_schemas,

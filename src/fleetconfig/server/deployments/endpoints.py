@@ -17,7 +17,7 @@ from fleetconfig.server.auth.principal import Principal
 from fleetconfig.server.deployments import scopes, wire
 from fleetconfig.server.deployments.bulk import Action, BulkSelectionRequest, BulkStageRequest
 from fleetconfig.server.deployments.lifecycle import (
-    PLATFORM_ACTIVITY_STATUSES,
+    ActivityStatus,
     ErrorStatus,
     TargetStatus,
 )
@@ -68,7 +68,8 @@ async def list_deployments(
     statement = repository.search(
         ids=filter_param(query, "id"),
         target_statuses=enum_filter(query, "target_status", TargetStatus),
-        activity_statuses=enum_filter(query, "activity_status", PLATFORM_ACTIVITY_STATUSES),
+        # ``removing`` only from rainier on: the version gate refuses it before.
+        activity_statuses=enum_filter(query, "activity_status", ActivityStatus),
         error_statuses=enum_filter(query, "error_status", ErrorStatus),
         device_ids=filter_param(query, "device_id"),
         release_ids=filter_param(query, "release_id"),
