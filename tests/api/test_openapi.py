@@ -45,7 +45,12 @@ def _is_date_time(value: object) -> bool:
 ERROR_STATUSES = ("400", "401", "403", "404", "409", "413", "422", "429")
 DOCUMENTED_PREFIXES = ("/beta/", "/agent/v1/")
 # The one property that is left out unless expanded and is null when expanded and missing.
-NULLABLE_WHEN_EXPANDED = {("AgentRelease", "git_commit")}
+NULLABLE_WHEN_EXPANDED = {
+    ("AgentRelease", "git_commit"),
+    ("Device", "group"),
+    ("Group", "parent"),
+    ("Deployment", "parent"),
+}
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 

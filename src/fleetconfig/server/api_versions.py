@@ -176,9 +176,16 @@ COMPONENTS: dict[str, str] = {
     "Device": "device",
     "Deployment": "deployment",
 }
-COMPONENT_ENUMS: dict[str, dict[str, Span]] = {
-    # Enums of response components named on their own, filtered like the fields above.
-    "DeviceStatus": {"archived": FROM_EVERGLADES},
+# Values of a component's property that only some versions have (the property is not
+# a viewed object's: stored values are shown as they are, decision 4).
+COMPONENT_VALUES: dict[tuple[str, str], dict[str, Span]] = {
+    ("InstanceContent", "format"): {
+        "yaml": FROM_RAINIER,
+        "jsonc": FROM_RAINIER,
+        "xml": FROM_EVERGLADES,
+        "text": FROM_EVERGLADES,
+    },
+    ("ConfigSchema", "language"): {"opaque": FROM_EVERGLADES},
 }
 
 
@@ -384,9 +391,10 @@ def document(superset: dict[str, Any], version: str) -> dict[str, Any]:
         for field_name, mapped in kind_view.values.items():
             hidden = [value for value, (_, since) in mapped.items() if not has(version, since)]
             _drop_enum_values(schema.get("properties", {}).get(field_name), hidden)
-    for name, gated in COMPONENT_ENUMS.items():
+    for (name, property_name), gated in COMPONENT_VALUES.items():
         hidden = [value for value, span in gated.items() if not span.covers(version)]
-        _drop_enum_values(components.get(name), hidden)
+        schema = components.get(name, {}).get("properties", {}).get(property_name)
+        _drop_enum_values(schema, hidden)
     return doc
 
 

@@ -48,6 +48,11 @@ def render_deployment(row: Deployment | DeploymentFields) -> dict[str, Any]:
         "release_id": row.release_id,
         "created_at": isoformat(row.created_at),
         "updated_at": isoformat(row.updated_at),
+        "parent_id": row.parent_id,
+        # Queued when it became the device's target.
+        "queued_at": isoformat(row.targeted_at),
+        "deployed_at": isoformat(row.deployed_at),
+        "archived_at": isoformat(row.archived_at),
     }
 
 

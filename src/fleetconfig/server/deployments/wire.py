@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import Field
+
 from fleetconfig.server.config_instances.wire import ConfigInstance
 from fleetconfig.server.deployments.lifecycle import ErrorStatus, TargetStatus
 from fleetconfig.server.devices.wire import Device
@@ -42,6 +44,22 @@ class BaseDeployment(ResponseModel):
 
 
 class Deployment(BaseDeployment):
+    """Every version's fields; each version's document shows its own (see api_versions)."""
+
+    # The Platform API also shows ``removing`` (from rainier on).
+    status: Literal[  # type: ignore[assignment]
+        "drifted", "staged", "queued", "deployed", "archived", "failed", "retrying", "removing"
+    ]
+    activity_status: Literal[  # type: ignore[assignment]
+        "drifted", "staged", "queued", "deployed", "archived", "removing"
+    ]
+    parent_id: str | None = Field(
+        description="Everglades: the device's target when this deployment was created."
+    )
+    queued_at: datetime | None
+    deployed_at: datetime | None
+    archived_at: datetime | None
+    parent: Deployment | Absent | None = optional("Only with expand=parent.")
     device: Device | Absent = optional("Only with expand=device.")
     release: Release | Absent = optional(
         "Only with expand=release (itself expandable: release.config_schemas, ...)."

@@ -26,12 +26,18 @@ class PingDeviceRequest(BaseModel):
     timeout_nanos: int
 
 
+# Shown in everglades (``inactive`` before, see api_versions); not an agent protocol status.
+ARCHIVED = "archived"
+
+
 def render_device(row: Device) -> dict[str, Any]:
     return {
         "object": "device",
         "id": row.id,
         "name": row.name,
-        "status": row.status,
+        "description": row.description,
+        "group_id": row.group_id,
+        "status": ARCHIVED if row.archived_at is not None else row.status,
         "agent_version": row.agent_version,
         "last_connected_at": isoformat(row.last_connected_at),
         "last_disconnected_at": isoformat(row.last_disconnected_at),

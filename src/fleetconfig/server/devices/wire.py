@@ -15,7 +15,23 @@ from fleetconfig.protocol import DeviceStatus
 from fleetconfig.server.kit.openapi import Absent, PaginatedList, ResponseModel, optional
 
 
-class Device(ResponseModel):
+class Group(ResponseModel):
+    object: Literal["group"]
+    id: str
+    name: str
+    parent_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    parent: Group | Absent | None = optional("Only with expand=parent; null for a top group.")
+
+
+class GroupList(PaginatedList):
+    data: list[Group]
+
+
+class BaseDevice(ResponseModel):
+    """The fields of every device, whatever API renders it."""
+
     object: Literal["device"]
     id: str
     name: str
@@ -25,6 +41,16 @@ class Device(ResponseModel):
     last_disconnected_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+class Device(BaseDevice):
+    """Every version's fields; each version's document shows its own (see api_versions)."""
+
+    description: str | None
+    group_id: str | None
+    group: Group | Absent | None = optional("Only with expand=group; null when in no group.")
+    # Everglades shows archived devices as such (``inactive`` before).
+    status: Literal["inactive", "activating", "online", "offline", "archived"]  # type: ignore[assignment]
 
 
 class DeviceList(PaginatedList):
