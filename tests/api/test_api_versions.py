@@ -60,6 +60,17 @@ async def test_routes_a_version_lacks_are_404_with_the_version_that_has_them(
         error = assert_error(await on(api, version).post(path, json={}), 404, "not_found")
         assert error["params"]["removed_in"] == RAINIER
         assert "removed in 2026-05-06.rainier" in error["message"]
+    for version in (TETONS, RAINIER):
+        caller = on(api, version)
+        hint(await caller.get("/groups"), 404, "not_found", EVERGLADES)
+        hint(await caller.post("/groups", json={"name": "x"}), 404, "not_found", EVERGLADES)
+        hint(await caller.post("/groups/grp_x/move", json={}), 404, "not_found", EVERGLADES)
+        hint(
+            await caller.post(f"/devices/{device['id']}/group", json={"group_id": None}),
+            404,
+            "not_found",
+            EVERGLADES,
+        )
 
 
 async def test_later_body_fields_and_values_are_refused_under_an_older_header(

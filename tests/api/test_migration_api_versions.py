@@ -213,6 +213,10 @@ async def test_tetons_answers_are_unchanged(migrated: tuple[ApiCaller, str]) -> 
 async def test_everglades_sees_one_slot_schemas(migrated: tuple[ApiCaller, str]) -> None:
     api, _ = migrated
     everglades = ApiCaller(api.client, api.key, version=EVERGLADES)
+    # A key made with "all" before groups existed manages them too.
+    group = await everglades.ok("POST", "/groups", json={"name": "Arms"})
+    moved = await everglades.ok("POST", "/devices/dvc_m/group", json={"group_id": group["id"]})
+    assert moved["group_id"] == group["id"]
     schema = await everglades.ok("GET", "/config_schemas/cfg_sch_m")
     assert "instance_filepath" not in schema
     assert schema["instance_slots"] == [
@@ -228,7 +232,7 @@ async def test_everglades_sees_one_slot_schemas(migrated: tuple[ApiCaller, str])
     instance = await everglades.ok("GET", "/config_instances/cfg_inst_m")
     assert instance["slot_key"] == "default"
     device = await everglades.ok("GET", "/devices/dvc_m")
-    assert (device["description"], device["group_id"]) == (None, None)
+    assert (device["description"], device["group_id"]) == (None, group["id"])
     deployment = await everglades.ok("GET", "/deployments/dpl_m")
     assert deployment["parent_id"] is None
     assert (deployment["queued_at"], deployment["deployed_at"]) == (STAMP1, STAMP1)

@@ -50,6 +50,8 @@ NULLABLE_WHEN_EXPANDED = {
     ("Device", "group"),
     ("Group", "parent"),
     ("Deployment", "parent"),
+    ("Device", "current_deployment"),
+    ("Device", "current_release"),
 }
 SHA = "0123456789abcdef0123456789abcdef01234567"
 

@@ -53,6 +53,11 @@ FROM_EVERGLADES = Span(since=EVERGLADES)
 BEFORE_EVERGLADES = Span(until=EVERGLADES)
 BEFORE_RAINIER = Span(until=RAINIER)
 
+# What ``parent_id`` of ``POST /deployments`` means (decision 6): before everglades the
+# deployment it was patched from; from everglades on the caller's expectation of the device's
+# current target (a concurrency token).
+PARENT_ID_IS_EXPECTED_TARGET = FROM_EVERGLADES
+
 # -- operations -------------------------------------------------------------------------
 # Operations not listed are in every version (fleetconfig's extensions included).
 OPERATIONS: dict[str, Span] = {

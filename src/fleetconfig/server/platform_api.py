@@ -11,7 +11,9 @@ from fleetconfig.server.config_types.endpoints import router as config_types
 from fleetconfig.server.deployments.endpoints import router as deployments
 from fleetconfig.server.devices.endpoints import router as devices
 from fleetconfig.server.git_commits.endpoints import router as git_commits
+from fleetconfig.server.groups.endpoints import router as groups
 from fleetconfig.server.principal.endpoints import router as principal
+from fleetconfig.server.provisioning_tokens.endpoints import router as provisioning_tokens
 from fleetconfig.server.releases.endpoints import router as releases
 
 
@@ -28,6 +30,8 @@ def platform_router() -> APIRouter:
         releases,
         principal,
         deployments,
+        groups,
+        provisioning_tokens,
     ):
         router.include_router(resource)
     return router

@@ -186,7 +186,7 @@ def _strip_jsonc(text: str) -> str:
         elif char in "]}":
             # Drop a trailing comma (only whitespace may separate it from the bracket).
             back = len(out) - 1
-            while back >= 0 and out[back] in " \t\r\n":
+            while back >= 0 and not out[back].strip():
                 back -= 1
             if back >= 0 and out[back] == ",":
                 out[back] = " "

@@ -12,6 +12,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.api_versions import PARENT_ID_IS_EXPECTED_TARGET
 from fleetconfig.server.auth.context import Context, authorized, reading, writing
 from fleetconfig.server.auth.principal import Principal
 from fleetconfig.server.deployments import scopes, wire
@@ -91,6 +92,7 @@ async def create_deployment(
     request: Request, ctx: Context = writing("deployments:write")
 ) -> Response:
     body = await parse_body(request, CreateDeploymentRequest)
+    body.parent_means_expected_target(PARENT_ID_IS_EXPECTED_TARGET.covers(ctx.version))
     ctx.principal.require(*scopes.creating(body.target_status))  # the body says which
     expand_param(request.query_params, "deployment", is_list=False)  # refuse a bad one first
     row = await DeploymentService.of(ctx).create(body)

@@ -114,8 +114,13 @@ class DeploymentService:
         if release is None:
             raise not_found("release", request.release_id)
         await self._check_config_instances(release, request.config_instance_ids)
-        parent = await self._parent(request.parent_id, device)
         rows = await self.bulk.rows([device.id])
+        parent: Deployment | None = None
+        if request.parent_is_expected_target:
+            parent_id = self._expected_target(request, device, _current(rows))
+        else:
+            parent = await self._parent(request.parent_id, device)
+            parent_id = parent.id if parent is not None else None
         deploying = request.target_status == TargetStatus.DEPLOYED
         self._check_release(device.id, release, _current(rows), deploying=deploying)
 
@@ -135,7 +140,7 @@ class DeploymentService:
             workspace_id=self.workspace_id,
             device_id=device.id,
             release_id=release.id,
-            parent_id=parent.id if parent is not None else None,
+            parent_id=parent_id,
             description=request.description,
             created_at=now,
         )
@@ -221,6 +226,24 @@ class DeploymentService:
                 extra_config_schema_ids=list(dict.fromkeys(extra)),
                 duplicate_config_schema_ids=list(dict.fromkeys(duplicate)),
             )
+
+    @staticmethod
+    def _expected_target(
+        request: CreateDeploymentRequest, device: Device, current: Row | None
+    ) -> str | None:
+        """``parent_id`` as a concurrency token (everglades): the device's target now, which
+        must be what the caller expected when it said (409 otherwise: retrying cannot help)."""
+        current_id = current.id if current is not None else None
+        if request.expects_target() and request.parent_id != current_id:
+            expected = request.parent_id or "no target"
+            raise Conflict(
+                f"Device {device.id}'s current target is {current_id or 'none'}, not {expected}",
+                "target_changed",
+                device_id=device.id,
+                parent_id=request.parent_id,
+                current_target_id=current_id,
+            )
+        return current_id
 
     async def _parent(self, parent_id: str | None, device: Device) -> Deployment | None:
         if parent_id is None:

@@ -13,7 +13,7 @@ from pydantic import Field
 
 from fleetconfig.server.config_instances.wire import ConfigInstance
 from fleetconfig.server.deployments.lifecycle import ErrorStatus, TargetStatus
-from fleetconfig.server.devices.wire import Device
+from fleetconfig.server.devices.wire import Device, DeviceList
 from fleetconfig.server.kit.openapi import Absent, PaginatedList, ResponseModel, optional
 from fleetconfig.server.releases.wire import Release
 
@@ -72,6 +72,11 @@ class Deployment(BaseDeployment):
 
 class DeploymentList(PaginatedList):
     data: list[Deployment]
+
+
+# Devices embed their current deployment and release (see devices.wire).
+Device.model_rebuild(_types_namespace={"Deployment": Deployment, "Release": Release})
+DeviceList.model_rebuild(_types_namespace={"Deployment": Deployment, "Release": Release})
 
 
 class BulkItemError(ResponseModel):

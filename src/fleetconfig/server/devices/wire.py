@@ -7,12 +7,18 @@ activation-token and ping endpoints render; responses are never built from them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from fleetconfig.protocol import DeviceStatus
 from fleetconfig.server.kit.openapi import Absent, PaginatedList, ResponseModel, optional
+
+if TYPE_CHECKING:
+    # A device embeds its current deployment and release, which embed devices: the models
+    # are completed by ``deployments.wire`` (``model_rebuild``) once both exist.
+    from fleetconfig.server.deployments.wire import Deployment
+    from fleetconfig.server.releases.wire import Release
 
 
 class Group(ResponseModel):
@@ -49,6 +55,12 @@ class Device(BaseDevice):
     description: str | None
     group_id: str | None
     group: Group | Absent | None = optional("Only with expand=group; null when in no group.")
+    current_deployment: Deployment | Absent | None = optional(
+        "The device's target deployment; only with expand=current_deployment (null: none)."
+    )
+    current_release: Release | Absent | None = optional(
+        "The release of the device's target; only with expand=current_release (null: none)."
+    )
     # Everglades shows archived devices as such (``inactive`` before).
     status: Literal["inactive", "activating", "online", "offline", "archived"]  # type: ignore[assignment]
 

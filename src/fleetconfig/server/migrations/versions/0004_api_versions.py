@@ -51,7 +51,33 @@ def _slots_key(instance_format: str, slots: list[dict[str, object]]) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
+# Keys made with "all" held every resource's manage scope; they keep doing so.
+OLD_MANAGE_ALL = {
+    f"{resource}:manage"
+    for resource in (
+        "config_types",
+        "config_schemas",
+        "config_instances",
+        "git_commits",
+        "releases",
+        "devices",
+        "deployments",
+    )
+}
+NEW_MANAGE = ["groups:manage", "provisioning_tokens:manage"]
+
+
+def _grant_new_resources_to_all_keys() -> None:
+    keys = sa.table("api_keys", sa.column("id", sa.String()), sa.column("scopes", sa.JSON()))
+    bind = op.get_bind()
+    for key_id, scopes in bind.execute(sa.select(keys.c.id, keys.c.scopes)).all():
+        if set(scopes) >= OLD_MANAGE_ALL:
+            added = [scope for scope in NEW_MANAGE if scope not in scopes]
+            bind.execute(keys.update().where(keys.c.id == key_id).values(scopes=scopes + added))
+
+
 def upgrade() -> None:
+    _grant_new_resources_to_all_keys()
     op.create_table(
         "groups",
         sa.Column("id", sa.String(length=64), nullable=False),
