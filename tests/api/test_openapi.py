@@ -24,6 +24,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from tests.support import (
     AGENT_API_VERSION,
     API_VERSION,
+    RAINIER,
     AgentCaller,
     ApiCaller,
     DeviceKey,
@@ -351,6 +352,22 @@ async def test_every_answer_matches_the_document(
     activated = await activate(http, issued["token"], key, agent_version="v1.2.3")
     assert activated.status_code == 200, activated.text
     document.check("agentActivateDevice", activated)
+    # A provisioning token (issued from rainier on) provisions another device by name.
+    provisioning = await api.post("/provisioning_tokens", headers={"Miru-Version": RAINIER})
+    assert provisioning.status_code == 200, provisioning.text
+    provisioned = await http.post(
+        "/agent/v1/devices/provision",
+        headers={
+            "Miru-Version": AGENT_API_VERSION,
+            "Authorization": f"Bearer {provisioning.json()['token']}",
+        },
+        json={
+            "public_key_pem": DeviceKey.generate().public_pem,
+            "agent_version": "v1.2.3",
+            "name": unique_name("provisioned"),
+        },
+    )
+    document.check("agentProvisionDevice", provisioned)
     agent = AgentCaller(http, device["id"], key)
     exchanged = await agent.exchange()
     agent.session_token = document.check("agentIssueDeviceToken", exchanged)["token"]

@@ -49,6 +49,15 @@ class ActivateDeviceRequest(BaseModel):
     name: StrictStr | None = None
 
 
+class ProvisionDeviceRequest(BaseModel):
+    """``POST /devices/provision`` with a provisioning token: the device of this name is
+    created, or activated if it exists and is not activated yet."""
+
+    public_key_pem: StrictStr
+    agent_version: StrictStr
+    name: StrictStr
+
+
 class UpdateDeviceRequest(BaseModel):
     agent_version: StrictStr | None = None
 
