@@ -164,10 +164,17 @@ async def test_slot_rules_and_release_wide_paths(eg: ApiCaller) -> None:
         json={"version": f"2.0.0-{d}", "config_schema_ids": [first["id"], second["id"]]},
     )
     assert "writes to the same file" in json.dumps(assert_error(refused, 422, "validation_failed"))
-    # The default slot: one required slot "default" at the type's default path.
+    # The default slot: one required slot "default" at the type's default path, whose
+    # extension (and the instance format) follows the schema's format.
     default = await new_schema(eg)
     assert default["instance_slots"][0]["key"] == "default"
     assert default["instance_slots"][0]["filepath"].startswith("/srv/miru/configs/")
+    assert default["instance_slots"][0]["filepath"].endswith(".json")
+    yaml_schema = await new_schema(
+        eg, format="yaml", documents=[{"name": "s.yaml", "data": "type: object\n"}]
+    )
+    assert yaml_schema["instance_format"] == "yaml"
+    assert yaml_schema["instance_slots"][0]["filepath"].endswith(".yaml")
 
 
 async def test_opaque_schemas_take_xml_and_text(api: ApiCaller, eg: ApiCaller) -> None:

@@ -58,6 +58,11 @@ BEFORE_RAINIER = Span(until=RAINIER)
 # current target (a concurrency token).
 PARENT_ID_IS_EXPECTED_TARGET = FROM_EVERGLADES
 
+# Whether a schema created without slots or instance format takes its instance format (and
+# its default slot's extension) from the schema's format, as everglades says; before, the
+# default path is always ``.json``.
+DEFAULT_INSTANCE_FORMAT_FROM_SCHEMA_FORMAT = FROM_EVERGLADES
+
 # -- operations -------------------------------------------------------------------------
 # Operations not listed are in every version (fleetconfig's extensions included).
 OPERATIONS: dict[str, Span] = {

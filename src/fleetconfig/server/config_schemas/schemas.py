@@ -69,6 +69,15 @@ class CreateConfigSchemaRequest(BaseModel):
     documents: list[CreateSchemaDocument]
     git_commit: CreateConfigSchemaGitCommit | None = None
 
+    def with_default_instance_format(self) -> CreateConfigSchemaRequest:
+        """Everglades: without slots or a format, instances take the schema's format (yaml
+        for a yaml document, else json), and so does the default slot's path."""
+        if self.instance_format is not None or self.instance_slots is not None:
+            return self
+        return self.model_copy(
+            update={"instance_format": "yaml" if self.format == "yaml" else "json"}
+        )
+
 
 def render_slot(slot: dict[str, Any]) -> dict[str, Any]:
     # ``description`` is a string when present, never null.
