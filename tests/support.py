@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 API_VERSION = "2026-03-09.tetons"
+RAINIER = "2026-05-06.rainier"
+EVERGLADES = "2026-08-17.everglades"
 PG_ADMIN_URL = os.environ.get(
     "FLEETCONFIG_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -84,9 +86,10 @@ class ApiCaller:
     client: httpx.AsyncClient
     key: str
     prefix: str = "/beta"
+    version: str = API_VERSION
 
     def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        headers = {"Miru-Version": API_VERSION, "X-API-Key": self.key}
+        headers = {"Miru-Version": self.version, "X-API-Key": self.key}
         headers.update(extra or {})
         return headers
 

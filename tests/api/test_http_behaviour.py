@@ -14,13 +14,27 @@ async def test_version_header_rules(http: httpx.AsyncClient, api: ApiCaller) -> 
         "/beta/devices", headers={"X-API-Key": api.key, "Miru-Version": "2020-01-01.x"}
     )
     error = assert_error(unknown, 400, "unsupported_api_version")
-    assert error["params"]["supported"] == [API_VERSION]
+    assert error["params"]["supported"] == [
+        "2026-03-09.tetons",
+        "2026-05-06.rainier",
+        "2026-08-17.everglades",
+    ]
     eol = await http.get(
         "/beta/devices", headers={"X-API-Key": api.key, "Miru-Version": "2025-10-21.zion"}
     )
     assert_error(eol, 400, "api_version_end_of_life")
     ok = await api.get("/devices")
     assert ok.headers["miru-version"] == API_VERSION
+    for version in ("2026-05-06.rainier", "2026-08-17.everglades"):
+        other = await api.get("/devices", headers={"Miru-Version": version})
+        assert other.status_code == 200, other.text
+        assert other.headers["miru-version"] == version
+    # The header's value is the version itself, never a beta tag or another date.
+    for value in ("2026-05-06.rainier-beta.3", "2026-04-01.tetons"):
+        refused = await http.get(
+            "/beta/devices", headers={"X-API-Key": api.key, "Miru-Version": value}
+        )
+        assert_error(refused, 400, "unsupported_api_version")
 
 
 async def test_v1_is_an_alias(api: ApiCaller) -> None:

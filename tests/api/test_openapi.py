@@ -23,6 +23,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 
 from tests.support import (
     AGENT_API_VERSION,
+    API_VERSION,
+    RAINIER,
     AgentCaller,
     ApiCaller,
     DeviceKey,
@@ -44,7 +46,14 @@ def _is_date_time(value: object) -> bool:
 ERROR_STATUSES = ("400", "401", "403", "404", "409", "413", "422", "429")
 DOCUMENTED_PREFIXES = ("/beta/", "/agent/v1/")
 # The one property that is left out unless expanded and is null when expanded and missing.
-NULLABLE_WHEN_EXPANDED = {("AgentRelease", "git_commit")}
+NULLABLE_WHEN_EXPANDED = {
+    ("AgentRelease", "git_commit"),
+    ("Device", "group"),
+    ("Group", "parent"),
+    ("Deployment", "parent"),
+    ("Device", "current_deployment"),
+    ("Device", "current_release"),
+}
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
@@ -93,7 +102,7 @@ class Document:
 
 @pytest.fixture
 async def document(http: httpx.AsyncClient) -> Document:
-    response = await http.get("/openapi.json")
+    response = await http.get("/openapi.json", params={"version": API_VERSION})
     assert response.status_code == 200
     return Document(response.json())
 
@@ -343,6 +352,22 @@ async def test_every_answer_matches_the_document(
     activated = await activate(http, issued["token"], key, agent_version="v1.2.3")
     assert activated.status_code == 200, activated.text
     document.check("agentActivateDevice", activated)
+    # A provisioning token (issued from rainier on) provisions another device by name.
+    provisioning = await api.post("/provisioning_tokens", headers={"Miru-Version": RAINIER})
+    assert provisioning.status_code == 200, provisioning.text
+    provisioned = await http.post(
+        "/agent/v1/devices/provision",
+        headers={
+            "Miru-Version": AGENT_API_VERSION,
+            "Authorization": f"Bearer {provisioning.json()['token']}",
+        },
+        json={
+            "public_key_pem": DeviceKey.generate().public_pem,
+            "agent_version": "v1.2.3",
+            "name": unique_name("provisioned"),
+        },
+    )
+    document.check("agentProvisionDevice", provisioned)
     agent = AgentCaller(http, device["id"], key)
     exchanged = await agent.exchange()
     agent.session_token = document.check("agentIssueDeviceToken", exchanged)["token"]

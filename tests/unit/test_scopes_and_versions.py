@@ -54,5 +54,7 @@ def test_versions() -> None:
         check_version(" ")
     with pytest.raises(APIVersionEndOfLife):
         check_version("2025-10-21.zion")
+    assert check_version(" 2026-05-06.rainier ") == "2026-05-06.rainier"
+    assert check_version("2026-08-17.everglades") == "2026-08-17.everglades"
     with pytest.raises(UnsupportedAPIVersion):
-        check_version("2026-05-06.rainier")
+        check_version("2026-05-06.rainier-beta.3")

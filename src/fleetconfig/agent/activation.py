@@ -61,7 +61,11 @@ async def activate(
     name: str | None = None,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
+    provisioning: bool = False,
 ) -> Activated:
+    """Make a key pair and bind it to a device with a one-time token: an activation token
+    (the device it names), or with ``provisioning`` a provisioning token (the device called
+    ``name``, created if new)."""
     server_url = server_url.strip().rstrip("/")
     if not server_url.startswith(("http://", "https://")):
         raise ValueError(f"the server URL must start with http:// or https:// (got {server_url!r})")
@@ -71,7 +75,11 @@ async def activate(
     link = HttpServerLink(server_url, timeout=settings.request_timeout_seconds, transport=transport)
     try:
         device = await link.activate(
-            activation_token.strip(), key.public_pem(), AGENT_VERSION, name
+            activation_token.strip(),
+            key.public_pem(),
+            AGENT_VERSION,
+            name,
+            provisioning=provisioning,
         )
     except BaseException:
         DeviceKey.discard(state_dir, PENDING_SUFFIX)

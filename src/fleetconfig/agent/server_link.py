@@ -108,7 +108,13 @@ class ServerLink(Protocol):
     """What the agent asks of the server."""
 
     async def activate(
-        self, activation_token: str, public_key_pem: str, agent_version: str, name: str | None
+        self,
+        activation_token: str,
+        public_key_pem: str,
+        agent_version: str,
+        name: str | None,
+        *,
+        provisioning: bool = False,
     ) -> dict[str, Any]: ...
 
     async def issue_token(self, assertion: str) -> SessionToken: ...
@@ -245,14 +251,22 @@ class HttpServerLink:
     # -- identity ---------------------------------------------------------------------------
 
     async def activate(
-        self, activation_token: str, public_key_pem: str, agent_version: str, name: str | None
+        self,
+        activation_token: str,
+        public_key_pem: str,
+        agent_version: str,
+        name: str | None,
+        *,
+        provisioning: bool = False,
     ) -> dict[str, Any]:
+        """Bind the key with a one-time token: an activation token names its device; a
+        provisioning token (``provisioning``) creates or activates the device of ``name``."""
         body: dict[str, Any] = {"public_key_pem": public_key_pem, "agent_version": agent_version}
         if name is not None:
             body["name"] = name
         response = await self._plain(
             "POST",
-            "/devices/activate",
+            "/devices/provision" if provisioning else "/devices/activate",
             json=body,
             headers={"Authorization": f"Bearer {activation_token}"},
         )

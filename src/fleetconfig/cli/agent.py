@@ -1,4 +1,4 @@
-"""The ``fleetconfig-agent`` command: activate, run (the daemon), status, version.
+"""The ``fleetconfig-agent`` command: activate, provision, run (the daemon), status, version.
 
 Every command takes ``--state-dir``, ``--root`` and ``--socket`` (or their
 ``FLEETCONFIG_AGENT_*`` variables), so several agents can run side by side without root;
@@ -168,6 +168,56 @@ def activate(
     print(f"State directory: {settings.state_dir}")
     if activated.replaced_device_id:
         print(f"(This agent was device {activated.replaced_device_id} before; its state is reset.)")
+    print("Start the agent with: fleetconfig-agent run")
+
+
+@app.command()
+def provision(
+    server: Annotated[
+        str, typer.Option("--server", help="The server's URL, such as https://fleet.example.com.")
+    ],
+    token: Annotated[
+        str,
+        typer.Option(
+            "--token",
+            envvar="FLEETCONFIG_PROVISIONING_TOKEN",
+            help="A provisioning token (POST /provisioning_tokens; 5 minutes, one use).",
+        ),
+    ],
+    name: Annotated[
+        str,
+        typer.Option("--name", help="The device's name: created if new, else activated."),
+    ],
+    state_dir: StateDirOption = None,
+    root: RootOption = None,
+    socket: SocketOption = None,
+) -> None:
+    """Provision this machine as the device NAME with a provisioning token (no device has to
+    exist first). A machine already provisioned is left as it is."""
+    from fleetconfig.agent.activation import activate as run_activation
+    from fleetconfig.agent.keys import Identity, IdentityError
+    from fleetconfig.agent.server_link import NetworkError, ServerError
+
+    settings = _settings(state_dir, root, socket)
+    try:
+        existing = Identity.load(settings.state_dir)
+    except IdentityError:
+        existing = None
+    if existing is not None:
+        print(f"Already provisioned as device {existing.device_id}; nothing to do.")
+        return
+    try:
+        activated = asyncio.run(run_activation(settings, server, token, name, provisioning=True))
+    except ValueError as error:
+        raise _fail(str(error), 2) from None
+    except NetworkError as error:
+        raise _fail(f"cannot reach the server: {error}", 3) from None
+    except ServerError as error:
+        raise _fail(f"provisioning refused: {error}", 1) from None
+    except OSError as error:
+        raise _fail(f"cannot write to {settings.state_dir}: {error}", 2) from None
+    print(f"Provisioned as device {name} ({activated.identity.device_id}).")
+    print(f"State directory: {settings.state_dir}")
     print("Start the agent with: fleetconfig-agent run")
 
 

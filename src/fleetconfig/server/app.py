@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -19,6 +20,7 @@ from fleetconfig.protocol import AGENT_API_PREFIX
 from fleetconfig.server import dashboard, migrate
 from fleetconfig.server.agent_api.endpoints import HOT_ROUTES
 from fleetconfig.server.agent_api.endpoints import router as agent_router
+from fleetconfig.server.api_versions import document
 from fleetconfig.server.auth.api_keys import bootstrap_admin_key
 from fleetconfig.server.auth.cache import Authenticator
 from fleetconfig.server.auth.signing import SigningKeys
@@ -38,6 +40,7 @@ from fleetconfig.server.kit.http import json_response
 from fleetconfig.server.kit.limits import out_of_descriptors
 from fleetconfig.server.kit.middleware import APIMiddleware
 from fleetconfig.server.kit.rate_limit import RateLimiter
+from fleetconfig.server.kit.versions import LATEST, check_version
 from fleetconfig.server.platform_api import platform_router
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.services import AppServices
@@ -155,8 +158,12 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         title="fleetconfig",
         version=__version__,
         description="Self-hosted configuration management for robot fleets "
-        "(Miru Platform API 2026-03-09.tetons).",
+        "(Miru Platform API 2026-03-09.tetons, 2026-05-06.rainier, 2026-08-17.everglades).",
         lifespan=lifespan,
+        # Served below, one document per API version.
+        openapi_url=None,
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.services = AppServices(
         settings=settings,
@@ -184,6 +191,25 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
     app.include_router(agent_router, prefix=AGENT_API_PREFIX)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.static_files(), name="dashboard-static")
+
+    documents: dict[str, dict[str, object]] = {}
+
+    @app.get("/openapi.json", include_in_schema=False)
+    async def openapi_document(version: str | None = None) -> Response:
+        """The document of one API version (decision 8): ``?version=2026-03-09.tetons``;
+        without it, the newest."""
+        served = LATEST if version is None else check_version(version)
+        if served not in documents:
+            documents[served] = document(app.openapi(), served)
+        return json_response(documents[served])
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> Response:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="fleetconfig API")
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> Response:
+        return get_redoc_html(openapi_url="/openapi.json", title="fleetconfig API")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -96,8 +96,9 @@ class GitCommit(Base):
 class ConfigSchema(Base):
     __tablename__ = "config_schemas"
     __table_args__ = (
-        # Get-or-create by content: one row per (type, digest, path), enforced under races.
-        UniqueConstraint("workspace_id", "config_type_id", "digest", "instance_filepath"),
+        # Get-or-create by content: one row per (type, digest, slots and instance format),
+        # enforced under races.
+        UniqueConstraint("workspace_id", "config_type_id", "digest", "slots_key"),
         Index("ix_config_schemas_ws_created", "workspace_id", "created_at", "id"),
     )
 
@@ -105,7 +106,15 @@ class ConfigSchema(Base):
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
     config_type_id: Mapped[str] = mapped_column(ForeignKey("config_types.id"), index=True)
     digest: Mapped[str] = mapped_column(String(80))
+    # The slot versions before everglades show as the schema's one path: the ``default``
+    # slot's, else the first required one's (API_VERSIONS.md section 7).
     instance_filepath: Mapped[str] = mapped_column(String(4096))
+    # Where instances are written: ``[{key, name, filepath, required, description}]``, in
+    # order; immutable, like the schema. Small and always read with the schema, hence JSON.
+    instance_slots: Mapped[list[dict[str, object]]] = mapped_column(JSON)
+    instance_format: Mapped[str] = mapped_column(String(16))
+    # sha256 of the instance format and the slots: part of the schema's identity.
+    slots_key: Mapped[str] = mapped_column(String(64))
     language: Mapped[str] = mapped_column(String(16))
     format: Mapped[str] = mapped_column(String(16))
     git_commit_id: Mapped[str | None] = mapped_column(ForeignKey("git_commits.id"), nullable=True)
@@ -132,6 +141,8 @@ class ConfigInstance(Base):
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
     config_schema_id: Mapped[str] = mapped_column(ForeignKey("config_schemas.id"), index=True)
     config_type_id: Mapped[str] = mapped_column(ForeignKey("config_types.id"), index=True)
+    # The slot of its schema this instance fills; ``filepath`` is that slot's path.
+    slot_key: Mapped[str] = mapped_column(String(128), default="default")
     filepath: Mapped[str] = mapped_column(String(4096))
     format: Mapped[str] = mapped_column(String(16))
     # The exact text the caller sent: returned and written to devices byte for byte.
@@ -174,6 +185,10 @@ class Device(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
     name: Mapped[str] = mapped_column(String(48))
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    group_id: Mapped[str | None] = mapped_column(ForeignKey("groups.id"), nullable=True, index=True)
+    # An archived device shows status ``archived`` (everglades; ``inactive`` before).
+    archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=DeviceStatus.INACTIVE)
     agent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
     last_connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -190,6 +205,39 @@ class Device(Base):
     stream_holder_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Group(Base):
+    """A node of the workspace's tree of device groups (everglades)."""
+
+    __tablename__ = "groups"
+    __table_args__ = (
+        UniqueConstraint("workspace_id", "name"),
+        Index("ix_groups_ws_created", "workspace_id", "created_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    parent_id: Mapped[str | None] = mapped_column(
+        ForeignKey("groups.id"), nullable=True, index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ProvisioningToken(Base):
+    """One row per issued provisioning token (rainier), so that each can be used once."""
+
+    __tablename__ = "provisioning_tokens"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The device it provisioned, once used.
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class StreamLease(Base):
@@ -252,7 +300,8 @@ class Deployment(Base):
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     # Start of the drift window: creation, or the last restage.
     staged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    # When this deployment became its device's target (drifts of others are measured by it).
+    # When this deployment became its device's target (drifts of others are measured by it);
+    # everglades shows it as ``queued_at``.
     targeted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     deployed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     archived_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -27,6 +27,7 @@ from fleetconfig.server.agent_api.schemas import (
     ACTIVITY_STATUSES,
     ActivateDeviceRequest,
     PongRequest,
+    ProvisionDeviceRequest,
     ReportDeploymentsRequest,
     UpdateDeploymentRequest,
     UpdateDeviceRequest,
@@ -110,6 +111,24 @@ async def activate_device(request: Request) -> Response:
         await session.commit()
     # Streams of an earlier activation (a reactivated device) end now.
     await _push(request).end_sessions(device.id, device.session_id)
+    return json_response(render_device(device))
+
+
+@router.post(
+    "/devices/provision",
+    operation_id="agentProvisionDevice",
+    responses=responses(wire.AgentDevice, "The device (created if new), activating."),
+    openapi_extra=openapi_body(ProvisionDeviceRequest),
+)
+async def provision_device(request: Request) -> Response:
+    """With a provisioning token (rainier and later): create-or-activate by name."""
+    token = bearer_token(request)
+    body = await parse_body(request, ProvisionDeviceRequest)
+    async with database(request).session(write=True) as session:
+        device = await IdentityService(session, token_secret(request)).provision(
+            token, body, utcnow()
+        )
+        await session.commit()
     return json_response(render_device(device))
 
 

@@ -16,7 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fleetconfig.server.agent_api import repository
 from fleetconfig.server.agent_api.repository import InstanceSummary
 from fleetconfig.server.deployments.lifecycle import DeviceReport
-from fleetconfig.server.deployments.schemas import render_deployment
+from fleetconfig.server.deployments.repository import DeploymentFields
+from fleetconfig.server.deployments.schemas import (
+    render_deployment as render_platform_deployment,
+)
 from fleetconfig.server.devices.schemas import render_device as render_platform_device
 from fleetconfig.server.git_commits.schemas import render_git_commit
 from fleetconfig.server.kit.clock import isoformat
@@ -44,6 +47,15 @@ class ActivateDeviceRequest(BaseModel):
     public_key_pem: StrictStr
     agent_version: StrictStr
     name: StrictStr | None = None
+
+
+class ProvisionDeviceRequest(BaseModel):
+    """``POST /devices/provision`` with a provisioning token: the device of this name is
+    created, or activated if it exists and is not activated yet."""
+
+    public_key_pem: StrictStr
+    agent_version: StrictStr
+    name: StrictStr
 
 
 class UpdateDeviceRequest(BaseModel):
@@ -124,9 +136,25 @@ class PongRequest(BaseModel):
 # -- rendering ------------------------------------------------------------------------------
 
 
+# Fields of the Platform API's later versions that the agent API (v0.4) does not have.
+PLATFORM_ONLY_DEVICE_FIELDS = ("description", "group_id")
+PLATFORM_ONLY_DEPLOYMENT_FIELDS = ("parent_id", "queued_at", "deployed_at", "archived_at")
+
+
+def _without(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    for name in fields:
+        body.pop(name, None)
+    return body
+
+
+def render_deployment(row: Deployment | DeploymentFields) -> dict[str, Any]:
+    return _without(render_platform_deployment(row), PLATFORM_ONLY_DEPLOYMENT_FIELDS)
+
+
 def render_device(row: Device) -> dict[str, Any]:
     """The platform shape, plus the session the agent's tokens belong to."""
-    return {**render_platform_device(row), "session_id": row.session_id}
+    body = _without(render_platform_device(row), PLATFORM_ONLY_DEVICE_FIELDS)
+    return {**body, "session_id": row.session_id}
 
 
 def render_config_instance(row: InstanceSummary) -> dict[str, Any]:

@@ -14,6 +14,7 @@ import random
 from datetime import datetime
 
 import jwt
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +23,7 @@ from fleetconfig.server.agent_api import repository, tokens
 from fleetconfig.server.agent_api.repository import DeviceScope
 from fleetconfig.server.agent_api.schemas import (
     ActivateDeviceRequest,
+    ProvisionDeviceRequest,
     UpdateDeviceRequest,
 )
 from fleetconfig.server.agent_api.tokens import SessionClaims, TokenRejected
@@ -30,7 +32,8 @@ from fleetconfig.server.devices.service import DeviceService
 from fleetconfig.server.kit import ids
 from fleetconfig.server.kit.errors import Conflict, Unauthorized, ValidationFailed, not_found
 from fleetconfig.server.kit.validation import check_length
-from fleetconfig.server.models import Deployment, Device
+from fleetconfig.server.models import Deployment, Device, ProvisioningToken
+from fleetconfig.server.provisioning_tokens.tokens import decode_provisioning_token
 
 SESSION_PREFIX = "dvc_sess_"
 MAX_AGENT_VERSION_CHARS = 64
@@ -80,6 +83,50 @@ class IdentityService:
                 "device_already_activated",
                 device_id=device.id,
             )
+        return await self._bind(device, body, now)
+
+    async def provision(self, bearer: str, body: ProvisionDeviceRequest, now: datetime) -> Device:
+        """Spend a provisioning token (rainier): create the device of ``body.name``, or
+        activate the not yet activated device of that name, and bind the key to it."""
+        try:
+            claims = decode_provisioning_token(self.token_secret, bearer)
+        except jwt.ExpiredSignatureError:
+            raise Unauthorized(
+                "The provisioning token has expired", reason="expired_token"
+            ) from None
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+            raise Unauthorized(
+                "The provisioning token is not valid", reason="invalid_token"
+            ) from None
+        record = await self.session.get(ProvisioningToken, claims.token_id)
+        if record is None or record.workspace_id != claims.workspace_id:
+            raise Unauthorized("The provisioning token is not valid", reason="invalid_token")
+        if record.expires_at <= now:
+            raise Unauthorized("The provisioning token has expired", reason="expired_token")
+        devices = DeviceService(self.session, record.workspace_id)
+        existing = await devices.repository.get_by_name(body.name)
+        if existing is not None and existing.activated_at is not None:
+            raise Conflict(
+                f"Device {existing.id} ({body.name}) is already provisioned",
+                "device_already_activated",
+                device_id=existing.id,
+            )
+        # First, so that of two concurrent uses exactly one gets past this line.
+        used = await self.session.execute(
+            update(ProvisioningToken)
+            .where(ProvisioningToken.id == record.id, ProvisioningToken.used_at.is_(None))
+            .values(used_at=now)
+        )
+        if used.rowcount != 1:  # type: ignore[attr-defined]
+            raise Unauthorized("The provisioning token was already used", reason="token_used")
+        device = existing or await devices.create(body.name)
+        record.device_id = device.id
+        return await self._bind(device, body, now)
+
+    async def _bind(
+        self, device: Device, body: ActivateDeviceRequest | ProvisionDeviceRequest, now: datetime
+    ) -> Device:
+        """Bind the caller's public key to ``device`` and start a new session."""
         try:
             key = tokens.load_public_key(body.public_key_pem)
         except tokens.InvalidPublicKey as error:

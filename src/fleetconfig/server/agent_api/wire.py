@@ -14,13 +14,13 @@ from pydantic import Field
 
 from fleetconfig.server.config_instances.wire import BaseConfigInstance
 from fleetconfig.server.deployments.wire import BaseDeployment
-from fleetconfig.server.devices.wire import Device
+from fleetconfig.server.devices.wire import BaseDevice
 from fleetconfig.server.git_commits.wire import GitCommit
 from fleetconfig.server.kit.openapi import Absent, PaginatedList, ResponseModel, optional
 from fleetconfig.server.releases.wire import BaseRelease
 
 
-class AgentDevice(Device):
+class AgentDevice(BaseDevice):
     session_id: str | None = Field(
         description="The activation the device's tokens belong to (null before activation)."
     )

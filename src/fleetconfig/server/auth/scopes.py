@@ -12,6 +12,9 @@ RESOURCES = (
     "releases",
     "devices",
     "deployments",
+    # Everglades / rainier (API_VERSIONS.md section 3).
+    "groups",
+    "provisioning_tokens",
 )
 EXTRA_ACTIONS = {
     "devices": ("provision",),

@@ -60,6 +60,7 @@ async def list_config_instances(
         filter_param(query, "id"),
         filter_param(query, "config_schema_id"),
         filter_param(query, "config_type_id"),
+        filter_param(query, "slot_key"),
     )
     rows, has_more, total = await fetch_page(
         ctx.session, statement, ConfigInstance, page, order, with_total=expand.total_count
@@ -80,7 +81,7 @@ async def create_config_instance(
     expand = expand_param(request.query_params, "config_instance", is_list=False)
     body = await parse_body(request, CreateConfigInstanceRequest)
     row = await ConfigInstanceService(ctx.session, ctx.workspace_id).create(
-        body.config_schema_id, body.content.format, body.content.data
+        body.config_schema_id, body.content.format, body.content.data, body.slot_key
     )
     (rendered,) = await render_config_instances(ctx.session, [row], expand.tree)
     await ctx.commit()

@@ -32,13 +32,18 @@ class ConfigInstanceRepository(WorkspaceRepository[ConfigInstance]):
         return None if found is None else (found[0], found[1])
 
     def search(
-        self, ids: list[str], config_schema_ids: list[str], config_type_ids: list[str]
+        self,
+        ids: list[str],
+        config_schema_ids: list[str],
+        config_type_ids: list[str],
+        slot_keys: list[str] | None = None,
     ) -> Select[ConfigInstance]:
         return self.filtered(
             {
                 ConfigInstance.id: ids,
                 ConfigInstance.config_schema_id: config_schema_ids,
                 ConfigInstance.config_type_id: config_type_ids,
+                ConfigInstance.slot_key: slot_keys or [],
             }
         )
 

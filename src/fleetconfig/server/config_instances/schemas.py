@@ -18,13 +18,16 @@ from fleetconfig.server.models import ConfigInstance, ConfigType
 
 
 class InstanceContent(BaseModel):
-    format: Literal["json"]
+    """Every version's formats; which ones a version may send is the version table's."""
+
+    format: Literal["json", "yaml", "jsonc", "xml", "text"]
     data: str
 
 
 class CreateConfigInstanceRequest(BaseModel):
     config_schema_id: str
     content: InstanceContent
+    slot_key: str | None = None
 
 
 def render_config_instance(row: ConfigInstance, config_type: ConfigType) -> dict[str, Any]:
@@ -33,6 +36,7 @@ def render_config_instance(row: ConfigInstance, config_type: ConfigType) -> dict
         "id": row.id,
         "config_type_name": config_type.name,
         "filepath": row.filepath,
+        "slot_key": row.slot_key,
         "created_at": isoformat(row.created_at),
         "config_schema_id": row.config_schema_id,
         "config_type_id": row.config_type_id,

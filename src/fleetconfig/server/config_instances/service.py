@@ -1,8 +1,10 @@
-"""Rules of config instances: immutable; the content must be JSON valid against the schema
-(every violation is reported); the text is stored exactly as sent; file path and config type
-come from the schema."""
+"""Rules of config instances: immutable; the content (JSON, YAML or JSONC; XML and text for
+opaque schemas) must be valid against the schema (every violation is reported); the text is
+stored exactly as sent; the slot (hence the file path) and config type come from the schema."""
 
 from __future__ import annotations
+
+import json
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,6 +14,7 @@ from fleetconfig.server.config_schemas.documents import (
     DocumentError,
     off_loop_if_large,
     parse_json,
+    parse_jsonc,
     parse_yaml,
 )
 from fleetconfig.server.config_schemas.jsonschema_rules import (
@@ -47,17 +50,22 @@ class ConfigInstanceService:
             raise not_found("config instance", config_instance_id)
         return found
 
-    async def create(self, config_schema_id: str, format: str, data: str) -> ConfigInstance:
+    async def create(
+        self, config_schema_id: str, format: str, data: str, slot_key: str | None = None
+    ) -> ConfigInstance:
         schema = await ConfigSchemaRepository(self.session, self.workspace_id).get(config_schema_id)
         if schema is None:
             raise not_found("config schema", config_schema_id)
-        await self.check_content(schema, data)
+        slot = self._slot(schema, slot_key)
+        await self.check_content(schema, data, format)
         row = ConfigInstance(
             id=ids.new_id(ids.CONFIG_INSTANCE),
             workspace_id=self.workspace_id,
             config_schema_id=schema.id,
             config_type_id=schema.config_type_id,
-            filepath=schema.instance_filepath,
+            slot_key=str(slot["key"]),
+            # The agent writes each instance where its slot says.
+            filepath=str(slot["filepath"]),
             format=format,
             data=data,
         )
@@ -65,20 +73,58 @@ class ConfigInstanceService:
         await self.session.flush()
         return row
 
-    async def check_content(self, schema: ConfigSchema, data: str) -> None:
+    @staticmethod
+    def _slot(schema: ConfigSchema, slot_key: str | None) -> dict[str, object]:
+        """The slot the instance fills: the one named, or the schema's only one."""
+        keys = [str(slot["key"]) for slot in schema.instance_slots]
+        if slot_key is None:
+            if len(schema.instance_slots) == 1:
+                return schema.instance_slots[0]
+            # Versions before everglades cannot name a slot (decision 5).
+            raise ValidationFailed(
+                f"Config schema {schema.id} has several slots ({', '.join(keys)}): give "
+                "slot_key (API version 2026-08-17.everglades) to say which one this fills",
+                errors=[{"path": "/slot_key", "message": f"one of {', '.join(keys)}"}],
+                slots=keys,
+                available_from="2026-08-17.everglades",
+            )
+        for slot in schema.instance_slots:
+            if slot["key"] == slot_key:
+                return slot
+        raise ValidationFailed(
+            f"Config schema {schema.id} has no slot {slot_key!r} (its slots: {', '.join(keys)})",
+            errors=[{"path": "/slot_key", "message": f"one of {', '.join(keys)}"}],
+            slots=keys,
+        )
+
+    async def check_content(self, schema: ConfigSchema, data: str, format: str = "json") -> None:
         """Raise ``ValidationFailed`` listing every problem ``data`` has as content of ``schema``.
 
         Also used by the dashboard's editor to validate as the user types.
         """
         rules.check_text("/content/data", data)
+        if schema.language == rules.OPAQUE:
+            return  # an opaque schema regards every instance as valid
+        if format not in rules.VALIDATED_INSTANCE_FORMATS:
+            raise ValidationFailed(
+                f"A {schema.language} schema validates "
+                f"{', '.join(rules.VALIDATED_INSTANCE_FORMATS)} content, not {format}; "
+                f"{format} content needs an opaque schema",
+                errors=[{"path": "/content/format", "message": f"{format} is not validated"}],
+            )
+        parse = {"json": parse_json, "yaml": parse_yaml, "jsonc": parse_jsonc}[format]
+        label = {"json": "JSON", "yaml": "YAML", "jsonc": "JSONC"}[format]
         try:
-            instance = await off_loop_if_large(len(data), parse_json, data)
+            instance = await off_loop_if_large(len(data), parse, data)
         except DocumentError as error:
             raise ValidationFailed(
-                f"content.data is not valid JSON: {error}",
-                errors=[{"path": "", "message": f"not valid JSON: {error}"}],
+                f"content.data is not valid {label}: {error}",
+                errors=[{"path": "", "message": f"not valid {label}: {error}"}],
             ) from None
-        await self._validate(schema, data, instance)
+        # CUE reads JSON; YAML and JSONC are handed over as the JSON value they hold (the
+        # stored bytes stay exactly as sent).
+        as_json = data if format == "json" else json.dumps(instance)
+        await self._validate(schema, as_json, instance)
 
     async def _validate(self, schema: ConfigSchema, data: str, instance: object) -> None:
         if schema.language == rules.CUE:

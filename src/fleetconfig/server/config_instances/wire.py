@@ -10,13 +10,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
+from pydantic import Field
+
 from fleetconfig.server.config_schemas.wire import ConfigSchema
 from fleetconfig.server.config_types.wire import ConfigType
 from fleetconfig.server.kit.openapi import Absent, PaginatedList, ResponseModel, optional
 
 
 class InstanceContent(ResponseModel):
-    format: Literal["json"]
+    format: Literal["json", "yaml", "jsonc", "xml", "text"]
     data: str
 
 
@@ -33,6 +35,7 @@ class BaseConfigInstance(ResponseModel):
 
 
 class ConfigInstance(BaseConfigInstance):
+    slot_key: str = Field(description="The slot of its schema this instance fills.")
     content: InstanceContent | Absent = optional("Only with expand=content.")
     config_schema: ConfigSchema | Absent = optional(
         "Only with expand=config_schema (itself expandable: config_schema.documents, "

@@ -150,3 +150,53 @@ def parse_yaml(text: str) -> Any:
     value = documents[0]
     _check_json_value(value)
     return value
+
+
+def _strip_jsonc(text: str) -> str:
+    """JSON text from JSONC: comments (``//``, ``/* */``) become spaces (so that error
+    positions stay right) and a comma before a closing bracket is dropped."""
+    out: list[str] = []
+    index, length = 0, len(text)
+    in_string = False
+    while index < length:
+        char = text[index]
+        if in_string:
+            out.append(char)
+            if char == "\\" and index + 1 < length:
+                out.append(text[index + 1])
+                index += 1
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+            out.append(char)
+        elif text.startswith("//", index):
+            end = text.find("\n", index)
+            end = length if end == -1 else end
+            out.append(" " * (end - index))
+            index = end
+            continue
+        elif text.startswith("/*", index):
+            end = text.find("*/", index + 2)
+            if end == -1:
+                raise DocumentError("a /* comment is not closed")
+            out.append("".join(c if c == "\n" else " " for c in text[index : end + 2]))
+            index = end + 2
+            continue
+        elif char in "]}":
+            # Drop a trailing comma (only whitespace may separate it from the bracket).
+            back = len(out) - 1
+            while back >= 0 and not out[back].strip():
+                back -= 1
+            if back >= 0 and out[back] == ",":
+                out[back] = " "
+            out.append(char)
+        else:
+            out.append(char)
+        index += 1
+    return "".join(out)
+
+
+def parse_jsonc(text: str) -> Any:
+    """JSON with comments and trailing commas (JSONC), as strict as :func:`parse_json`."""
+    return parse_json(_strip_jsonc(text))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.api_versions import DEFAULT_INSTANCE_FORMAT_FROM_SCHEMA_FORMAT
 from fleetconfig.server.auth.context import Context, reading, writing
 from fleetconfig.server.config_schemas import wire
 from fleetconfig.server.config_schemas.schemas import (
@@ -61,6 +62,8 @@ async def create_config_schema(
 ) -> Response:
     expand = expand_param(request.query_params, "config_schema", is_list=False)
     body = await parse_body(request, CreateConfigSchemaRequest)
+    if DEFAULT_INSTANCE_FORMAT_FROM_SCHEMA_FORMAT.covers(ctx.version):
+        body = body.with_default_instance_format()
     row = await ConfigSchemaService(ctx.session, ctx.workspace_id).create(body)
     (rendered,) = await render_config_schemas(ctx.session, [row], expand.tree)
     await ctx.commit()

@@ -20,13 +20,14 @@ class ConfigSchemaRepository(WorkspaceRepository[ConfigSchema]):
     model = ConfigSchema
 
     async def find_same(
-        self, config_type_id: str, digest: str, instance_filepath: str
+        self, config_type_id: str, digest: str, slots_key: str
     ) -> ConfigSchema | None:
-        """The schema with this content, type and path, if one exists (get-or-create)."""
+        """The schema with this content, type, slots and instance format, if one exists
+        (get-or-create)."""
         statement = self.base().where(
             ConfigSchema.config_type_id == config_type_id,
             ConfigSchema.digest == digest,
-            ConfigSchema.instance_filepath == instance_filepath,
+            ConfigSchema.slots_key == slots_key,
         )
         return (await self.session.execute(statement)).scalar_one_or_none()
 

@@ -26,7 +26,20 @@ from fleetconfig.server.kit.validation import text_problem
 
 JSONSCHEMA = "jsonschema"
 CUE = "cue"
-FORMATS_BY_LANGUAGE: dict[str, tuple[str, ...]] = {JSONSCHEMA: ("json", "yaml"), CUE: ("cue",)}
+# Metadata only: every instance is valid (everglades).
+OPAQUE = "opaque"
+FORMATS_BY_LANGUAGE: dict[str, tuple[str, ...]] = {
+    JSONSCHEMA: ("json", "yaml"),
+    CUE: ("cue",),
+    OPAQUE: ("json", "yaml"),
+}
+INSTANCE_FORMATS = ("json", "yaml", "jsonc", "xml", "text")
+# The instance formats a validating language can read as a JSON value.
+VALIDATED_INSTANCE_FORMATS = ("json", "yaml", "jsonc")
+DEFAULT_SLOT_KEY = "default"
+_SLOT_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+MAX_SLOT_KEY_LENGTH = 128
+MAX_SLOTS = 100
 DEFAULT_INSTANCE_DIRECTORY = "/srv/miru/configs"
 # Kept well under PostgreSQL's btree entry limit: the path is part of a unique index.
 MAX_FILEPATH_BYTES = 1024
@@ -59,8 +72,8 @@ def check_language_format(language: str, format: str) -> None:
 
 
 def check_document_count(language: str, count: int) -> None:
-    if language == JSONSCHEMA and count != 1:
-        raise fail("/documents", "a jsonschema schema has exactly one document")
+    if language in (JSONSCHEMA, OPAQUE) and count != 1:
+        raise fail("/documents", f"a {language} schema has exactly one document")
     if count < 1:
         raise fail("/documents", "at least one document is required")
     if count > MAX_DOCUMENTS:
@@ -75,8 +88,92 @@ def check_document_name(path: str, name: str) -> None:
     check_text(path, name)
 
 
-def default_instance_filepath(slug: str) -> str:
-    return f"{DEFAULT_INSTANCE_DIRECTORY}/{slug}.json"
+def default_instance_filepath(slug: str, instance_format: str = "json") -> str:
+    extension = "yaml" if instance_format == "yaml" else "json"
+    return f"{DEFAULT_INSTANCE_DIRECTORY}/{slug}.{extension}"
+
+
+def format_of_filepath(filepath: str) -> str:
+    """The instance format a path's extension says (how tetons schemas get theirs)."""
+    return "yaml" if filepath.lower().endswith((".yaml", ".yml")) else "json"
+
+
+def default_slot(filepath: str) -> dict[str, object]:
+    return {
+        "key": DEFAULT_SLOT_KEY,
+        "name": "Default",
+        "filepath": filepath,
+        "required": True,
+        "description": None,
+    }
+
+
+def check_slots(slots: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The slots with their paths normalised; keys and paths unique within the schema."""
+    if not slots:
+        raise fail("/instance_slots", "at least one slot is required")
+    if len(slots) > MAX_SLOTS:
+        raise fail("/instance_slots", f"at most {MAX_SLOTS} slots are allowed")
+    checked: list[dict[str, object]] = []
+    keys: set[object] = set()
+    paths: set[str] = set()
+    for index, slot in enumerate(slots):
+        where = f"/instance_slots/{index}"
+        key = str(slot["key"])
+        if len(key) > MAX_SLOT_KEY_LENGTH or not _SLOT_KEY.match(key):
+            raise fail(
+                f"{where}/key",
+                "must be lowercase letters, digits, '_' and '-', start with a letter or digit, "
+                f"and be at most {MAX_SLOT_KEY_LENGTH} characters long",
+            )
+        if key in keys:
+            raise fail(f"{where}/key", f"slot key {key!r} is used twice")
+        name = str(slot["name"])
+        if not name.strip():
+            raise fail(f"{where}/name", "must not be empty")
+        check_text(f"{where}/name", name)
+        filepath = normalize_instance_filepath(str(slot["filepath"]), f"{where}/filepath")
+        if filepath in paths:
+            raise fail(f"{where}/filepath", f"{filepath} is the path of another slot")
+        description = slot.get("description")
+        if isinstance(description, str):
+            check_text(f"{where}/description", description)
+        keys.add(key)
+        paths.add(filepath)
+        checked.append(
+            {
+                "key": key,
+                "name": name,
+                "filepath": filepath,
+                "required": bool(slot["required"]),
+                "description": description,
+            }
+        )
+    return checked
+
+
+def single_filepath(slots: list[dict[str, object]]) -> str:
+    """The one path versions before everglades show: the ``default`` slot's, else the first
+    required slot's, else the first slot's."""
+    for slot in slots:
+        if slot["key"] == DEFAULT_SLOT_KEY:
+            return str(slot["filepath"])
+    for slot in slots:
+        if slot["required"]:
+            return str(slot["filepath"])
+    return str(slots[0]["filepath"])
+
+
+def slots_key(instance_format: str, slots: list[dict[str, object]]) -> str:
+    """Part of a schema's identity: the same content with other slots is another schema.
+    (Migration 0004 holds a frozen copy: change both or neither.)"""
+    canonical = json.dumps(
+        {"instance_format": instance_format, "slots": slots},
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def normalize_instance_filepath(value: str, path: str = "/instance_filepath") -> str:

@@ -46,13 +46,42 @@ class CreateConfigSchemaGitCommit(BaseModel):
     schema_filepaths: list[str]
 
 
+InstanceFormat = Literal["json", "yaml", "jsonc", "xml", "text"]
+
+
+class InstanceSlot(BaseModel):
+    key: str
+    name: str
+    filepath: str
+    required: bool
+    description: str | None = None
+
+
 class CreateConfigSchemaRequest(BaseModel):
+    """Every version's fields; which ones a version may send is the version table's."""
+
     config_type_ref: ConfigTypeRef
     instance_filepath: str | None = None
-    language: Literal["jsonschema", "cue"]
+    instance_slots: list[InstanceSlot] | None = None
+    instance_format: InstanceFormat | None = None
+    language: Literal["jsonschema", "cue", "opaque"]
     format: Literal["json", "yaml", "cue"]
     documents: list[CreateSchemaDocument]
     git_commit: CreateConfigSchemaGitCommit | None = None
+
+    def with_default_instance_format(self) -> CreateConfigSchemaRequest:
+        """Everglades: without slots or a format, instances take the schema's format (yaml
+        for a yaml document, else json), and so does the default slot's path."""
+        if self.instance_format is not None or self.instance_slots is not None:
+            return self
+        return self.model_copy(
+            update={"instance_format": "yaml" if self.format == "yaml" else "json"}
+        )
+
+
+def render_slot(slot: dict[str, Any]) -> dict[str, Any]:
+    # ``description`` is a string when present, never null.
+    return {key: value for key, value in slot.items() if value is not None}
 
 
 def render_config_schema(row: ConfigSchema, config_type: ConfigType) -> dict[str, Any]:
@@ -62,6 +91,8 @@ def render_config_schema(row: ConfigSchema, config_type: ConfigType) -> dict[str
         "digest": row.digest,
         "config_type_name": config_type.name,
         "instance_filepath": row.instance_filepath,
+        "instance_slots": [render_slot(slot) for slot in row.instance_slots],
+        "instance_format": row.instance_format,
         "created_at": isoformat(row.created_at),
         "updated_at": isoformat(row.updated_at),
         "config_type_id": row.config_type_id,

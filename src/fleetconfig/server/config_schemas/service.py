@@ -1,5 +1,5 @@
 """Rules of config schemas: immutable, identified by content (get-or-create by digest, config
-type and instance file path), validated by their language before they are stored."""
+type, instance slots and format), validated by their language before they are stored."""
 
 from __future__ import annotations
 
@@ -65,10 +65,9 @@ class ConfigSchemaService:
             cue.require_cue()
 
         config_type = await self._config_type(request.config_type_ref)
-        if request.instance_filepath is None:
-            instance_filepath = rules.default_instance_filepath(config_type.slug)
-        else:
-            instance_filepath = rules.normalize_instance_filepath(request.instance_filepath)
+        slots, instance_format = self._slots(request, config_type)
+        instance_filepath = rules.single_filepath(slots)
+        slots_key = rules.slots_key(instance_format, slots)
         git_commit_id = None
         if request.git_commit is not None:
             reference = request.git_commit.commit_ref
@@ -79,20 +78,20 @@ class ConfigSchemaService:
 
         if request.language == rules.CUE:
             digest = rules.cue_digest([document.data for document in request.documents])
-        else:
+        else:  # JSON Schema, or an opaque document (JSON or YAML, never checked further)
             data = request.documents[0].data
             parsed = await off_loop_if_large(
                 len(data), parse_json_schema_document, request.format, data
             )
             digest = rules.json_schema_digest(parsed)
 
-        existing = await self.repository.find_same(config_type.id, digest, instance_filepath)
+        existing = await self.repository.find_same(config_type.id, digest, slots_key)
         if existing is not None:
             return existing
 
         if request.language == rules.CUE:
             await self._check_cue(request)
-        else:
+        elif request.language == rules.JSONSCHEMA:
             size = len(request.documents[0].data)
             await off_loop_if_large(
                 size, self._check_json_schema, parsed, request.documents[0].name
@@ -105,6 +104,9 @@ class ConfigSchemaService:
             config_type_id=config_type.id,
             digest=digest,
             instance_filepath=instance_filepath,
+            instance_slots=slots,
+            instance_format=instance_format,
+            slots_key=slots_key,
             language=request.language,
             format=request.format,
             git_commit_id=git_commit_id,
@@ -131,11 +133,43 @@ class ConfigSchemaService:
                 self.session.add_all(documents)
                 await self.session.flush()
         except IntegrityError:
-            existing = await self.repository.find_same(config_type.id, digest, instance_filepath)
+            existing = await self.repository.find_same(config_type.id, digest, slots_key)
             if existing is None:
                 raise
             return existing
         return row
+
+    @staticmethod
+    def _slots(
+        request: CreateConfigSchemaRequest, config_type: ConfigType
+    ) -> tuple[list[dict[str, object]], str]:
+        """The schema's slots and instance format. Without slots: one required ``default``
+        slot at ``instance_filepath`` or the default path; without a format: the one the
+        (first) path's extension says, as before slots existed."""
+        if request.instance_slots is not None:
+            slots = rules.check_slots([slot.model_dump() for slot in request.instance_slots])
+        elif request.instance_filepath is not None:
+            slots = [
+                rules.default_slot(rules.normalize_instance_filepath(request.instance_filepath))
+            ]
+        else:
+            default = rules.default_instance_filepath(
+                config_type.slug, request.instance_format or "json"
+            )
+            slots = [rules.default_slot(default)]
+        instance_format = request.instance_format or rules.format_of_filepath(
+            str(slots[0]["filepath"])
+        )
+        if request.language != rules.OPAQUE and instance_format not in (
+            rules.VALIDATED_INSTANCE_FORMATS
+        ):
+            raise rules.fail(
+                "/instance_format",
+                f"a {request.language} schema's instances are "
+                f"{', '.join(rules.VALIDATED_INSTANCE_FORMATS)}; {instance_format} needs an "
+                "opaque schema",
+            )
+        return slots, instance_format
 
     async def _config_type(self, reference: ConfigTypeRef) -> ConfigType:
         repository = ConfigTypeRepository(self.session, self.workspace_id)

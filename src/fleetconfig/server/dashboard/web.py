@@ -44,7 +44,7 @@ from fleetconfig.server.deployments.lifecycle import derived_status
 from fleetconfig.server.kit.clock import isoformat, utcnow
 from fleetconfig.server.kit.errors import APIError, InvalidRequest
 from fleetconfig.server.kit.validation import text_problem
-from fleetconfig.server.kit.versions import LATEST
+from fleetconfig.server.kit.versions import TETONS
 from fleetconfig.server.services import services
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -183,7 +183,7 @@ async def _user(request: Request, *, write: bool) -> AsyncIterator[User]:
         principal,
         session,
     ):
-        ctx = Context(request=request, session=session, principal=principal, version=LATEST)
+        ctx = Context(request=request, session=session, principal=principal, version=TETONS)
         yield _remember(request, User(ctx, expected_csrf))
 
 

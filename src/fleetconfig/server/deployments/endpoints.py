@@ -12,12 +12,13 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.api_versions import PARENT_ID_IS_EXPECTED_TARGET
 from fleetconfig.server.auth.context import Context, authorized, reading, writing
 from fleetconfig.server.auth.principal import Principal
 from fleetconfig.server.deployments import scopes, wire
 from fleetconfig.server.deployments.bulk import Action, BulkSelectionRequest, BulkStageRequest
 from fleetconfig.server.deployments.lifecycle import (
-    PLATFORM_ACTIVITY_STATUSES,
+    ActivityStatus,
     ErrorStatus,
     TargetStatus,
 )
@@ -68,7 +69,8 @@ async def list_deployments(
     statement = repository.search(
         ids=filter_param(query, "id"),
         target_statuses=enum_filter(query, "target_status", TargetStatus),
-        activity_statuses=enum_filter(query, "activity_status", PLATFORM_ACTIVITY_STATUSES),
+        # ``removing`` only from rainier on: the version gate refuses it before.
+        activity_statuses=enum_filter(query, "activity_status", ActivityStatus),
         error_statuses=enum_filter(query, "error_status", ErrorStatus),
         device_ids=filter_param(query, "device_id"),
         release_ids=filter_param(query, "release_id"),
@@ -90,6 +92,7 @@ async def create_deployment(
     request: Request, ctx: Context = writing("deployments:write")
 ) -> Response:
     body = await parse_body(request, CreateDeploymentRequest)
+    body.parent_means_expected_target(PARENT_ID_IS_EXPECTED_TARGET.covers(ctx.version))
     ctx.principal.require(*scopes.creating(body.target_status))  # the body says which
     expand_param(request.query_params, "deployment", is_list=False)  # refuse a bad one first
     row = await DeploymentService.of(ctx).create(body)

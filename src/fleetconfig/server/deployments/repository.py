@@ -40,6 +40,10 @@ class DeploymentFields(NamedTuple):
     release_id: str
     created_at: datetime
     updated_at: datetime
+    parent_id: str | None
+    targeted_at: datetime | None
+    deployed_at: datetime | None
+    archived_at: datetime | None
 
 
 # Built once, compiled once for the driver (``Database.fetch``, decision 0005).

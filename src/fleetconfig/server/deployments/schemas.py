@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Literal
 
-from pydantic import BaseModel, StrictStr
+from pydantic import BaseModel, PrivateAttr, StrictStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
@@ -13,7 +13,7 @@ from sqlalchemy.orm import defer
 from fleetconfig.server.config_instances.schemas import render_config_instances
 from fleetconfig.server.deployments.lifecycle import derived_status
 from fleetconfig.server.deployments.repository import DeploymentFields
-from fleetconfig.server.devices.schemas import render_device
+from fleetconfig.server.devices.schemas import render_devices
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.params import Expand
 from fleetconfig.server.models import (
@@ -33,6 +33,22 @@ class CreateDeploymentRequest(BaseModel):
     device_id: StrictStr
     config_instance_ids: list[StrictStr]
     parent_id: StrictStr | None = None
+    # Not read from the body: set at the HTTP edge from the API version (decision 6). When
+    # true, ``parent_id`` is the caller's expectation of the device's current target (sent
+    # as null: no target), checked with a 409; left out, it is filled with that target.
+    _parent_is_expected_target: bool = PrivateAttr(default=False)
+
+    def parent_means_expected_target(self, value: bool) -> CreateDeploymentRequest:
+        self._parent_is_expected_target = value
+        return self
+
+    @property
+    def parent_is_expected_target(self) -> bool:
+        return self._parent_is_expected_target
+
+    def expects_target(self) -> bool:
+        """Whether the caller stated an expectation (``parent_id`` sent, even as null)."""
+        return self._parent_is_expected_target and "parent_id" in self.model_fields_set
 
 
 def render_deployment(row: Deployment | DeploymentFields) -> dict[str, Any]:
@@ -48,6 +64,11 @@ def render_deployment(row: Deployment | DeploymentFields) -> dict[str, Any]:
         "release_id": row.release_id,
         "created_at": isoformat(row.created_at),
         "updated_at": isoformat(row.updated_at),
+        "parent_id": row.parent_id,
+        # Queued when it became the device's target.
+        "queued_at": isoformat(row.targeted_at),
+        "deployed_at": isoformat(row.deployed_at),
+        "archived_at": isoformat(row.archived_at),
     }
 
 
@@ -83,14 +104,32 @@ async def render_deployments(
         return rendered
     if "device" in expand:
         device_ids = {row.device_id for row in rows}
+        device_rows = list(
+            (await session.execute(select(Device).where(Device.id.in_(device_ids)))).scalars()
+        )
         devices = {
-            device.id: render_device(device)
-            for device in (
-                await session.execute(select(Device).where(Device.id.in_(device_ids)))
-            ).scalars()
+            body["id"]: body
+            for body in await render_devices(session, device_rows, expand["device"])
         }
         for row, body in zip(rows, rendered, strict=True):
             body["device"] = devices[row.device_id]
+    if "parent" in expand:
+        parent_ids = {row.parent_id for row in rows if row.parent_id}
+        parent_rows = (
+            list(
+                (
+                    await session.execute(select(Deployment).where(Deployment.id.in_(parent_ids)))
+                ).scalars()
+            )
+            if parent_ids
+            else []
+        )
+        parents = {
+            body["id"]: body
+            for body in await render_deployments(session, parent_rows, expand["parent"])
+        }
+        for row, body in zip(rows, rendered, strict=True):
+            body["parent"] = parents.get(row.parent_id) if row.parent_id else None
     if "release" in expand:
         release_ids = {row.release_id for row in rows}
         releases = list(

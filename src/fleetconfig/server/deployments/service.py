@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.exc import DBAPIError
 
 from fleetconfig.server.auth.context import Context
+from fleetconfig.server.config_schemas.repository import config_schemas_by_id
 from fleetconfig.server.deployments import lifecycle
 from fleetconfig.server.deployments.bulk import (
     Action,
@@ -113,8 +114,13 @@ class DeploymentService:
         if release is None:
             raise not_found("release", request.release_id)
         await self._check_config_instances(release, request.config_instance_ids)
-        parent = await self._parent(request.parent_id, device)
         rows = await self.bulk.rows([device.id])
+        parent: Deployment | None = None
+        if request.parent_is_expected_target:
+            parent_id = self._expected_target(request, device, _current(rows))
+        else:
+            parent = await self._parent(request.parent_id, device)
+            parent_id = parent.id if parent is not None else None
         deploying = request.target_status == TargetStatus.DEPLOYED
         self._check_release(device.id, release, _current(rows), deploying=deploying)
 
@@ -134,7 +140,7 @@ class DeploymentService:
             workspace_id=self.workspace_id,
             device_id=device.id,
             release_id=release.id,
-            parent_id=parent.id if parent is not None else None,
+            parent_id=parent_id,
             description=request.description,
             created_at=now,
         )
@@ -150,7 +156,9 @@ class DeploymentService:
         return deployment
 
     async def _check_config_instances(self, release: Release, instance_ids: Sequence[str]) -> None:
-        """Exactly one instance per schema of the release, and nothing else (422 otherwise)."""
+        """The slot rules (every version, decision 5): every required slot of the release's
+        schemas filled, at most one instance per slot, and nothing else (422 otherwise). For
+        one-slot schemas this is "exactly one instance per schema", as tetons says."""
         found = await self.repository.config_instances(instance_ids)
         unknown = [
             instance_id for instance_id in dict.fromkeys(instance_ids) if instance_id not in found
@@ -160,25 +168,32 @@ class DeploymentService:
                 f"No config instance with id {', '.join(unknown)}", id=unknown[0], ids=unknown
             )
         schema_ids = await self.repository.release_schema_ids(release.id)
-        wanted = set(schema_ids)
+        schemas = await config_schemas_by_id(self.session, schema_ids)
         given: list[ConfigInstance] = [found[instance_id] for instance_id in instance_ids]
-        per_schema = Counter(instance.config_schema_id for instance in given)
+        per_slot = Counter((instance.config_schema_id, instance.slot_key) for instance in given)
         errors: list[dict[str, str]] = []
-        missing = [schema_id for schema_id in schema_ids if schema_id not in per_schema]
-        for schema_id in missing:
-            errors.append(
-                {
-                    "path": "/config_instance_ids",
-                    "message": f"no config instance of schema {schema_id}, "
-                    f"which release {release.version} requires",
-                }
-            )
+        missing: list[str] = []
+        for schema_id in schema_ids:
+            slots = schemas[schema_id].instance_slots
+            for slot in slots:
+                if not slot["required"] or (schema_id, slot["key"]) in per_slot:
+                    continue
+                missing.append(schema_id)
+                where = "" if len(slots) == 1 else f"for required slot {slot['key']} "
+                errors.append(
+                    {
+                        "path": "/config_instance_ids",
+                        "message": f"no config instance {where}of schema {schema_id}, "
+                        f"which release {release.version} requires",
+                    }
+                )
         extra: list[str] = []
         duplicate: list[str] = []
-        reported_duplicates: set[str] = set()
+        reported_duplicates: set[tuple[str, str]] = set()
         for index, instance in enumerate(given):
             schema_id = instance.config_schema_id
-            if schema_id not in wanted:
+            slot_of = (schema_id, instance.slot_key)
+            if schema_id not in schemas:
                 extra.append(schema_id)
                 errors.append(
                     {
@@ -187,25 +202,48 @@ class DeploymentService:
                         f"which is not part of release {release.version}",
                     }
                 )
-            elif per_schema[schema_id] > 1 and schema_id not in reported_duplicates:
-                reported_duplicates.add(schema_id)
+            elif per_slot[slot_of] > 1 and slot_of not in reported_duplicates:
+                reported_duplicates.add(slot_of)
                 duplicate.append(schema_id)
-                errors.append(
-                    {
-                        "path": f"/config_instance_ids/{index}",
-                        "message": f"{per_schema[schema_id]} config instances of schema "
-                        f"{schema_id}; a deployment has exactly one per schema",
-                    }
-                )
+                if len(schemas[schema_id].instance_slots) == 1:
+                    message = (
+                        f"{per_slot[slot_of]} config instances of schema {schema_id}; "
+                        "a deployment has exactly one per schema"
+                    )
+                else:
+                    message = (
+                        f"{per_slot[slot_of]} config instances for slot {instance.slot_key} of "
+                        f"schema {schema_id}; a deployment has at most one per slot"
+                    )
+                errors.append({"path": f"/config_instance_ids/{index}", "message": message})
         if errors:
             raise ValidationFailed(
-                f"The config instances do not match release {release.version}: it needs exactly "
-                "one instance of each of its schemas and nothing else",
+                f"The config instances do not match release {release.version}: it needs one "
+                "instance for each required slot of its schemas (exactly one of each one-slot "
+                "schema), at most one per slot, and nothing else",
                 errors=errors,
-                missing_config_schema_ids=missing,
+                missing_config_schema_ids=list(dict.fromkeys(missing)),
                 extra_config_schema_ids=list(dict.fromkeys(extra)),
-                duplicate_config_schema_ids=duplicate,
+                duplicate_config_schema_ids=list(dict.fromkeys(duplicate)),
             )
+
+    @staticmethod
+    def _expected_target(
+        request: CreateDeploymentRequest, device: Device, current: Row | None
+    ) -> str | None:
+        """``parent_id`` as a concurrency token (everglades): the device's target now, which
+        must be what the caller expected when it said (409 otherwise: retrying cannot help)."""
+        current_id = current.id if current is not None else None
+        if request.expects_target() and request.parent_id != current_id:
+            expected = request.parent_id or "no target"
+            raise Conflict(
+                f"Device {device.id}'s current target is {current_id or 'none'}, not {expected}",
+                "target_changed",
+                device_id=device.id,
+                parent_id=request.parent_id,
+                current_target_id=current_id,
+            )
+        return current_id
 
     async def _parent(self, parent_id: str | None, device: Device) -> Deployment | None:
         if parent_id is None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import Field
+
 from fleetconfig.server.config_instances.wire import ConfigInstance
 from fleetconfig.server.deployments.lifecycle import ErrorStatus, TargetStatus
-from fleetconfig.server.devices.wire import Device
+from fleetconfig.server.devices.wire import Device, DeviceList
 from fleetconfig.server.kit.openapi import Absent, PaginatedList, ResponseModel, optional
 from fleetconfig.server.releases.wire import Release
 
@@ -42,6 +44,22 @@ class BaseDeployment(ResponseModel):
 
 
 class Deployment(BaseDeployment):
+    """Every version's fields; each version's document shows its own (see api_versions)."""
+
+    # The Platform API also shows ``removing`` (from rainier on).
+    status: Literal[  # type: ignore[assignment]
+        "drifted", "staged", "queued", "deployed", "archived", "failed", "retrying", "removing"
+    ]
+    activity_status: Literal[  # type: ignore[assignment]
+        "drifted", "staged", "queued", "deployed", "archived", "removing"
+    ]
+    parent_id: str | None = Field(
+        description="Everglades: the device's target when this deployment was created."
+    )
+    queued_at: datetime | None
+    deployed_at: datetime | None
+    archived_at: datetime | None
+    parent: Deployment | Absent | None = optional("Only with expand=parent.")
     device: Device | Absent = optional("Only with expand=device.")
     release: Release | Absent = optional(
         "Only with expand=release (itself expandable: release.config_schemas, ...)."
@@ -54,6 +72,11 @@ class Deployment(BaseDeployment):
 
 class DeploymentList(PaginatedList):
     data: list[Deployment]
+
+
+# Devices embed their current deployment and release (see devices.wire).
+Device.model_rebuild(_types_namespace={"Deployment": Deployment, "Release": Release})
+DeviceList.model_rebuild(_types_namespace={"Deployment": Deployment, "Release": Release})
 
 
 class BulkItemError(ResponseModel):

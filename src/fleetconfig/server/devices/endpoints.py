@@ -12,16 +12,19 @@ from fleetconfig.server.devices.schemas import (
     IssueActivationTokenRequest,
     PingDeviceRequest,
     UpdateDeviceRequest,
-    render_device,
+    render_devices,
 )
 from fleetconfig.server.devices.service import MAX_PING_TIMEOUT_NANOS, DeviceService
 from fleetconfig.server.expansions import expand_param
+from fleetconfig.server.groups.schemas import SetDeviceGroupRequest
+from fleetconfig.server.groups.service import GroupService
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.errors import InvalidRequest
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import (
+    enum_filter,
     filter_param,
     list_envelope,
     order_by_param,
@@ -31,6 +34,8 @@ from fleetconfig.server.models import Device
 from fleetconfig.server.services import services
 
 router = APIRouter(prefix="/devices", tags=["Devices"])
+SORTABLE = ("id", "created_at", "status")
+STATUSES = ("inactive", "activating", "online", "offline", "archived")
 
 
 @router.post(
@@ -42,10 +47,12 @@ router = APIRouter(prefix="/devices", tags=["Devices"])
 async def create_device(
     request: Request, ctx: Context = writing(("devices:write", "devices:provision"))
 ) -> Response:
+    expand = expand_param(request.query_params, "device", is_list=False)
     body = await parse_body(request, CreateDeviceRequest)
     row = await DeviceService(ctx.session, ctx.workspace_id).create(body.name)
+    (rendered,) = await render_devices(ctx.session, [row], expand.tree)
     await ctx.commit()
-    return json_response(render_device(row))
+    return json_response(rendered)
 
 
 @router.get(
@@ -55,24 +62,33 @@ async def list_devices(
     request: Request, ctx: Context = reading(("devices:read", "devices:provision"))
 ) -> Response:
     query = request.query_params
-    page, order = page_param(query), order_by_param(query)
+    page, order = page_param(query), order_by_param(query, SORTABLE)
     expand = expand_param(query, "device", is_list=True)
     statement = DeviceService(ctx.session, ctx.workspace_id).repository.search(
-        filter_param(query, "id"), filter_param(query, "name"), filter_param(query, "agent_version")
+        filter_param(query, "id"),
+        filter_param(query, "name"),
+        filter_param(query, "agent_version"),
+        group_ids=filter_param(query, "group_id"),
+        statuses=enum_filter(query, "status", STATUSES),
+        current_release_ids=filter_param(query, "current_release_id"),
     )
     rows, has_more, total = await fetch_page(
         ctx.session, statement, Device, page, order, with_total=expand.total_count
     )
-    return json_response(list_envelope([render_device(row) for row in rows], page, has_more, total))
+    data = await render_devices(ctx.session, rows, expand.tree)
+    return json_response(list_envelope(data, page, has_more, total))
 
 
 @router.get(
     "/{device_id}", operation_id="getDevice", responses=responses(wire.Device, "The device.")
 )
-async def get_device(device_id: str, ctx: Context = reading("devices:read")) -> Response:
-    return json_response(
-        render_device(await DeviceService(ctx.session, ctx.workspace_id).get(device_id))
-    )
+async def get_device(
+    device_id: str, request: Request, ctx: Context = reading("devices:read")
+) -> Response:
+    expand = expand_param(request.query_params, "device", is_list=False)
+    row = await DeviceService(ctx.session, ctx.workspace_id).get(device_id)
+    (rendered,) = await render_devices(ctx.session, [row], expand.tree)
+    return json_response(rendered)
 
 
 @router.patch(
@@ -84,10 +100,35 @@ async def get_device(device_id: str, ctx: Context = reading("devices:read")) -> 
 async def update_device(
     device_id: str, request: Request, ctx: Context = writing("devices:write")
 ) -> Response:
+    expand = expand_param(request.query_params, "device", is_list=False)
     body = await parse_body(request, UpdateDeviceRequest)
     row = await DeviceService(ctx.session, ctx.workspace_id).rename(device_id, body.name)
+    (rendered,) = await render_devices(ctx.session, [row], expand.tree)
     await ctx.commit()
-    return json_response(render_device(row))
+    return json_response(rendered)
+
+
+@router.post(
+    "/{device_id}/group",
+    operation_id="setDeviceGroup",
+    responses=responses(wire.Device, "The device, in its new group (or in none)."),
+    openapi_extra=openapi_body(SetDeviceGroupRequest),
+    summary="Extension: put a device in a group",
+)
+async def set_device_group(
+    device_id: str, request: Request, ctx: Context = writing("devices:write", "groups:read")
+) -> Response:
+    """Extension (everglades): the API has no operation that puts a device in a group
+    (decision 10); this one does, for the dashboard and the CLI. ``group_id: null`` takes
+    the device out of its group."""
+    expand = expand_param(request.query_params, "device", is_list=False)
+    body = await parse_body(request, SetDeviceGroupRequest)
+    row = await GroupService(ctx.session, ctx.workspace_id).set_device_group(
+        device_id, body.group_id
+    )
+    (rendered,) = await render_devices(ctx.session, [row], expand.tree)
+    await ctx.commit()
+    return json_response(rendered)
 
 
 @router.post(

@@ -7,15 +7,37 @@ activation-token and ping endpoints render; responses are never built from them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from fleetconfig.protocol import DeviceStatus
 from fleetconfig.server.kit.openapi import Absent, PaginatedList, ResponseModel, optional
 
+if TYPE_CHECKING:
+    # A device embeds its current deployment and release, which embed devices: the models
+    # are completed by ``deployments.wire`` (``model_rebuild``) once both exist.
+    from fleetconfig.server.deployments.wire import Deployment
+    from fleetconfig.server.releases.wire import Release
 
-class Device(ResponseModel):
+
+class Group(ResponseModel):
+    object: Literal["group"]
+    id: str
+    name: str
+    parent_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    parent: Group | Absent | None = optional("Only with expand=parent; null for a top group.")
+
+
+class GroupList(PaginatedList):
+    data: list[Group]
+
+
+class BaseDevice(ResponseModel):
+    """The fields of every device, whatever API renders it."""
+
     object: Literal["device"]
     id: str
     name: str
@@ -25,6 +47,22 @@ class Device(ResponseModel):
     last_disconnected_at: datetime | None
     created_at: datetime
     updated_at: datetime
+
+
+class Device(BaseDevice):
+    """Every version's fields; each version's document shows its own (see api_versions)."""
+
+    description: str | None
+    group_id: str | None
+    group: Group | Absent | None = optional("Only with expand=group; null when in no group.")
+    current_deployment: Deployment | Absent | None = optional(
+        "The device's target deployment; only with expand=current_deployment (null: none)."
+    )
+    current_release: Release | Absent | None = optional(
+        "The release of the device's target; only with expand=current_release (null: none)."
+    )
+    # Everglades shows archived devices as such (``inactive`` before).
+    status: Literal["inactive", "activating", "online", "offline", "archived"]  # type: ignore[assignment]
 
 
 class DeviceList(PaginatedList):

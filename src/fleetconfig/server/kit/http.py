@@ -7,6 +7,8 @@ Bodies are parsed as JSON whatever ``Content-Type`` says (the official client se
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Any, TypeVar
 
 from fastapi import Request
@@ -19,6 +21,13 @@ from fleetconfig.server.kit.validation import check_storable_body
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
+# How the request being served shows what renderers produce, and what it may send: set per
+# request by the Platform API's version gate (``api_versions.check_request``), cleared by the
+# middleware at the start of every request. Renderers produce one superset shape; each API
+# version is a view of it, applied here to every JSON answer of the request.
+response_view: ContextVar[Callable[[Any], Any] | None] = ContextVar("response_view", default=None)
+body_check: ContextVar[Callable[[Any], None] | None] = ContextVar("body_check", default=None)
+
 
 def dump_json(body: Any) -> bytes:
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
@@ -27,6 +36,9 @@ def dump_json(body: Any) -> bytes:
 def json_response(
     body: Any, status_code: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
+    shown = response_view.get()
+    if shown is not None:
+        body = shown(body)
     return Response(
         dump_json(body), status_code=status_code, media_type="application/json", headers=headers
     )
@@ -65,6 +77,9 @@ async def parse_body(request: Request, model: type[ModelT]) -> ModelT:
     data = await read_json_body(request)
     if not isinstance(data, dict):
         raise InvalidRequest("The request body must be a JSON object")
+    check = body_check.get()
+    if check is not None:
+        check(data)  # input the caller's API version lacks is refused, never ignored
     try:
         return model.model_validate(data)
     except ValidationError as error:

@@ -12,7 +12,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fleetconfig.server.kit.errors import APIError, InvalidRequest, PayloadTooLarge
-from fleetconfig.server.kit.http import dump_json
+from fleetconfig.server.kit.http import body_check, dump_json, response_view
 from fleetconfig.server.kit.versions import (
     AGENT_API_PREFIX,
     AGENT_API_VERSION,
@@ -42,6 +42,10 @@ class APIMiddleware:
         request_id = (_header(scope, b"x-request-id") or "")[:128] or f"req_{uuid.uuid4().hex}"
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
+        # A new request starts with no version view (an in-process client such as the tests'
+        # runs every request in one task, so one request's view must not reach the next).
+        response_view.set(None)
+        body_check.set(None)
         served_version = AGENT_API_VERSION if scope["path"].startswith(AGENT_API_PREFIX) else LATEST
 
         async def send_with_headers(message: Message) -> None:

@@ -82,7 +82,9 @@ class OrderBy:
 SORTABLE_FIELDS = ("id", "created_at")
 
 
-def order_by_param(query: QueryParams) -> list[OrderBy]:
+def order_by_param(
+    query: QueryParams, sortable: tuple[str, ...] = SORTABLE_FIELDS
+) -> list[OrderBy]:
     """``field[:asc|desc]`` items; a bare field sorts descending; default ``created_at:desc``.
 
     ``id`` is appended as a tie-break so that pages never skip or repeat rows.
@@ -91,11 +93,11 @@ def order_by_param(query: QueryParams) -> list[OrderBy]:
     orders: list[OrderBy] = []
     for item in items:
         field, _, direction = item.partition(":")
-        if field not in SORTABLE_FIELDS or direction not in ("", "asc", "desc"):
+        if field not in sortable or direction not in ("", "asc", "desc"):
             raise InvalidRequest(
                 f"Invalid order_by value {item!r}",
                 parameter="order_by",
-                allowed=[f"{f}:{d}" for f in SORTABLE_FIELDS for d in ("asc", "desc")],
+                allowed=[f"{f}:{d}" for f in sortable for d in ("asc", "desc")],
             )
         if any(existing.field == field for existing in orders):
             continue

@@ -16,6 +16,15 @@ _PG_MIGRATION_LOCK = 7206123
 
 
 def _run(connection: Connection) -> None:
+    if connection.dialect.name == "sqlite":
+        # SQLite changes a table by copying it to a new one (batch mode); with foreign keys
+        # enforced, dropping the old copy of a referenced table fails. The switch only takes
+        # effect outside a transaction, hence on the driver's connection before SQLAlchemy
+        # begins one; this engine is disposed after migrating, and every connection the
+        # server opens enforces them again (``kit.db``).
+        cursor = connection.connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=OFF")
+        cursor.close()
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,

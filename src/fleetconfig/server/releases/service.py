@@ -90,12 +90,17 @@ class ReleaseService:
             if same_type is not None:
                 message = f"{schema_id} has the same config type as {same_type}"
                 errors.append({"path": path, "message": message})
-            same_file = path_owner.get(schema.instance_filepath)
-            if same_file is not None:
-                message = f"{schema_id} writes to the same file as {same_file}"
-                errors.append({"path": path, "message": message})
+            # Slot paths are unique across the release: two instances never share a file.
+            for slot in schema.instance_slots:
+                filepath = str(slot["filepath"])
+                same_file = path_owner.get(filepath)
+                if same_file is not None:
+                    message = f"{schema_id} writes to the same file as {same_file} ({filepath})"
+                    errors.append({"path": path, "message": message})
+                    break
             type_owner.setdefault(schema.config_type_id, schema_id)
-            path_owner.setdefault(schema.instance_filepath, schema_id)
+            for slot in schema.instance_slots:
+                path_owner.setdefault(str(slot["filepath"]), schema_id)
         if errors:
             raise ValidationFailed(
                 "The release's config schemas are not a valid set", errors=errors

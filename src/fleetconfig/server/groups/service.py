@@ -1,0 +1,128 @@
+"""Rules of groups: names unique in the workspace, a tree (a group never moves under itself
+or one of its descendants), and the extension that puts a device in a group."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleetconfig.server.devices.repository import DeviceRepository
+from fleetconfig.server.kit import ids
+from fleetconfig.server.kit.clock import utcnow
+from fleetconfig.server.kit.errors import Conflict, ValidationFailed, not_found
+from fleetconfig.server.kit.repository import WorkspaceRepository
+from fleetconfig.server.kit.validation import text_problem
+from fleetconfig.server.models import Device, Group
+
+MAX_NAME_LENGTH = 255
+
+
+class GroupRepository(WorkspaceRepository[Group]):
+    model = Group
+
+    async def get(self, group_id: str) -> Group | None:
+        return await self.get_by(Group.id, group_id)
+
+    async def parent_ids(self, group_ids: set[str]) -> dict[str, str | None]:
+        statement = select(Group.id, Group.parent_id).where(
+            Group.workspace_id == self.workspace_id, Group.id.in_(group_ids)
+        )
+        return {row.id: row.parent_id for row in (await self.session.execute(statement)).all()}
+
+
+def _check_name(name: str) -> str:
+    stripped = name.strip()
+    problem = text_problem(name)
+    if not stripped or len(stripped) > MAX_NAME_LENGTH or problem is not None:
+        message = problem or f"must be 1 to {MAX_NAME_LENGTH} characters long"
+        raise ValidationFailed(f"name: {message}", errors=[{"path": "/name", "message": message}])
+    return stripped
+
+
+class GroupService:
+    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
+        self.session = session
+        self.workspace_id = workspace_id
+        self.repository = GroupRepository(session, workspace_id)
+
+    async def get(self, group_id: str) -> Group:
+        row = await self.repository.get(group_id)
+        if row is None:
+            raise not_found("group", group_id)
+        return row
+
+    async def create(self, name: str, parent_id: str | None) -> Group:
+        if parent_id is not None:
+            await self.get(parent_id)
+        now = utcnow()
+        row = Group(
+            id=ids.new_id(ids.GROUP),
+            workspace_id=self.workspace_id,
+            name=_check_name(name),
+            parent_id=parent_id,
+            created_at=now,
+            updated_at=now,
+        )
+        await self._flush_named(row)
+        return row
+
+    async def rename(self, group_id: str, name: str | None) -> Group:
+        row = await self.get(group_id)
+        if name is not None and _check_name(name) != row.name:
+            row.name = _check_name(name)
+            row.updated_at = utcnow()
+            await self._flush_named(row)
+        return row
+
+    async def move(self, group_id: str, parent_id: str | None) -> Group:
+        row = await self.get(group_id)
+        if parent_id is not None:
+            await self.get(parent_id)
+            await self._check_not_below(group_id, parent_id)
+        if row.parent_id != parent_id:
+            row.parent_id = parent_id
+            row.updated_at = utcnow()
+            await self.session.flush()
+        return row
+
+    async def _check_not_below(self, group_id: str, new_parent_id: str) -> None:
+        """Walk up from the new parent: meeting the group itself would make a cycle."""
+        current: str | None = new_parent_id
+        seen: set[str] = set()
+        while current is not None and current not in seen:
+            if current == group_id:
+                raise Conflict(
+                    f"Group {group_id} cannot move under {new_parent_id}: that is the group "
+                    "itself or one of its descendants",
+                    "group_cycle",
+                    group_id=group_id,
+                    parent_id=new_parent_id,
+                )
+            seen.add(current)
+            current = (await self.repository.parent_ids({current})).get(current)
+
+    async def _flush_named(self, row: Group) -> None:
+        try:
+            async with self.session.begin_nested():
+                self.session.add(row)
+                await self.session.flush()
+        except IntegrityError:
+            raise Conflict(
+                f"A group named {row.name!r} already exists", "name_taken", name=row.name
+            ) from None
+
+    async def set_device_group(self, device_id: str, group_id: str | None) -> Device:
+        """Extension: put a device in a group (or in none). A device is in at most one."""
+        device = await DeviceRepository(self.session, self.workspace_id).get(
+            device_id, for_update=True
+        )
+        if device is None:
+            raise not_found("device", device_id)
+        if group_id is not None:
+            await self.get(group_id)
+        if device.group_id != group_id:
+            device.group_id = group_id
+            device.updated_at = utcnow()
+            await self.session.flush()
+        return device
