@@ -1,8 +1,9 @@
 """One virtual environment per official Platform SDK release, so that each release is tested
 as its users install it (the project's own environment holds 0.9.0).
 
-Environments are made once, in ``.sdk-venvs/`` at the repository root (ignored by git), and
-reused; making one installs ``miru-platform-sdk==<version>`` with pip (about a minute).
+Environments are made once by ``scripts/sdk-venv``, in ``.sdk-venvs/`` at the repository root
+(ignored by git), and reused; making one installs ``miru-platform-sdk==<version>`` with pip
+(about a minute).
 """
 
 from __future__ import annotations
@@ -10,26 +11,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests import device_sdk
+
 JOURNEYS = Path(__file__).with_name("sdk_journeys")
 
 
 def sdk_python(version: str) -> Path:
     """The interpreter of an environment holding exactly ``miru-platform-sdk==version``."""
-    home = ROOT / ".sdk-venvs" / f"miru-platform-sdk-{version}"
-    python = home / "bin" / "python"
-    stamp = home / ".installed"
-    if not stamp.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(home)], check=True)
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", f"miru-platform-sdk=={version}"],
-            check=True,
-        )
-        stamp.write_text(version)
-    return python
+    return device_sdk.sdk_python(f"miru-platform-sdk=={version}")
 
 
 def run_journey(
