@@ -26,6 +26,7 @@ from fleetconfig.server.auth.cache import Authenticator
 from fleetconfig.server.auth.signing import SigningKeys
 from fleetconfig.server.config_schemas import cue
 from fleetconfig.server.deployments.reports import ReportQueue
+from fleetconfig.server.idempotency.middleware import IdempotencyMiddleware
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import (
     APIError,
@@ -215,6 +216,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
     async def healthz() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(FastLane, routes=HOT_ROUTES, render_error=_error_response)
     app.add_middleware(APIMiddleware, max_body_bytes=settings.max_body_bytes)
     return app
