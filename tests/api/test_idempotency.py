@@ -294,3 +294,22 @@ async def test_expired_keys_are_purged(
         assert response.status_code == 200
     assert await rows(app, expired) == 0
     assert await rows(app, fresh) == 1
+
+
+async def test_a_body_over_the_limit_is_refused_and_frees_nothing(api: ApiCaller) -> None:
+    key = new_key()
+    name = "x" * (1024 * 1024 + 10)
+    huge = b'{"name": "' + name.encode() + b'"}'
+
+    async def streamed() -> AsyncIterator[bytes]:
+        # No Content-Length: the limit is found while the body is read.
+        for start in range(0, len(huge), 64 * 1024):
+            yield huge[start : start + 64 * 1024]
+
+    for content in (huge, streamed()):
+        response = await api.post("/devices", content=content, headers={KEY: key})
+        assert_error(response, 413, "payload_too_large")
+    # The key was never claimed: it is free for a request of any body.
+    body = {"name": unique_name("robot")}
+    created = await api.post("/devices", json=body, headers={KEY: key})
+    assert created.status_code == 200 and "idempotent-replayed" not in created.headers

@@ -118,6 +118,8 @@ class IdempotencyMiddleware:
         except APIError as error:
             await _send_error(send, error)
             return
+        if body is None:
+            return  # the client left before sending its whole body: nothing to run
         try:
             principal = await services.authenticator.authenticate(_header(scope, b"x-api-key"))
         except APIError:
@@ -220,16 +222,16 @@ async def _quietly(step: Any) -> None:
         logger.exception("idempotency key bookkeeping failed")
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole body, or None if the client disconnected first."""
     chunks: list[bytes] = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            return b"".join(chunks)
 
 
 def _replaying(body: bytes, receive: Receive) -> Receive:
