@@ -142,9 +142,10 @@ class IdempotencyMiddleware:
                 services.rate_limiter.check(principal.id)
                 if isinstance(outcome, Mismatch):
                     raise IdempotencyKeyReused(
-                        "This Idempotency-Key was first used for another request "
-                        f"({outcome.method} {outcome.path} with other content); "
-                        "send a new key with a new request",
+                        "This Idempotency-Key was first used for a different request "
+                        f"(first: {outcome.method} {outcome.path}); a key stands for one "
+                        "request (method, path, query, API version and body): send a new "
+                        "key with a new request",
                         idempotency_key=key,
                     )
                 if isinstance(outcome, InProgress):
