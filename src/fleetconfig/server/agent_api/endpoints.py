@@ -255,7 +255,7 @@ async def report_deployments(
             "object": "deployment_report",
             "deployment_id": item.deployment.id,
             "outcome": "applied" if item.changed else "unchanged",
-            "deployment": render_deployment(item.deployment),
+            "deployment": render_deployment(item.deployment, extension=False),
         }
         for item in outcomes
     ]
@@ -300,7 +300,7 @@ async def update_deployment(
     tree, _ = _expand(request, DEPLOYMENT_EXPANSIONS, is_list=False)  # refused before writing
     (outcome,) = await _record(request, device, [(deployment_id, body)])
     if not tree:
-        return json_response(render_deployment(outcome.deployment))
+        return json_response(render_deployment(outcome.deployment, extension=False))
     async with database(request).session() as session:
         (rendered,) = await render_deployments(session, [outcome.deployment], tree)
     return json_response(rendered)

@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, StrictStr, field_validator, model_validator
+from pydantic import BaseModel, Field, StrictInt, StrictStr, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.agent_api import repository
 from fleetconfig.server.agent_api.repository import InstanceSummary
-from fleetconfig.server.deployments.lifecycle import DeviceReport
+from fleetconfig.server.deployments.lifecycle import DeviceReport, FileChange
 from fleetconfig.server.deployments.schemas import render_deployment
 from fleetconfig.server.devices.schemas import render_device as render_platform_device
 from fleetconfig.server.git_commits.schemas import render_git_commit
@@ -32,6 +32,8 @@ ActivityStatusValue = Literal["drifted", "staged", "queued", "deployed", "removi
 ErrorStatusValue = Literal["none", "failed", "retrying"]
 
 MAX_ERROR_MESSAGE_CHARS = 4000
+MAX_FILE_CHANGES = 100
+FileChangeKind = Literal["modified", "missing"]
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
@@ -50,13 +52,34 @@ class UpdateDeviceRequest(BaseModel):
     agent_version: StrictStr | None = None
 
 
+class FileChangeItem(BaseModel):
+    """A file of the deployment the agent found changed on the robot (fleetconfig extension)."""
+
+    filepath: StrictStr = Field(min_length=1, max_length=4096)
+    change: FileChangeKind
+    detected_at: datetime
+    restored_at: datetime | None = None
+
+    @field_validator("detected_at", "restored_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return _as_utc(value)
+
+
 class UpdateDeploymentRequest(BaseModel):
-    """A device's report on one of its deployments. ``error_message`` is a fleetconfig
-    extension (the reason a deployment is retrying or failed, shown to operators)."""
+    """A device's report on one of its deployments. fleetconfig extensions, all optional
+    (an older agent sends none): ``error_message``, ``error_path``, ``retry_attempts`` and
+    ``next_retry_at`` (why, where and how often it is retrying or failed, shown to
+    operators); ``file_changes`` (the deployment's files found changed on the robot, the
+    whole current list)."""
 
     activity_status: ActivityStatusValue | None = None
     error_status: ErrorStatusValue | None = None
     error_message: StrictStr | None = None
+    error_path: StrictStr | None = Field(default=None, max_length=4096)
+    retry_attempts: StrictInt | None = Field(default=None, ge=0, le=1_000_000_000)
+    next_retry_at: datetime | None = None
+    file_changes: list[FileChangeItem] | None = Field(default=None, max_length=MAX_FILE_CHANGES)
     deployed_at: datetime | None = None
     archived_at: datetime | None = None
 
@@ -67,7 +90,7 @@ class UpdateDeploymentRequest(BaseModel):
             raise ValueError("target_status is decided by the server; a device cannot set it")
         return data
 
-    @field_validator("deployed_at", "archived_at")
+    @field_validator("deployed_at", "archived_at", "next_retry_at")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         return _as_utc(value)
@@ -86,6 +109,15 @@ class UpdateDeploymentRequest(BaseModel):
             error_message=self.error_message,
             deployed_at=self.deployed_at,
             archived_at=self.archived_at,
+            error_path=self.error_path,
+            retry_attempts=self.retry_attempts,
+            next_retry_at=self.next_retry_at,
+            file_changes=None
+            if self.file_changes is None
+            else tuple(
+                FileChange(item.filepath, item.change, item.detected_at, item.restored_at)
+                for item in self.file_changes
+            ),
         )
 
 
@@ -159,7 +191,7 @@ async def render_deployments(
 ) -> list[dict[str, Any]]:
     """``expand`` may hold ``release`` (itself with ``git_commit``) and ``config_instances``;
     at most three queries whatever the number of rows."""
-    rendered = [render_deployment(row) for row in rows]
+    rendered = [render_deployment(row, extension=False) for row in rows]
     if "release" in expand:
         releases = await repository.releases_by_id(session, (row.release_id for row in rows))
         release_rows = list(releases.values())

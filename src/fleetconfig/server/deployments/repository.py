@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -40,6 +40,14 @@ class DeploymentFields(NamedTuple):
     release_id: str
     created_at: datetime
     updated_at: datetime
+    # fleetconfig's extension (``render_extension``).
+    error_message: str | None
+    error_path: str | None
+    error_attempts: int | None
+    error_next_retry_at: datetime | None
+    error_since: datetime | None
+    file_changes: list[dict[str, Any]] | None
+    modified_at: datetime | None
 
 
 # Built once, compiled once for the driver (``Database.fetch``, decision 0005).

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import Field
+
 from fleetconfig.server.config_instances.wire import ConfigInstance
 from fleetconfig.server.deployments.lifecycle import ErrorStatus, TargetStatus
 from fleetconfig.server.devices.wire import Device
@@ -23,6 +25,36 @@ DeploymentStatus = Literal[
 
 # The lifecycle's activity statuses (``removing`` is the device protocol's, not this API's).
 PlatformActivityStatus = Literal["drifted", "staged", "queued", "deployed", "archived"]
+
+
+class DeploymentError(ResponseModel):
+    message: str | None = Field(description="What went wrong, in the agent's words.")
+    path: str | None = Field(description="The device path that failed, when one did.")
+    attempts: int | None = Field(description="How many times the agent has tried.")
+    next_retry_at: datetime | None = Field(description="When the agent tries again.")
+    since: datetime | None = Field(description="When the error began.")
+
+
+class FileChange(ResponseModel):
+    filepath: str = Field(description="The deployment's file, as a device path.")
+    change: Literal["modified", "missing"]
+    detected_at: datetime
+    restored_at: datetime | None = Field(
+        description="When the agent wrote it back; null while it is left as found."
+    )
+
+
+class DeploymentExtension(ResponseModel):
+    """fleetconfig's additions to a deployment (official clients keep unknown fields)."""
+
+    error: DeploymentError | None = Field(
+        description="Why it is retrying or failed; null when error_status is none."
+    )
+    file_changes: list[FileChange] = Field(
+        description="Its files the agent found changed or missing on the robot ('modified "
+        "on robot'), one entry per file, newest state."
+    )
+    modified_at: datetime | None = Field(description="The newest of file_changes.")
 
 
 class BaseDeployment(ResponseModel):
@@ -42,6 +74,9 @@ class BaseDeployment(ResponseModel):
 
 
 class Deployment(BaseDeployment):
+    fleetconfig: DeploymentExtension = Field(
+        description="fleetconfig extension: why it fails, and files modified on the robot."
+    )
     device: Device | Absent = optional("Only with expand=device.")
     release: Release | Absent = optional(
         "Only with expand=release (itself expandable: release.config_schemas, ...)."
