@@ -437,9 +437,9 @@ def apply_device_report(current: HasState, reported: DeviceReport) -> Changes | 
             changes["target_status"] = TargetStatus.ARCHIVED
     elif error is not None and error != ErrorStatus.NONE and reported.error_message is not None:
         detail = _error_detail(reported)
-        changes.update(
-            {key: value for key, value in detail.items() if getattr(current, key, None) != value}
-        )
+        for key, value in detail.items():
+            if getattr(current, key, None) != value:
+                changes[key] = value  # type: ignore[literal-required]
 
     new_activity = reported.activity_status
     if new_activity is not None and new_activity != activity:

@@ -39,7 +39,7 @@ def render_deployment(
     row: Deployment | DeploymentFields, *, extension: bool = True
 ) -> dict[str, Any]:
     """The Platform API's deployment; the agent API's lacks the extension (``extension``)."""
-    body = {
+    body: dict[str, Any] = {
         "object": "deployment",
         "id": row.id,
         "description": row.description,
