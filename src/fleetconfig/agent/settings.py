@@ -21,7 +21,7 @@ directory itself cannot come from the TOML file (it says where the file is).
 | ``request_timeout_seconds`` | one HTTP request to the server | 15 |
 | ``sync_request_timeout_seconds`` | how long ``POST /device/sync`` waits for a sync | 20 |
 | ``content_cache_bytes`` | the cache of config file contents | 64 MiB |
-| ``repair_modified_files`` | write back a deployed file changed or deleted (false: report only) | true |
+| ``repair_modified_files`` | restore changed deployed files (false: only report) | true |
 | ``watch_interval_seconds`` | how often the deployed files are ``stat``-ed for a change | 2 |
 | ``verify_interval_seconds`` | how often their bytes are checked in full (SHA-256) | 60 |
 | ``log_level`` | ``debug``, ``info``, ``warning`` or ``error`` | ``info`` |
