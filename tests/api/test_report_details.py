@@ -36,6 +36,17 @@ async def test_error_detail_reaches_the_platform_api(world: World) -> None:
     assert error["since"] is not None
     listed = await world.api.ok("GET", "/deployments", params={"device_id": world.agent.device_id})
     assert listed["data"][0]["fleetconfig"]["error"] == error
+    # The device says so too: a badge, and its latest deployment with the reason.
+    device = await world.api.ok("GET", f"/devices/{world.agent.device_id}")
+    assert "retrying" in device["fleetconfig"]["badges"]
+    latest = device["fleetconfig"]["latest_deployment"]
+    assert (latest["id"], latest["status"]) == (deployment["id"], "retrying")
+    assert latest["error"]["path"] == path
+    assert world.other.device_id not in {
+        item["id"]
+        for item in (await world.api.ok("GET", "/devices", params={"limit": 100}))["data"]
+        if item["fleetconfig"]["badges"]
+    }
 
     # A later attempt updates the detail; recovering clears it.
     await world.agent.ok(
@@ -114,6 +125,9 @@ async def test_files_modified_on_the_robot_are_recorded(world: World) -> None:
     )
     shown = await world.api.ok("GET", f"/deployments/{deployment['id']}")
     assert shown["fleetconfig"]["file_changes"] == changes
+    device = await world.api.ok("GET", f"/devices/{world.agent.device_id}")
+    assert "modified" in device["fleetconfig"]["badges"]
+    assert device["fleetconfig"]["latest_deployment"]["file_changes"] == changes
 
 
 async def test_bad_file_changes_are_refused_whole(world: World) -> None:

@@ -240,6 +240,8 @@ class Deployment(Base):
         Index("ix_deployments_ws_created", "workspace_id", "created_at", "id"),
         Index("ix_deployments_device_release", "device_id", "release_id"),
         Index("ix_deployments_release_target", "release_id", "target_status"),
+        # A device's latest deployment (the fleet view): the newest targeted_at per device.
+        Index("ix_deployments_device_targeted", "device_id", "targeted_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

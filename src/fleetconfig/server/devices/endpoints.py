@@ -16,6 +16,7 @@ from fleetconfig.server.devices.schemas import (
 )
 from fleetconfig.server.devices.service import MAX_PING_TIMEOUT_NANOS, DeviceService
 from fleetconfig.server.expansions import expand_param
+from fleetconfig.server.fleet.schemas import add_device_extensions
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.errors import InvalidRequest
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
@@ -44,8 +45,9 @@ async def create_device(
 ) -> Response:
     body = await parse_body(request, CreateDeviceRequest)
     row = await DeviceService(ctx.session, ctx.workspace_id).create(body.name)
+    (rendered,) = await add_device_extensions(ctx, [row], [render_device(row)])
     await ctx.commit()
-    return json_response(render_device(row))
+    return json_response(rendered)
 
 
 @router.get(
@@ -63,16 +65,17 @@ async def list_devices(
     rows, has_more, total = await fetch_page(
         ctx.session, statement, Device, page, order, with_total=expand.total_count
     )
-    return json_response(list_envelope([render_device(row) for row in rows], page, has_more, total))
+    bodies = await add_device_extensions(ctx, rows, [render_device(row) for row in rows])
+    return json_response(list_envelope(bodies, page, has_more, total))
 
 
 @router.get(
     "/{device_id}", operation_id="getDevice", responses=responses(wire.Device, "The device.")
 )
 async def get_device(device_id: str, ctx: Context = reading("devices:read")) -> Response:
-    return json_response(
-        render_device(await DeviceService(ctx.session, ctx.workspace_id).get(device_id))
-    )
+    row = await DeviceService(ctx.session, ctx.workspace_id).get(device_id)
+    (body,) = await add_device_extensions(ctx, [row], [render_device(row)])
+    return json_response(body)
 
 
 @router.patch(
@@ -86,8 +89,9 @@ async def update_device(
 ) -> Response:
     body = await parse_body(request, UpdateDeviceRequest)
     row = await DeviceService(ctx.session, ctx.workspace_id).rename(device_id, body.name)
+    (rendered,) = await add_device_extensions(ctx, [row], [render_device(row)])
     await ctx.commit()
-    return json_response(render_device(row))
+    return json_response(rendered)
 
 
 @router.post(

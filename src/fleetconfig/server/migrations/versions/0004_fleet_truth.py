@@ -10,8 +10,11 @@ Columns only (existing rows keep their values; the new ones start empty):
   error, beside the existing ``error_message``; ``error_since``: when the current error
   began (the fleet chart counts retrying deployments from then);
 - ``file_changes``: the files of the deployment the agent found changed or missing on the
-  robot (which, how, when, whether it restored them); ``modified_at``: the newest of them,
-  indexed so the fleet list can filter on it.
+  robot (which, how, when, whether it restored them); ``modified_at``: the newest of them
+  (the fleet list filters on it).
+
+Two indexes serve the fleet view: a device's latest deployment (``device_id, targeted_at``)
+and a release's deployments by target (``release_id, target_status``).
 """
 
 from collections.abc import Sequence
@@ -34,12 +37,14 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("file_changes", sa.JSON(), nullable=True))
         batch_op.add_column(sa.Column("modified_at", sa.DateTime(), nullable=True))
         batch_op.create_index("ix_deployments_release_target", ["release_id", "target_status"])
+        batch_op.create_index("ix_deployments_device_targeted", ["device_id", "targeted_at"])
     # Failing deployments already recorded: their error began no later than their last change.
     op.execute("UPDATE deployments SET error_since = updated_at WHERE error_status != 'none'")
 
 
 def downgrade() -> None:
     with op.batch_alter_table("deployments", schema=None) as batch_op:
+        batch_op.drop_index("ix_deployments_device_targeted")
         batch_op.drop_index("ix_deployments_release_target")
         for column in (
             "modified_at",
