@@ -220,6 +220,15 @@ class FleetRepository:
         primary = column.desc() if query.descending else column.asc()
         return [first, primary, Device.name.asc(), Device.id.asc()]
 
+    async def recent_releases(self, limit: int) -> list[Release]:
+        statement = (
+            select(Release)
+            .where(Release.workspace_id == self.workspace_id)
+            .order_by(Release.created_at.desc(), Release.id.desc())
+            .limit(limit)
+        )
+        return list((await self.session.execute(statement)).scalars())
+
     # -- the overview ----------------------------------------------------------------------
 
     async def overview(self) -> Overview:
