@@ -128,6 +128,20 @@ def test_broken_edited_and_deleted_configs_are_seen_and_repaired(
                     "deployed"
                 )
 
+            # The official client, validating responses strictly, takes the extension.
+            strict = Miru(
+                api_key=server.admin_key,
+                base_url=server.base_url + "/beta",
+                max_retries=0,
+                _strict_response_validation=True,
+            )
+            with strict:
+                checked = strict.deployments.retrieve(stuck.id)
+                assert checked.status == "retrying" and checked.model_extra is not None
+                assert checked.model_extra["fleetconfig"]["error"]["path"] == path
+                listed_devices = strict.devices.list(limit=100).data
+                assert any(d.model_extra and d.model_extra["fleetconfig"] for d in listed_devices)
+
             # The CLI shows the same, from the same extension.
             env = {"FLEETCONFIG_SERVER": server.base_url, "FLEETCONFIG_API_KEY": server.admin_key}
             listed = run_cli(env, "deployments", "list", "--release", fleet.release_id)
