@@ -23,6 +23,8 @@ from fleetconfig.server.fleet.health import Latest
 from fleetconfig.server.models import Deployment, Device, Release
 
 SortKey = Literal["name", "status", "release", "last_connected", "updated"]
+# Sorts on the device's own columns (no join needed).
+_DEVICE_SORTS = ("name", "status", "last_connected")
 SORT_KEYS: tuple[str, ...] = ("name", "status", "release", "last_connected", "updated")
 _LATEST_COLUMNS = (
     Deployment.id,
@@ -156,7 +158,14 @@ class FleetRepository:
         }
 
     async def devices(self, query: DeviceQuery) -> tuple[list[FleetRow], int]:
-        """One page of the device list and how many devices match in all (one query)."""
+        """One page of the device list and how many devices match in all.
+
+        Searched, filtered and sorted on the device's own columns only (the usual case), the
+        page is read from ``devices`` alone and the latest deployments of its rows after
+        (three short statements). A filter or sort on what the devices run joins every
+        device's latest deployment (one statement with a window count)."""
+        if not query.release_id and not query.error and query.sort in _DEVICE_SORTS:
+            return await self._devices_alone(query)
         statement = self._joined()
         for condition in self._conditions(query):
             statement = statement.where(condition)
@@ -170,6 +179,20 @@ class FleetRepository:
         rows = (await self.session.execute(statement)).all()
         total = int(rows[0][-1]) if rows else await self._count(query)
         return [FleetRow(row[0], _latest(row[1:-1])) for row in rows], total
+
+    async def _devices_alone(self, query: DeviceQuery) -> tuple[list[FleetRow], int]:
+        statement = select(Device).where(Device.workspace_id == self.workspace_id)
+        counted = (
+            select(func.count()).select_from(Device).where(Device.workspace_id == self.workspace_id)
+        )
+        for condition in self._conditions(query):
+            statement = statement.where(condition)
+            counted = counted.where(condition)
+        statement = statement.order_by(*self._order(query)).offset(query.offset)
+        devices = list((await self.session.execute(statement.limit(query.limit))).scalars())
+        total = int((await self.session.execute(counted)).scalar_one())
+        latest = await self.latest_of(device.id for device in devices)
+        return [FleetRow(device, latest.get(device.id)) for device in devices], total
 
     async def _count(self, query: DeviceQuery) -> int:
         if query.offset == 0:
@@ -242,25 +265,53 @@ class FleetRepository:
                 )
             ).all()
         }
-        latest = self._joined().subquery()
-        grouped = select(
-            latest.c.release_id,
-            latest.c.version,
-            latest.c.activity_status,
-            latest.c.error_status,
-            func.count(),
-            func.count(latest.c.modified_at),
-        ).group_by(
-            latest.c.release_id, latest.c.version, latest.c.activity_status, latest.c.error_status
+        # Each device's latest deployment in one pass over the deployments (a window), not
+        # a lookup per device.
+        rank = (
+            func.row_number()
+            .over(
+                partition_by=Deployment.device_id,
+                order_by=(Deployment.targeted_at.desc(), Deployment.id.desc()),
+            )
+            .label("rank")
+        )
+        ranked = (
+            select(
+                Deployment.release_id,
+                Deployment.activity_status,
+                Deployment.error_status,
+                Deployment.modified_at,
+                rank,
+            )
+            .where(
+                Deployment.workspace_id == self.workspace_id,
+                Deployment.targeted_at.is_not(None),
+            )
+            .subquery()
+        )
+        latest = select(ranked).where(ranked.c.rank == 1).subquery()
+        grouped = (
+            select(
+                latest.c.release_id,
+                Release.version,
+                latest.c.activity_status,
+                latest.c.error_status,
+                func.count(),
+                func.count(latest.c.modified_at),
+            )
+            .join(Release, Release.id == latest.c.release_id)
+            .group_by(
+                latest.c.release_id,
+                Release.version,
+                latest.c.activity_status,
+                latest.c.error_status,
+            )
         )
         releases: dict[str, ReleaseCounts] = {}
-        never = failed = retrying = modified = 0
+        failed = retrying = modified = 0
         for release_id, version, activity, error, count, with_changes in (
             await self.session.execute(grouped)
         ).all():
-            if release_id is None:
-                never += int(count)
-                continue
             item = releases.setdefault(release_id, ReleaseCounts(release_id, version, _EPOCH))
             status = activity if error == ErrorStatus.NONE else error
             item.by_status[status] += int(count)
@@ -275,8 +326,10 @@ class FleetRepository:
             for release_id, created_at in created.all():
                 releases[release_id].created_at = created_at
         ordered = sorted(releases.values(), key=lambda item: (item.created_at, item.version))
+        devices = sum(by_status.values())
+        never = devices - sum(item.devices for item in releases.values())
         return Overview(
-            devices=sum(by_status.values()),
+            devices=devices,
             by_device_status=by_status,
             failing=failed + retrying,
             failed=failed,
