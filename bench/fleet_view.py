@@ -34,6 +34,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 PAGES = [
+    ("reference: GET /healthz (no database)", "/healthz"),
     ("device list, first page (name ↑)", "/devices/list"),
     ("device list, page 100", "/devices/list?offset=5000"),
     ("search by name", "/devices/list?q=robot-0123"),
