@@ -143,14 +143,21 @@ def test_broken_edited_and_deleted_configs_are_seen_and_repaired(
                 assert any(d.model_extra and d.model_extra["fleetconfig"] for d in listed_devices)
 
             # The CLI shows the same, from the same extension.
-            env = {"FLEETCONFIG_SERVER": server.base_url, "FLEETCONFIG_API_KEY": server.admin_key}
+            env = {
+                "FLEETCONFIG_SERVER": server.base_url,
+                "FLEETCONFIG_API_KEY": server.admin_key,
+                "COLUMNS": "300",  # a wide terminal: one table row per line
+            }
             listed = run_cli(env, "deployments", "list", "--release", fleet.release_id)
             assert listed.returncode == 0, listed.stderr
             lines = {
                 agent.device_id: next(
-                    line
-                    for line in listed.stdout.splitlines()
-                    if deployments[agent.device_id][0].id in line
+                    (
+                        line
+                        for line in listed.stdout.splitlines()
+                        if deployments[agent.device_id][0].id in line
+                    ),
+                    listed.stdout,
                 )
                 for agent in agents
             }
