@@ -104,6 +104,12 @@ async def test_badges_reasons_search_filters_and_sort(browser: Browser, robots: 
     assert 'data-badge="modified"' in edited
     assert "/srv/miru/motion.json modified on robot, restored" in edited
     assert robots.fleet.release["version"] in rows[robots.healthy.device_id]
+    # The device's own page says so too.
+    page = await browser.get(f"/devices/{robots.retrying.device_id}")
+    assert 'data-badge="retrying"' in page.text
+    assert "is a directory on the device" in page.text and "attempt 2" in page.text
+    page = await browser.get(f"/devices/{robots.modified.device_id}")
+    assert 'data-badge="modified"' in page.text and "modified on robot" in page.text
 
     async def ids(**params: str) -> list[str]:
         response = await browser.get("/devices/list", params={"q": robots.prefix, **params})

@@ -170,6 +170,19 @@ def test_broken_edited_and_deleted_configs_are_seen_and_repaired(
                 and "restored" in lines[edited.device_id]
             )
             assert "missing" in lines[deleted.device_id]
+            watched = run_cli(
+                env,
+                "deployments",
+                "watch",
+                stuck.id,
+                "--timeout",
+                "1",
+                "--interval",
+                "0.2",
+                "--json",
+            )
+            assert watched.returncode == 4, watched.stderr  # retrying never settles by itself
+            assert "is a directory" in json.loads(watched.stdout)["reasons"][stuck.id]
             shown = run_cli(env, "deployments", "get", stuck.id)
             assert shown.returncode == 0, shown.stderr
             assert "Failing path" in shown.stdout and path in shown.stdout
