@@ -3,12 +3,17 @@ restored (or, with repair off, only reported), and each finding is reported and 
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
+import pytest
+
+from fleetconfig.agent import inotify
 from fleetconfig.agent.apply import Applier, ApplySettings
 from fleetconfig.agent.events import DEPLOYMENT_MODIFIED
 from fleetconfig.agent.integrity import IntegrityChecker
+from fleetconfig.agent.paths import RESERVED_PREFIX
 from fleetconfig.agent.reconcile import Reconciler
 from fleetconfig.agent.store import Store
 from tests.agent.test_reconcile import Clock, clock, on_disk, publish, root, store
@@ -129,3 +134,26 @@ def test_a_store_of_the_previous_version_is_upgraded(tmp_path: Path) -> None:
     columns = {row[1] for row in db.execute("PRAGMA table_info(deployments)")}
     assert {"file_changes", "error_path"} <= columns
     db.close()
+
+
+async def test_inotify_wakes_on_a_watched_file_only(tmp_path: Path) -> None:
+    watcher = inotify.open_watcher()
+    assert watcher is not None  # Linux
+    try:
+        config = tmp_path / "motion.json"
+        config.write_text("{}")
+        watcher.watch([str(config)])
+        (tmp_path / "other.txt").write_text("not ours")
+        (tmp_path / f"{RESERVED_PREFIX}tx-0.new").write_text("the agent's own temporary file")
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.3):
+                await watcher.changed.wait()
+        config.write_text('{"edited": true}')
+        async with asyncio.timeout(5):
+            await watcher.changed.wait()
+        watcher.changed.clear()
+        config.unlink()
+        async with asyncio.timeout(5):
+            await watcher.changed.wait()
+    finally:
+        watcher.close()

@@ -197,7 +197,7 @@ def test_broken_edited_and_deleted_configs_are_seen_and_repaired(
                     assert agent.stop() == 0, agent.log_text()
 
 
-def test_with_repair_off_a_hand_edit_is_reported_and_left(
+def test_with_repair_off_a_hand_edit_is_seen_at_once_reported_and_left(
     platform: Miru, server: ServerProcess
 ) -> None:
     fleet = make_fleet(platform)
@@ -207,7 +207,12 @@ def test_with_repair_off_a_hand_edit_is_reported_and_left(
             platform,
             server.base_url,
             workdir,
-            extra_env={**WATCH_ENV, "FLEETCONFIG_AGENT_REPAIR_MODIFIED_FILES": "false"},
+            # Neither poll comes within the period: inotify must see the edit.
+            extra_env={
+                "FLEETCONFIG_AGENT_WATCH_INTERVAL_SECONDS": "60",
+                "FLEETCONFIG_AGENT_VERIFY_INTERVAL_SECONDS": "120",
+                "FLEETCONFIG_AGENT_REPAIR_MODIFIED_FILES": "false",
+            },
         )
         agent.start()
         try:

@@ -10,12 +10,12 @@ deployment; with ``repair = False`` it only reports. Either way the finding is s
 status report for the server and a ``deployment.modified`` on-device event, in one store
 transaction. Paths no deployment wrote are never looked at.
 
-When it runs: after every sync's reconcile, and from the daemon's watch loop — a cheap
-``stat`` of each file every ``watch_interval`` seconds (a changed size, mtime, inode or ctime
-triggers a check at once), and a full digest check every ``verify_interval`` seconds, which
-also catches an edit that kept size and mtime. Polling rather than inotify: config files are
-few and small, a ``stat`` costs microseconds, and it works on every file system (inotify
-misses changes made through another mount namespace or a network file system).
+When it runs: after every sync's reconcile, and from the daemon's watch loop — on Linux at
+once when inotify reports a change of one of the files (``agent.inotify``, through ctypes);
+everywhere a cheap ``stat`` of each file every ``watch_interval`` seconds (a changed size,
+mtime, inode or ctime triggers a check), which also covers what inotify misses (another
+mount namespace, a network file system, no watches left); and a full digest check every
+``verify_interval`` seconds, which catches an edit that kept size and mtime.
 """
 
 from __future__ import annotations
@@ -70,16 +70,23 @@ class IntegrityChecker:
         self.clock = clock
         # One check at a time: the sync loop and the watch loop both call it.
         self._lock = threading.Lock()
-        # The stat fingerprint of each file when it last matched (the watch loop's cue).
+        # The stat fingerprint of each file when it last matched (the watch loop's cue), and
+        # every file of the current deployment (host paths), matching or not.
         self._fingerprints: dict[str, Fingerprint] = {}
+        self._paths: list[str] = []
 
     def check(self) -> IntegrityResult:
         with self._lock:
             record = self.store.current_deployment()
             if record is None or record.config_instances is None:
-                self._fingerprints = {}
+                self._fingerprints, self._paths = {}, []
                 return IntegrityResult()
             return self._check(record)
+
+    def watched(self) -> list[str]:
+        """The host paths of the current deployment's files, as of the last check."""
+        with self._lock:
+            return list(self._paths)
 
     def stat_changed(self) -> bool:
         """Whether any watched file's ``stat`` differs from when it last matched (cheap)."""
@@ -92,6 +99,7 @@ class IntegrityChecker:
         result = IntegrityResult(record.id)
         known = {item["filepath"]: dict(item) for item in record.file_changes}
         fingerprints: dict[str, Fingerprint] = {}
+        paths: list[str] = []
         broken: list[tuple[ConfigFile, str]] = []
         for instance in record.config_instances or ():
             if instance.filepath is None:
@@ -100,6 +108,7 @@ class IntegrityChecker:
             if expected is None:
                 continue  # nothing to compare with (never written by this agent)
             host = str(self.applier.host_path(instance.filepath))
+            paths.append(host)
             change = _compare(host, expected)
             if change is None:
                 fingerprints[host] = _fingerprint(host)
@@ -148,7 +157,7 @@ class IntegrityChecker:
                     "restored": entry["restored_at"] is not None,
                 },
             )
-        self._fingerprints = fingerprints
+        self._fingerprints, self._paths = fingerprints, paths
         if result.found:
             self.store.record_file_changes(record.id, list(known.values()), result.found, now)
         return result

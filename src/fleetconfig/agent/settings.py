@@ -22,7 +22,7 @@ directory itself cannot come from the TOML file (it says where the file is).
 | ``sync_request_timeout_seconds`` | how long ``POST /device/sync`` waits for a sync | 20 |
 | ``content_cache_bytes`` | the cache of config file contents | 64 MiB |
 | ``repair_modified_files`` | restore changed deployed files (false: only report) | true |
-| ``watch_interval_seconds`` | how often the deployed files are ``stat``-ed for a change | 2 |
+| ``watch_interval_seconds`` | how often deployed files are ``stat``-ed (inotify: at once) | 2 |
 | ``verify_interval_seconds`` | how often their bytes are checked in full (SHA-256) | 60 |
 | ``log_level`` | ``debug``, ``info``, ``warning`` or ``error`` | ``info`` |
 | ``log_format`` | ``logfmt`` or ``json`` lines on standard output | ``logfmt`` |
