@@ -46,6 +46,8 @@ DEPLOYMENT_FIELDS = {
     "release_id",
     "created_at",
     "updated_at",
+    # fleetconfig's documented extension object (error detail, files modified on the robot).
+    "fleetconfig",
 }
 
 

@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from fleetconfig.cli import deployment_details as details
 from fleetconfig.cli import output
 from fleetconfig.cli.bulk import (
     BulkResult,
@@ -160,7 +161,7 @@ def check_instances(client: Miru, release: Release, instance_ids: list[str]) -> 
 
 
 def deployments_table(deployments: list[Deployment]) -> Table:
-    grid = output.table("id", "device", "release", "status", "target", "created")
+    grid = output.table("id", "device", "release", "status", "target", "created", "reason")
     for deployment in deployments:
         grid.add_row(
             deployment.id,
@@ -169,6 +170,7 @@ def deployments_table(deployments: list[Deployment]) -> Table:
             output.status_text(deployment.status),
             deployment.target_status,
             output.when(deployment.created_at),
+            escape(details.reason(deployment)),
         )
     return grid
 
@@ -185,6 +187,7 @@ def print_deployment(deployment: Deployment) -> None:
             ("Target", deployment.target_status),
             ("Activity", deployment.activity_status),
             ("Error", deployment.error_status),
+            *details.detail_fields(deployment),
             ("Description", deployment.description),
             ("Created", output.when(deployment.created_at)),
             ("Updated", output.when(deployment.updated_at)),
@@ -730,6 +733,7 @@ def watch(
             else None
         )
         last_line = ""
+        reasons_seen: set[tuple[str, str]] = set()
         deployments: list[Deployment] = []
         timed_out = False
         if live is not None:
@@ -754,6 +758,7 @@ def watch(
                     if line != last_line:
                         console.print(f"[dim]{elapsed:5.1f}s[/dim] {line}")
                         last_line = line
+                    details.print_reasons(deployments, console, reasons_seen)
                 if all(settled(item) for item in deployments):
                     break
                 if elapsed >= timeout:
@@ -782,6 +787,10 @@ def watch(
                 "failed": failed,
                 "drifted": drifted,
                 "pending": pending,
+                # Why each failing or modified one is so (the server's extension).
+                "reasons": {
+                    item.id: details.reason(item) for item in deployments if details.reason(item)
+                },
             }
         )
     if timed_out:
@@ -790,14 +799,16 @@ def watch(
                 f"[bold red]Timed out[/bold red] after {timeout:g}s: {len(pending)} of "
                 f"{len(deployments)} deployments have not reached their target."
             )
+            by_id = {item.id: item for item in deployments}
             for item in pending[:20]:
-                console.print(f"  {item}")
+                console.print(f"  {item} {escape(details.reason(by_id[item]))}")
         raise typer.Exit(int(ExitCode.TIMEOUT))
     if failed:
         if not as_json:
             console.print(f"[bold red]✗[/bold red] {len(failed)} deployment(s) failed:")
+            by_id = {item.id: item for item in deployments}
             for item in failed[:20]:
-                console.print(f"  {item}")
+                console.print(f"  {item} {escape(details.reason(by_id[item]))}")
         raise typer.Exit(int(ExitCode.REFUSED))
     if not as_json:
         if not deployments:

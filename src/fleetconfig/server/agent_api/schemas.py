@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, StrictStr, field_validator, model_validator
+from pydantic import BaseModel, Field, StrictInt, StrictStr, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.agent_api import repository
 from fleetconfig.server.agent_api.repository import InstanceSummary
-from fleetconfig.server.deployments.lifecycle import DeviceReport
+from fleetconfig.server.deployments.lifecycle import DeviceReport, FileChange
 from fleetconfig.server.deployments.repository import DeploymentFields
 from fleetconfig.server.deployments.schemas import (
     render_deployment as render_platform_deployment,
@@ -35,6 +35,8 @@ ActivityStatusValue = Literal["drifted", "staged", "queued", "deployed", "removi
 ErrorStatusValue = Literal["none", "failed", "retrying"]
 
 MAX_ERROR_MESSAGE_CHARS = 4000
+MAX_FILE_CHANGES = 100
+FileChangeKind = Literal["modified", "missing"]
 
 
 def _as_utc(value: datetime | None) -> datetime | None:
@@ -62,13 +64,34 @@ class UpdateDeviceRequest(BaseModel):
     agent_version: StrictStr | None = None
 
 
+class FileChangeItem(BaseModel):
+    """A file of the deployment the agent found changed on the robot (fleetconfig extension)."""
+
+    filepath: StrictStr = Field(min_length=1, max_length=4096)
+    change: FileChangeKind
+    detected_at: datetime
+    restored_at: datetime | None = None
+
+    @field_validator("detected_at", "restored_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        return _as_utc(value)
+
+
 class UpdateDeploymentRequest(BaseModel):
-    """A device's report on one of its deployments. ``error_message`` is a fleetconfig
-    extension (the reason a deployment is retrying or failed, shown to operators)."""
+    """A device's report on one of its deployments. fleetconfig extensions, all optional
+    (an older agent sends none): ``error_message``, ``error_path``, ``retry_attempts`` and
+    ``next_retry_at`` (why, where and how often it is retrying or failed, shown to
+    operators); ``file_changes`` (the deployment's files found changed on the robot, the
+    whole current list)."""
 
     activity_status: ActivityStatusValue | None = None
     error_status: ErrorStatusValue | None = None
     error_message: StrictStr | None = None
+    error_path: StrictStr | None = Field(default=None, max_length=4096)
+    retry_attempts: StrictInt | None = Field(default=None, ge=0, le=1_000_000_000)
+    next_retry_at: datetime | None = None
+    file_changes: list[FileChangeItem] | None = Field(default=None, max_length=MAX_FILE_CHANGES)
     deployed_at: datetime | None = None
     archived_at: datetime | None = None
 
@@ -79,7 +102,7 @@ class UpdateDeploymentRequest(BaseModel):
             raise ValueError("target_status is decided by the server; a device cannot set it")
         return data
 
-    @field_validator("deployed_at", "archived_at")
+    @field_validator("deployed_at", "archived_at", "next_retry_at")
     @classmethod
     def _utc(cls, value: datetime | None) -> datetime | None:
         return _as_utc(value)
@@ -98,6 +121,15 @@ class UpdateDeploymentRequest(BaseModel):
             error_message=self.error_message,
             deployed_at=self.deployed_at,
             archived_at=self.archived_at,
+            error_path=self.error_path,
+            retry_attempts=self.retry_attempts,
+            next_retry_at=self.next_retry_at,
+            file_changes=None
+            if self.file_changes is None
+            else tuple(
+                FileChange(item.filepath, item.change, item.detected_at, item.restored_at)
+                for item in self.file_changes
+            ),
         )
 
 
@@ -148,7 +180,10 @@ def _without(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
 
 
 def render_deployment(row: Deployment | DeploymentFields) -> dict[str, Any]:
-    return _without(render_platform_deployment(row), PLATFORM_ONLY_DEPLOYMENT_FIELDS)
+    """The Platform API's tetons shape, without fleetconfig's extension."""
+    return _without(
+        render_platform_deployment(row, extension=False), PLATFORM_ONLY_DEPLOYMENT_FIELDS
+    )
 
 
 def render_device(row: Device) -> dict[str, Any]:

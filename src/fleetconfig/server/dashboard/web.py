@@ -67,10 +67,13 @@ SECURITY_HEADERS = {
 }
 
 
-def ago(value: datetime | None) -> str:
-    """``12 s ago``, ``5 min ago``...: readable at a glance (the exact time is in a tooltip)."""
+def ago(value: datetime | str | None) -> str:
+    """``12 s ago``, ``5 min ago``...: readable at a glance (the exact time is in a tooltip).
+    Takes RFC 3339 text too (timestamps kept in JSON columns)."""
     if value is None:
         return "never"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     seconds = int((utcnow() - value).total_seconds())
     if seconds < 0:
         return "just now"
