@@ -1,7 +1,7 @@
 """fleet truth: why a deployment is retrying or failed, and files changed on the robot
 
 Revision ID: 0005_fleet_truth
-Revises: 0003
+Revises: 0004_api_versions
 Create Date: 2026-12-02 02:00:00
 
 Columns only (existing rows keep their values; the new ones start empty):
