@@ -7,10 +7,10 @@ the Platform API's base shapes today (rendered by the resources' own functions);
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, StrictStr, field_validator, model_validator
+from pydantic import Field, StrictStr, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.agent_api import repository
@@ -21,6 +21,7 @@ from fleetconfig.server.devices.schemas import render_device as render_platform_
 from fleetconfig.server.git_commits.schemas import render_git_commit
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.params import Expand
+from fleetconfig.server.kit.strict import RequestModel, Timestamp
 from fleetconfig.server.models import Deployment, Device, Release
 from fleetconfig.server.releases.schemas import render_release
 
@@ -34,31 +35,25 @@ ErrorStatusValue = Literal["none", "failed", "retrying"]
 MAX_ERROR_MESSAGE_CHARS = 4000
 
 
-def _as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class ActivateDeviceRequest(BaseModel):
+class ActivateDeviceRequest(RequestModel):
     public_key_pem: StrictStr
     agent_version: StrictStr
     name: StrictStr | None = None
 
 
-class UpdateDeviceRequest(BaseModel):
+class UpdateDeviceRequest(RequestModel):
     agent_version: StrictStr | None = None
 
 
-class UpdateDeploymentRequest(BaseModel):
+class UpdateDeploymentRequest(RequestModel):
     """A device's report on one of its deployments. ``error_message`` is a fleetconfig
     extension (the reason a deployment is retrying or failed, shown to operators)."""
 
     activity_status: ActivityStatusValue | None = None
     error_status: ErrorStatusValue | None = None
     error_message: StrictStr | None = None
-    deployed_at: datetime | None = None
-    archived_at: datetime | None = None
+    deployed_at: Timestamp | None = None
+    archived_at: Timestamp | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -66,11 +61,6 @@ class UpdateDeploymentRequest(BaseModel):
         if isinstance(data, dict) and "target_status" in data:
             raise ValueError("target_status is decided by the server; a device cannot set it")
         return data
-
-    @field_validator("deployed_at", "archived_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return _as_utc(value)
 
     @field_validator("error_message")
     @classmethod
@@ -98,7 +88,7 @@ class DeploymentReportItem(UpdateDeploymentRequest):
     deployment_id: StrictStr = Field(min_length=1, max_length=64)
 
 
-class ReportDeploymentsRequest(BaseModel):
+class ReportDeploymentsRequest(RequestModel):
     """Every status change of one sync, applied together (or not at all)."""
 
     reports: list[DeploymentReportItem] = Field(min_length=1, max_length=MAX_REPORTS_PER_REQUEST)
@@ -116,9 +106,9 @@ class ReportDeploymentsRequest(BaseModel):
         return value
 
 
-class PongRequest(BaseModel):
+class PongRequest(RequestModel):
     message_id: StrictStr = Field(min_length=1, max_length=128)
-    timestamp: datetime | None = None
+    timestamp: Timestamp | None = None
 
 
 # -- rendering ------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from fleetconfig.server.deployments.service import DeploymentService
 from fleetconfig.server.devices.service import DeviceService
 from fleetconfig.server.kit.errors import InvalidRequest, NotFound
 from fleetconfig.server.kit.pagination import fetch_page
-from fleetconfig.server.kit.params import OrderBy, Page
+from fleetconfig.server.kit.params import OrderBy, Page, int_param
 from fleetconfig.server.models import Deployment, Device
 from fleetconfig.server.releases.repository import ReleaseRepository
 from fleetconfig.server.services import services
@@ -37,10 +37,7 @@ DEVICE_STATUSES = ("online", "offline", "activating", "inactive")
 
 
 def offset_of(request: Request) -> int:
-    raw = request.query_params.get("offset", "0")
-    if not raw.isdigit():
-        raise InvalidRequest("offset must be a whole number", parameter="offset")
-    return int(raw)
+    return max(0, int_param(request.query_params, "offset", 0))
 
 
 async def _device_list(user: User, offset: int) -> dict[str, Any]:

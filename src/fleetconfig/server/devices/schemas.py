@@ -4,25 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from fleetconfig.server.kit.clock import isoformat
+from fleetconfig.server.kit.strict import RequestModel
 from fleetconfig.server.models import Device
 
 
-class CreateDeviceRequest(BaseModel):
+class CreateDeviceRequest(RequestModel):
     name: str
 
 
-class UpdateDeviceRequest(BaseModel):
+class UpdateDeviceRequest(RequestModel):
     name: str | None = None
 
 
-class IssueActivationTokenRequest(BaseModel):
+class IssueActivationTokenRequest(RequestModel):
     allow_reactivation: bool = False
 
 
-class PingDeviceRequest(BaseModel):
+class PingDeviceRequest(RequestModel):
     timeout_nanos: int
 
 
