@@ -15,7 +15,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetconfig import __version__
 from fleetconfig.protocol import AGENT_API_PREFIX
-from fleetconfig.server import dashboard, migrate
+from fleetconfig.server import api_docs, dashboard, migrate
 from fleetconfig.server.agent_api.endpoints import router as agent_router
 from fleetconfig.server.auth.api_keys import bootstrap_admin_key
 from fleetconfig.server.auth.cache import Authenticator
@@ -134,6 +134,8 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         description="Self-hosted configuration management for robot fleets "
         "(Miru Platform API 2026-03-09.tetons).",
         lifespan=lifespan,
+        docs_url=None,  # served by api_docs, without a CDN
+        redoc_url=None,
     )
     app.state.services = AppServices(
         settings=settings,
@@ -161,6 +163,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
     app.include_router(agent_router, prefix=AGENT_API_PREFIX)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.static_files(), name="dashboard-static")
+    api_docs.install(app)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
