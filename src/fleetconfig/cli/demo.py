@@ -278,7 +278,10 @@ def _instructions(
     console.print("[bold]With the fleetconfig CLI[/bold]:")
     console.print(f"  export FLEETCONFIG_SERVER={base_url} FLEETCONFIG_API_KEY={api_key}")
     console.print('  echo \'{"max_speed": 0.5, "mode": "indoor"}\' > motion.json')
-    console.print(f"  fleetconfig instances create --schema {fleet.schema_id} --file motion.json")
+    console.print(
+        f"  fleetconfig instances create --release {RELEASE_VERSION} --type {CONFIG_TYPE_SLUG}"
+        " --file motion.json"
+    )
     console.print(
         f"  fleetconfig deploy --release {RELEASE_VERSION} --device {DEVICE_NAME}"
         " --instance <the new instance id>"

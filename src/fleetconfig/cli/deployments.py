@@ -702,6 +702,13 @@ def restage(
 # --- watch -------------------------------------------------------------------------------
 
 
+def device_names(client: Miru, device_ids: list[str]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for chunk in chunks(list(dict.fromkeys(device_ids))):
+        names.update((item.id, item.name) for item in client.devices.list(id=chunk, limit=100).data)
+    return names
+
+
 def reached(deployment: Deployment) -> bool:
     return (
         deployment.error_status == "none" and deployment.activity_status == deployment.target_status
@@ -822,6 +829,14 @@ def watch(
         finally:
             if live is not None:
                 live.stop()
+        # Who is late or failed is told by device name: that is what people look for.
+        unsettled = [item for item in deployments if not reached(item)][:20]
+        names = device_names(client, [item.device_id for item in unsettled])
+
+    def described(deployment_id: str) -> str:
+        item = next(found for found in deployments if found.id == deployment_id)
+        name = names.get(item.device_id, item.device_id)
+        return f"{deployment_id}  {name}  {item.status}"
 
     counts = Counter[str](item.status for item in deployments)
     failed = sorted(item.id for item in deployments if item.error_status == "failed")
@@ -850,13 +865,13 @@ def watch(
                 f"{len(deployments)} deployments have not reached their target."
             )
             for item in pending[:20]:
-                console.print(f"  {item}")
+                console.print(f"  {escape(described(item))}")
         raise typer.Exit(int(ExitCode.TIMEOUT))
     if failed:
         if not as_json:
             console.print(f"[bold red]✗[/bold red] {len(failed)} deployment(s) failed:")
             for item in failed[:20]:
-                console.print(f"  {item}")
+                console.print(f"  {escape(described(item))}")
         raise typer.Exit(int(ExitCode.REFUSED))
     if not as_json:
         if not deployments:
