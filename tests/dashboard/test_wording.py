@@ -84,6 +84,7 @@ async def test_the_staging_form_reads_its_devices_again_keeping_the_ticks(
     page = (await browser.get(f"/releases/{fleet.release['id']}")).text
     picker = f'hx-get="/releases/{fleet.release["id"]}/device-picker"'
     assert picker in page and 'hx-target="this"' in page
+    assert 'data-pause-when-selected="device_id"' in page  # never while a device is ticked
     added = await api.ok("POST", "/devices", json={"name": unique_name("late")})
     assert added["id"] not in page
     kept = fleet.devices[0]["id"]
