@@ -2,7 +2,7 @@
 
 FastAPI's default page loads Swagger UI from a CDN, so it is blank on a network without
 internet (a robot lab, an air-gapped fleet). The assets are vendored unchanged under
-``swagger_ui/`` with their licence (decision 0007).
+``swagger_ui/`` with their licence (decision 0008).
 """
 
 from __future__ import annotations
