@@ -6,6 +6,7 @@ API key per test isolate tests from each other without a fresh database each tim
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,8 +21,16 @@ from fleetconfig.server.kit import ids
 from fleetconfig.server.models import Workspace
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.settings import Settings
+from tests.cue_support import cue_for_tests
+from tests.device_sdk import sdk_python
 from tests.push_fakes import FakeTransport
 from tests.support import ApiCaller, backend, drop_pg_database, fresh_database_url
+
+# Every server the tests make, in this process or as a process, checks CUE schemas with a real
+# CUE when the machine has one (tests/cue_support.py); the CUE tests skip otherwise. Set
+# before any ``Settings`` is made: the command is process-wide (``cue.configure``).
+if cue_for_tests().command is not None:
+    os.environ["FLEETCONFIG_CUE_COMMAND"] = cue_for_tests().command or ""
 
 
 @pytest.fixture(scope="session")
@@ -97,3 +106,9 @@ def pytest_report_header() -> str:
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def device_sdk_0_8_1() -> Path:
+    """The Python of a venv holding ``miru-device-sdk==0.8.1`` alone (see tests/device_sdk.py)."""
+    return sdk_python("miru-device-sdk==0.8.1")

@@ -50,3 +50,25 @@ async def agent(
 @pytest.fixture
 def sdk(agent: Agent) -> AsyncMiru:
     return AsyncMiru(max_retries=0)
+
+
+@pytest.fixture
+async def tcp_agent(tmp_path: Path, socket_dir: Path) -> AsyncIterator[Agent]:
+    """An on-device API serving its socket and loopback TCP (any free port)."""
+    store = Store.open(tmp_path / "state", retained_events=5)
+    sync = RecordingSync()
+    server = DeviceApiServer(
+        store,
+        sync,
+        socket_path=socket_dir / "run" / "agent.sock",
+        heartbeat_seconds=0.2,
+        use_systemd_socket=False,
+        tcp_port=0,
+        discovery_file=socket_dir / "run" / "device-api.json",
+    )
+    await server.start()
+    try:
+        yield Agent(store, sync, server, server.socket_path)
+    finally:
+        await server.stop()
+        store.close()

@@ -34,7 +34,8 @@ DEPLOYMENT_KEYS = {
     "release_id",
     "created_at",
 }
-RELEASE_KEYS = {"object", "id", "version", "git_commit_id", "created_at"}
+# ``os`` and ``file_rule_ids`` are for SDK >= 0.7; 0.4.2 ignores them.
+RELEASE_KEYS = {"object", "id", "version", "git_commit_id", "created_at", "os", "file_rule_ids"}
 GIT_COMMIT_KEYS = {"object", "id", "sha", "message", "commit_url", "created_at"}
 DEVICE_KEYS = {
     "object",
@@ -49,6 +50,7 @@ VERSION_KEYS = {
     "version",
     "git_commit",
     "api_version",
+    "api_release_version",
     "api_git_commit",
     "rust_version",
     "build_date",

@@ -57,12 +57,30 @@ def test_toml_then_environment_then_options(tmp_path: Path) -> None:
         ("nonsense = 1", "unknown settings nonsense"),
         ('state_dir = "/elsewhere"', "unknown settings state_dir"),
         ("this is not toml", "not valid TOML"),
+        ("device_api_tcp_port = 70000", "device_api_tcp_port must be between 0 and 65535"),
+        ("device_api_tcp_port = true", "device_api_tcp_port must be a port number"),
+        ('device_api_tcp_port = "http"', "device_api_tcp_port is invalid"),
     ],
 )
 def test_bad_settings_are_refused_with_a_reason(tmp_path: Path, toml: str, message: str) -> None:
     (tmp_path / "agent.toml").write_text(toml)
     with pytest.raises(SettingsError, match=message):
         load_settings({"state_dir": tmp_path}, environ={})
+
+
+def test_the_device_api_tcp_listener_is_off_unless_asked_for(tmp_path: Path) -> None:
+    assert AgentSettings().device_api_tcp_port is None
+    assert AgentSettings().device_api_discovery_file == Path("/run/fleetconfig/device-api.json")
+    (tmp_path / "agent.toml").write_text(
+        'device_api_tcp_port = 7800\ndevice_api_discovery_file = "/run/x/api.json"\n'
+    )
+    settings = load_settings({"state_dir": tmp_path}, environ={})
+    assert settings.device_api_tcp_port == 7800
+    assert settings.device_api_discovery_file == Path("/run/x/api.json")
+    environ = {"FLEETCONFIG_AGENT_STATE_DIR": str(tmp_path)}
+    for value, port in (("0", 0), ("off", None), ("OFF", None), ("443", 443)):
+        environ["FLEETCONFIG_AGENT_DEVICE_API_TCP_PORT"] = value
+        assert load_settings(environ=environ).device_api_tcp_port == port
 
 
 @pytest.fixture

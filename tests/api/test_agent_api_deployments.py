@@ -542,3 +542,27 @@ async def test_batch_report_locks_the_device_once(world: World, app: FastAPI) ->
     one, three = await report(ids[:1]), await report(ids)
     # Updates are one per changed row (the ORM's flush); everything else is constant.
     assert len(three) - len(one) <= 2, (one, three)
+
+
+async def test_batch_report_front_door_is_the_same_as_every_route(world: World) -> None:
+    """Reports are served by the fast lane (no framework routing): version header, token,
+    request id and error shapes behave exactly as on every other agent route."""
+    mine = await world.deployment(world.agent, world.v1)
+    body = {"reports": [{"deployment_id": mine["id"], "activity_status": "deployed"}]}
+    for path in ("/deployments/reports", "/device"):
+        method = "POST" if path.endswith("reports") else "GET"
+        missing = await world.agent.request(method, path, json=body, headers={"Miru-Version": ""})
+        assert_error(missing, 400, "missing_api_version")
+        wrong = await world.agent.request(method, path, json=body, headers={"Miru-Version": "v9"})
+        assert_error(wrong, 400, "unsupported_api_version")
+        anonymous = await world.agent.request(
+            method, path, json=body, headers={"Authorization": ""}
+        )
+        assert anonymous.status_code == 401, anonymous.text
+        traced = await world.agent.request(method, path, headers={"X-Request-Id": "req-fast"})
+        assert traced.headers["x-request-id"] == "req-fast"
+        assert traced.headers["miru-version"] == "v0.4"
+    answer = await world.agent.ok("POST", "/deployments/reports", json=body)
+    assert answer["data"][0]["outcome"] == "applied"
+    document = (await world.api.client.get("/openapi.json")).json()
+    assert "post" in document["paths"]["/agent/v1/deployments/reports"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
 from typing import Any
 
 import httpx
@@ -431,44 +430,6 @@ async def test_git_commit_link(api: ApiCaller, other_api: ApiCaller) -> None:
         config_type, git_commit={"commit_ref": {"sha": sha}, "schema_filepaths": []}
     )
     assert_error(await api.post("/config_schemas", json=no_files), 422, "validation_failed")
-
-
-async def test_cue_without_the_cue_command_is_refused(
-    api: ApiCaller, monkeypatch: pytest.MonkeyPatch, tmp_path: Any
-) -> None:
-    monkeypatch.setenv("PATH", str(tmp_path))
-    body = schema_body(
-        await new_type(api),
-        language="cue",
-        format="cue",
-        documents=[{"name": "motion.cue", "data": "max_speed: number\n"}],
-    )
-    assert_error(
-        await api.post("/config_schemas", json=body),
-        422,
-        "schema_language_unavailable",
-        language="cue",
-    )
-
-
-@pytest.mark.skipif(shutil.which("cue") is None, reason="the cue command is not installed")
-async def test_cue_schemas_with_the_cue_command(api: ApiCaller) -> None:
-    config_type = await new_type(api)
-    documents = [
-        {"name": "limits.cue", "data": "package motion\n\nmax_speed: number & <=5\n"},
-        {"name": "mode.cue", "data": 'package motion\n\nmode: *"safe" | "fast"\n'},
-    ]
-    body = schema_body(config_type, language="cue", format="cue", documents=documents)
-    created = await api.ok("POST", "/config_schemas", json=body)
-    reordered = schema_body(config_type, language="cue", format="cue", documents=documents[::-1])
-    assert (await api.ok("POST", "/config_schemas", json=reordered))["id"] == created["id"]
-    broken = schema_body(
-        config_type,
-        language="cue",
-        format="cue",
-        documents=[{"name": "x.cue", "data": "a: 1\na: 2\n"}],
-    )
-    assert_error(await api.post("/config_schemas", json=broken), 422, "validation_failed")
 
 
 async def test_list_filters_and_expansions(api: ApiCaller) -> None:

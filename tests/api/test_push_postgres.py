@@ -13,8 +13,9 @@ import asyncpg
 import pytest
 from fastapi import FastAPI
 
+from fleetconfig.server.kit.pg_listen import asyncpg_dsn
 from fleetconfig.server.push.hub import PushHub
-from fleetconfig.server.push.postgres import PostgresRelay, asyncpg_dsn
+from fleetconfig.server.push.postgres import PostgresRelay
 from fleetconfig.server.push.streams import DeploymentsEvent, PingEvent, SyncEvent
 from tests.support import ApiCaller, backend, deploy_new_release, new_agent, unique_name
 

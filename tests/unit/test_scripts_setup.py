@@ -36,6 +36,12 @@ def checkout(tmp_path: Path) -> Path:
     python = tmp_path / "python3"
     python.write_text(FAKE_PYTHON)
     python.chmod(0o755)
+    # The test install's further steps (SDK environments, CUE's npm package), recorded.
+    (root / "scripts" / "sdk-venv").write_text('echo "sdk-venv $*" >>.venv/calls.log\n')
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text('#!/usr/bin/env bash\necho "npm $*" >>.venv/calls.log\n')
+    (bin_dir / "npm").chmod(0o755)
     return root
 
 
@@ -43,7 +49,11 @@ def setup(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str
     return subprocess.run(
         ["bash", "scripts/setup", *args],
         cwd=root,
-        env={"PATH": "/usr/bin:/bin", "PYTHON": str(root.parent / "python3"), **env},
+        env={
+            "PATH": f"{root.parent / 'bin'}:/usr/bin:/bin",
+            "PYTHON": str(root.parent / "python3"),
+            **env,
+        },
         capture_output=True,
         text=True,
         timeout=60,
@@ -67,12 +77,15 @@ def test_the_demo_installs_the_server_only_and_shows_one_line(tmp_path: Path) ->
     again = setup(root, "demo")
     assert again.returncode == 0 and again.stderr == ""
     assert len(calls(root)) == 2
+    assert not any(call.startswith(("sdk-venv", "npm")) for call in calls(root))
 
 
 def test_the_test_tools_are_installed_by_plain_setup_and_cover_the_demo(tmp_path: Path) -> None:
     root = checkout(tmp_path)
     assert setup(root).returncode == 0
     assert [call for call in calls(root) if " -e " in call] == ["-m pip install --quiet -e .[test]"]
+    assert any(call.startswith("sdk-venv") for call in calls(root))
+    assert any(call.startswith("npm ci") for call in calls(root))
     before = len(calls(root))
     assert setup(root, "demo").returncode == 0
     assert len(calls(root)) == before  # the test install already holds the demo's needs

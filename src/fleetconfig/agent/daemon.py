@@ -194,7 +194,13 @@ class AgentDaemon:
                 poll_interval=settings.poll_interval_seconds,
                 request_timeout=settings.sync_request_timeout_seconds,
             )
-            api = DeviceApiServer(store, syncer, socket_path=settings.socket)
+            api = DeviceApiServer(
+                store,
+                syncer,
+                socket_path=settings.socket,
+                tcp_port=settings.device_api_tcp_port,
+                discovery_file=settings.device_api_discovery_file,
+            )
             push = make_push_link(settings, link, identity.device_id, syncer, tokens)
             syncer.push = push
         except BaseException:

@@ -1,9 +1,13 @@
-"""The on-device API (Miru device API v0.2.1): HTTP on a Unix socket, for programs on the robot.
+"""The on-device API (Miru device API v0.2.1 and the additions ``miru-device-sdk`` 0.7-0.8.1
+expect): HTTP on a Unix socket, and optionally on loopback TCP, for programs on the robot.
 
 Base ``/v0.2``: ``GET /health``, ``/version``, ``/device``, ``POST /device/sync``,
 ``GET /deployments/current``, ``/deployments/{id}``, ``/releases/current``,
 ``/releases/{id}``, ``/git_commits/{id}`` and ``/events`` (server-sent events with replay).
-The official ``miru-device-sdk`` talks to it unchanged.
+``GET /file_rules/{id}`` and ``POST /calibrations`` (newer SDKs) answer 404 ``not_supported``:
+this agent has neither file rules nor calibrations. The official ``miru-device-sdk`` (0.4.2
+and 0.8.1) talks to it unchanged. The TCP listener (``loopback_tcp``) takes the same requests
+and requires the bearer token published in its discovery file.
 
 Everything is read from the ``Store``; the only action, ``POST /device/sync``, is handed to a
 ``SyncRequester`` (the sync loop). New events wake ``/events`` streams through the store's
@@ -27,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import fleetconfig
-from fleetconfig.agent import http11
+from fleetconfig.agent import http11, loopback_tcp
 from fleetconfig.agent.clock import EPOCH, isoformat
 from fleetconfig.agent.models import DeploymentRecord, Event
 from fleetconfig.agent.store import Store
@@ -36,6 +40,10 @@ from fleetconfig.agent.unix_socket import DEFAULT_SOCKET_PATH, bind_unix_socket,
 logger = logging.getLogger(__name__)
 
 API_VERSION = "v0.2"
+# The newest published release of the device API description, every operation of which is
+# served. The SDK 0.7-0.8.1 additions (release ``os``/``file_rule_ids``, the TCP transport,
+# the not-supported file rules and calibrations) have no published release number.
+API_RELEASE_VERSION = "v0.2.1"
 # Identifies the revision of the device API description this server implements (a constant
 # of the wire format: clients may compare it).
 API_GIT_COMMIT = "10dc72e22958a4851e7f6718f5b7542b0c7f62e1"
@@ -114,13 +122,22 @@ def render_deployment(record: DeploymentRecord) -> dict[str, Any]:
     }
 
 
+RELEASE_OSES = ("linux", "windows")
+
+
 def render_release(body: dict[str, Any]) -> dict[str, Any]:
+    os_family = body.get("os")
     return {
         "object": "release",
         "id": body["id"],
         "version": str(body.get("version", "")),
         "git_commit_id": body.get("git_commit_id"),
         "created_at": str(body.get("created_at") or _timestamp(None)),
+        # Releases of a server that names no OS are for Linux (as Miru's own API defines
+        # a release with no OS-specific parts).
+        "os": os_family if os_family in RELEASE_OSES else "linux",
+        # This agent enforces no file rules, so a release never carries any for it.
+        "file_rule_ids": [],
     }
 
 
@@ -180,6 +197,20 @@ def _outside_the_api(path: str) -> ApiError:
     )
 
 
+def _not_supported(feature: str, what: str) -> ApiError:
+    """A route newer clients know but this agent does not serve (a 404, so clients that
+    probe for the feature treat it as absent, with a code that says why)."""
+    return ApiError(
+        404, "not_supported", f"{what} are not supported by the fleetconfig agent", feature=feature
+    )
+
+
+def _unauthorized(message: str) -> ApiError:
+    error = ApiError(401, "unauthorized", message)
+    error.headers.append(("www-authenticate", 'Bearer realm="fleetconfig-agent"'))
+    return error
+
+
 _HTTP_ERROR_CODES = {
     400: "invalid_request",
     413: "request_too_large",
@@ -204,16 +235,26 @@ class DeviceApiServer:
         heartbeat_seconds: float = HEARTBEAT_SECONDS,
         idle_timeout_seconds: float = IDLE_TIMEOUT_SECONDS,
         use_systemd_socket: bool = True,
+        tcp_port: int | None = None,
+        discovery_file: Path = loopback_tcp.DEFAULT_DISCOVERY_FILE,
     ) -> None:
+        """``tcp_port`` (0: any free port) also serves the API on 127.0.0.1, publishing the
+        port and a new bearer token in ``discovery_file``; ``None`` serves the socket only."""
         self.store = store
         self.sync = sync
         self.socket_path = socket_path
+        self.tcp_port = tcp_port
+        self.discovery_file = discovery_file
         self.version = version or VersionInfo.current()
         self.heartbeat_seconds = heartbeat_seconds
         self.idle_timeout_seconds = idle_timeout_seconds
         self.use_systemd_socket = use_systemd_socket
         self._server: asyncio.Server | None = None
         self._bound_path: Path | None = None
+        self._tcp_server: asyncio.Server | None = None
+        self._tcp_token: str | None = None
+        # The port actually bound (``tcp_port`` may be 0), once started.
+        self.tcp_address: tuple[str, int] | None = None
         self._connections: set[asyncio.Task[None]] = set()
         # One wake-up flag per open /events stream.
         self._subscribers: set[asyncio.Event] = set()
@@ -243,18 +284,48 @@ class DeviceApiServer:
             self._serve_connection, sock=sock, limit=http11.MAX_LINE * 2
         )
         logger.info("device API listening on %s", self._bound_path or "the systemd socket")
+        if self.tcp_port is not None:
+            await self._start_tcp(self.tcp_port)
+
+    async def _start_tcp(self, port: int) -> None:
+        token = loopback_tcp.new_token()
+        sock = loopback_tcp.bind_loopback(port)
+
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await self._serve_connection(reader, writer, token=token)
+
+        self._tcp_server = await asyncio.start_server(serve, sock=sock, limit=http11.MAX_LINE * 2)
+        host, bound_port = sock.getsockname()[:2]
+        self.tcp_address = (host, bound_port)
+        # Published only once the listener accepts: a client that reads the file can connect.
+        loopback_tcp.write_discovery(self.discovery_file, bound_port, token)
+        self._tcp_token = token
+        logger.info(
+            "device API listening on %s:%d (discovery file %s)",
+            host,
+            bound_port,
+            self.discovery_file,
+        )
 
     async def stop(self) -> None:
         if self._remove_listener is not None:
             self._remove_listener()
             self._remove_listener = None
-        if self._server is not None:
-            self._server.close()
+        if self._tcp_token is not None:
+            # Withdrawn first, so no client reads a port that is about to close.
+            loopback_tcp.remove_discovery(self.discovery_file, self._tcp_token)
+            self._tcp_token = None
+        servers = [server for server in (self._server, self._tcp_server) if server is not None]
+        for server in servers:
+            server.close()
+        if servers:
             for task in list(self._connections):
                 task.cancel()
             await asyncio.gather(*self._connections, return_exceptions=True)
-            await self._server.wait_closed()
-            self._server = None
+        for server in servers:
+            await server.wait_closed()
+        self._server = self._tcp_server = None
+        self.tcp_address = None
         if self._bound_path is not None:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._bound_path)
@@ -267,13 +338,18 @@ class DeviceApiServer:
     # -- connections -----------------------------------------------------------------------
 
     async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        token: str | None = None,
     ) -> None:
+        """Serve one connection; with ``token``, every request must carry it as a bearer."""
         task = asyncio.current_task()
         assert task is not None
         self._connections.add(task)
         try:
-            await self._serve_requests(reader, writer)
+            await self._serve_requests(reader, writer, token)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
@@ -287,7 +363,7 @@ class DeviceApiServer:
                 await writer.wait_closed()
 
     async def _serve_requests(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, token: str | None
     ) -> None:
         while True:
             try:
@@ -303,6 +379,18 @@ class DeviceApiServer:
                 return
             if request is None:
                 return
+            if token is not None and not loopback_tcp.bearer_matches(
+                request.headers.get("authorization"), token
+            ):
+                problem = _unauthorized(
+                    "this listener needs Authorization: Bearer <token>, with the token from "
+                    "the agent's discovery file (it changes at every agent start)"
+                )
+                writer.write(_error_response(problem, keep_alive=request.keep_alive))
+                await writer.drain()
+                if not request.keep_alive:
+                    return
+                continue
             if request.method == "GET" and request.segments == [API_VERSION, "events"]:
                 await self._stream_events(request, reader, writer)
                 return
@@ -370,6 +458,12 @@ class DeviceApiServer:
                 return 200, render_git_commit(commit)
             case ["events"]:
                 _allow(method, "GET")  # a GET never reaches here: it streams
+            case ["file_rules", _file_rule_id]:
+                _allow(method, "GET")
+                raise _not_supported("file_rules", "file rules")
+            case ["calibrations"]:
+                _allow(method, "POST")
+                raise _not_supported("calibrations", "calibrations")
         raise _not_found("route", path=request.path)
 
     # -- endpoints -------------------------------------------------------------------------
@@ -380,6 +474,7 @@ class DeviceApiServer:
             "version": info.version,
             "git_commit": info.git_commit,
             "api_version": API_VERSION,
+            "api_release_version": API_RELEASE_VERSION,
             "api_git_commit": API_GIT_COMMIT,
             "rust_version": info.runtime_version,
             "build_date": isoformat(info.build_date),

@@ -10,6 +10,8 @@ directory itself cannot come from the TOML file (it says where the file is).
 | ``state_dir`` | keys, identity, the agent's SQLite file | ``/var/lib/fleetconfig`` |
 | ``root`` | every device path is written under this directory | ``/`` |
 | ``socket`` | the on-device API's Unix socket | ``/run/fleetconfig/agent.sock`` |
+| ``device_api_tcp_port`` | also serve the device API on 127.0.0.1 (``0``: a free port) | off |
+| ``device_api_discovery_file`` | TCP port + token for SDKs | ``/run/fleetconfig/device-api.json`` |
 | ``server_url`` | the server (normally remembered from activation) | from activation |
 | ``key_bits`` | RSA key size made at activation (tests use 2048) | 4096 |
 | ``poll_interval_seconds`` | the slow safety sync, whatever push says | 600 |
@@ -34,6 +36,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from fleetconfig.agent.loopback_tcp import DEFAULT_DISCOVERY_FILE
 from fleetconfig.agent.paths import DEFAULT_ALLOWED_ROOTS, normalise_roots
 from fleetconfig.agent.store import DEFAULT_CONTENT_CACHE_BYTES
 from fleetconfig.agent.unix_socket import DEFAULT_SOCKET_PATH
@@ -57,6 +60,8 @@ class AgentSettings:
     state_dir: Path = DEFAULT_STATE_DIR
     root: Path = Path("/")
     socket: Path = DEFAULT_SOCKET_PATH
+    device_api_tcp_port: int | None = None
+    device_api_discovery_file: Path = DEFAULT_DISCOVERY_FILE
     server_url: str | None = None
     key_bits: int = 4096
     poll_interval_seconds: float = 600.0
@@ -87,10 +92,19 @@ def _coerce(name: str, value: Any, source: str) -> Any:
         return SettingsError(f"{source}: {name} {why} (got {value!r})")
 
     try:
-        if name in ("state_dir", "root", "socket"):
+        if name in ("state_dir", "root", "socket", "device_api_discovery_file"):
             if not isinstance(value, str | Path) or not str(value):
                 raise fail("must be a path")
             return Path(value).expanduser()
+        if name == "device_api_tcp_port":
+            if value is None or (isinstance(value, str) and value.strip().lower() in ("", "off")):
+                return None
+            if isinstance(value, bool) or not isinstance(value, int | str):
+                raise fail("must be a port number, 0 (any free port) or off")
+            port = int(value)
+            if not 0 <= port <= 65535:
+                raise fail("must be between 0 and 65535, or off")
+            return port
         if name in ("server_url", "mqtt_url"):
             if value is None or value == "":
                 return None

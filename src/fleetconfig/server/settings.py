@@ -29,6 +29,8 @@ class Settings(BaseSettings):
     mqtt_url: str | None = None
     session_token_ttl_seconds: int = 24 * 3600
     activation_token_ttl_seconds: int = 600
+    # The external CUE implementation that checks CUE schemas: a name on PATH or a path.
+    cue_command: str = "cue"
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -11,10 +11,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from fastapi import Request
-from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fleetconfig.server.agent_api.service import IdentityService, check_session, session_claims
+from fleetconfig.server.agent_api.service import IdentityService, session_claims
 from fleetconfig.server.agent_api.tokens import SessionClaims
 from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.db import Database
@@ -26,7 +25,9 @@ from fleetconfig.server.services import services
 SUPPORTED_AGENT_VERSIONS = (AGENT_API_VERSION,)
 
 
-def check_version_header(request: Request) -> None:
+async def check_version_header(request: Request) -> None:
+    # ``async``, though it awaits nothing: FastAPI runs a plain ``def`` dependency in a
+    # thread pool, a thread hop on every agent call.
     value = (request.headers.get("miru-version") or "").strip()
     supported = list(SUPPORTED_AGENT_VERSIONS)
     if not value:
@@ -75,34 +76,22 @@ async def authenticate_device(
     return await identity.authenticate(bearer_token(request), utcnow())
 
 
-@dataclass(frozen=True)
-class DeviceCaller:
-    """The authenticated device of a request that needs no more than who it is."""
-
-    id: str
-    workspace_id: str
-    claims: SessionClaims
-
-
-# Built once, compiled once for the driver (``Database.fetch``).
-_SESSION_OF_DEVICE = select(Device.workspace_id, Device.session_id).where(
-    Device.id == bindparam("device_id")
-)
-
-
-async def calling_device(request: Request) -> DeviceCaller:
-    """The calling device, checked with one driver read and no session: the hot path of
-    status reports, which a fleet sends by the thousand in a rollout."""
-    claims = session_claims(token_secret(request), bearer_token(request), utcnow())
-    rows = await database(request).fetch(_SESSION_OF_DEVICE, {"device_id": claims.device_id})
-    workspace_id, session_id = rows[0] if rows else (None, None)
-    check_session(claims, session_id)
-    return DeviceCaller(id=claims.device_id, workspace_id=str(workspace_id), claims=claims)
+async def session_of(request: Request) -> SessionClaims:
+    """The claims of the request's session token, checked for signature and expiry only: for
+    status reports, whose session is checked in the transaction that applies them (see
+    :mod:`fleetconfig.server.deployments.reports`), the hot path of a rollout."""
+    return session_claims(token_secret(request), bearer_token(request), utcnow())
 
 
 async def _device_context(request: Request, *, write: bool) -> AsyncIterator[AgentContext]:
-    async with database(request).session(write=write) as session:
-        device, claims = await authenticate_device(request, session)
+    async def authenticate(session: AsyncSession) -> tuple[Device, SessionClaims]:
+        return await authenticate_device(request, session)
+
+    async with database(request).request_session(authenticate, write=write) as (caller, session):
+        device, claims = caller
+        if write and device not in session:
+            # Authenticated in a read session of its own (SQLite): this one writes the row.
+            device = await session.merge(device, load=False)
         yield AgentContext(request=request, session=session, device=device, claims=claims)
 
 

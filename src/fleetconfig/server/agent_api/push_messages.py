@@ -72,6 +72,7 @@ async def deployment_messages(
         session,
         {item["id"] for body in rendered.values() for item in body["config_instances"]},
     )
+    entries = _InstanceEntries(contents)
     messages: dict[str, dict[str, Any]] = {}
     for device_id, device_rows in by_device.items():
         if device_id in too_many:
@@ -82,18 +83,12 @@ async def deployment_messages(
             body = rendered[row.id]
             instances = []
             for item in body["config_instances"]:
-                instance_format, data = contents[item["id"]]
-                entry = {
-                    **item,
-                    "format": instance_format,
-                    "size": len(data),
-                    "content_sha256": content_digest(data),
-                }
-                if len(data) <= budget:
-                    # The exact bytes, as UTF-8 text (config content is always text).
-                    entry["content"] = data.decode("utf-8")
-                    budget -= len(data)
-                instances.append(entry)
+                plain, inline, size = entries.of(item)
+                if size <= budget:
+                    instances.append(inline)
+                    budget -= size
+                else:
+                    instances.append(plain)
             deployments.append({**body, "config_instances": instances})
         messages[device_id] = {
             "object": DEPLOYMENTS_MESSAGE,
@@ -102,6 +97,30 @@ async def deployment_messages(
             "deployments": deployments,
         }
     return messages
+
+
+class _InstanceEntries:
+    """Each config instance's entry, without and with its content, built once per load: a
+    rollout sends the same instance to thousands of devices."""
+
+    def __init__(self, contents: dict[str, tuple[str, bytes]]) -> None:
+        self.contents = contents
+        self.built: dict[str, tuple[dict[str, Any], dict[str, Any], int]] = {}
+
+    def of(self, item: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int]:
+        built = self.built.get(item["id"])
+        if built is None:
+            instance_format, data = self.contents[item["id"]]
+            plain = {
+                **item,
+                "format": instance_format,
+                "size": len(data),
+                "content_sha256": content_digest(data),
+            }
+            # The exact bytes, as UTF-8 text (config content is always text).
+            inline = {**plain, "content": data.decode("utf-8")}
+            built = self.built[item["id"]] = (plain, inline, len(data))
+        return built
 
 
 async def _contents(session: AsyncSession, instance_ids: set[str]) -> dict[str, tuple[str, bytes]]:

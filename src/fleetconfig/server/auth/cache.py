@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import random
 import sqlite3
 from collections import OrderedDict
 from typing import Any, Protocol
@@ -43,8 +42,8 @@ from fleetconfig.server.auth.principal import (
     require_secret,
 )
 from fleetconfig.server.kit.db import Database
+from fleetconfig.server.kit.pg_listen import asyncpg_dsn, hold_listening_connection
 from fleetconfig.server.kit.tasks import cancel_and_wait
-from fleetconfig.server.push.postgres import asyncpg_dsn
 
 logger = logging.getLogger("fleetconfig.auth.cache")
 
@@ -164,10 +163,9 @@ class SqliteRevision:
 class PostgresKeyWatch:
     """Listens on :data:`CHANNEL` on a connection of its own; fresh only while listening.
 
-    Follows the pattern of :class:`~fleetconfig.server.push.postgres.PostgresRelay` (which
-    runs only when push is relayed through PostgreSQL, and carries other traffic): reconnect
-    with backoff, notice a lost connection at once through asyncpg's termination listener,
-    and check a quiet connection every :data:`HEALTH_CHECK_SECONDS`.
+    Not the push relay's connection (which runs only when push is relayed through
+    PostgreSQL, and carries other traffic): one of its own (:mod:`~fleetconfig.server.kit.
+    pg_listen`), checked every :data:`HEALTH_CHECK_SECONDS` when quiet.
     """
 
     def __init__(self, database_url: str, cache: PrincipalCache) -> None:
@@ -210,45 +208,29 @@ class PostgresKeyWatch:
         self.cache.clear()
 
     async def _run(self) -> None:
-        delay = 0.2
-        while True:
-            connection: asyncpg.Connection | None = None
-            lost = asyncio.Event()
+        await hold_listening_connection(
+            dsn=self.dsn,
+            application_name=self.application_name,
+            channel=CHANNEL,
+            on_notification=self._on_notification,
+            serve=self._serve,
+            on_lost=self._off,
+            max_backoff_seconds=MAX_BACKOFF_SECONDS,
+            logger=logger,
+        )
 
-            def on_lost(_connection: Any, lost: asyncio.Event = lost) -> None:
-                self._off()
-                lost.set()
-
+    async def _serve(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
+        # Listening from here on; whatever changed before is forgotten.
+        self.cache.clear()
+        self._listening = True
+        self._ready.set()
+        while not lost.is_set():
             try:
-                connection = await asyncpg.connect(
-                    self.dsn,
-                    timeout=10,
-                    server_settings={"application_name": self.application_name},
-                )
-                connection.add_termination_listener(on_lost)
-                await connection.add_listener(CHANNEL, self._on_notification)
-                # Listening from here on; whatever changed before is forgotten.
-                self.cache.clear()
-                self._listening = True
-                self._ready.set()
-                delay = 0.2
-                while not lost.is_set():
-                    try:
-                        async with asyncio.timeout(HEALTH_CHECK_SECONDS):
-                            await lost.wait()
-                    except TimeoutError:
-                        async with asyncio.timeout(HEALTH_CHECK_SECONDS):
-                            await connection.fetchval("SELECT 1")
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                logger.warning("API-key cache: PostgreSQL connection problem: %s", error)
-            finally:
-                self._off()
-                if connection is not None and not connection.is_closed():
-                    connection.terminate()
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+                async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                    await lost.wait()
+            except TimeoutError:
+                async with asyncio.timeout(HEALTH_CHECK_SECONDS):
+                    await connection.fetchval("SELECT 1")
 
 
 class Authenticator:

@@ -1,10 +1,13 @@
-"""CUE schemas, checked with the ``cue`` command when one is on ``PATH``.
+"""CUE schemas, checked with an external ``cue`` command (the ``cue_command`` setting,
+``FLEETCONFIG_CUE_COMMAND``: a name looked up on ``PATH`` or a path; default ``cue``).
 
 There is no CUE implementation in Python, so the server shells out: the documents (one CUE
 package) are written to a private temporary directory and ``cue vet`` runs on them, alone to
-check the schema, or with the instance (``-c``: every field concrete) to validate an instance.
-Instances are unified with the package's top-level value, so a schema constrains the fields
-of the config file directly (``max_speed: number & <=5``).
+check the schema (``-c=false``: consistent, but fields may stay open, as a schema's do), or
+with the instance (``-c``: every field concrete) to validate an instance. Instances are
+unified with the package's top-level value, so a schema constrains the fields of the config
+file directly (``max_speed: number & <=5``). Only ``cue vet`` with those flags is used, so any
+CUE release that has them works (see the README for the ones tested).
 
 Without a ``cue`` executable, CUE schemas and their instances are refused with
 ``422 schema_language_unavailable`` rather than accepted unchecked.
@@ -24,6 +27,9 @@ from pathlib import Path
 from fleetconfig.server.kit.errors import SchemaLanguageUnavailable
 
 TIMEOUT_SECONDS = 20.0
+DEFAULT_COMMAND = "cue"
+# Set from the server's settings when the app is made (``configure``).
+command = DEFAULT_COMMAND
 MAX_ERRORS = 1000
 # ``field.path: message`` at the start of a cue error.
 _FIELD_PREFIX = re.compile(r"^(?P<field>[A-Za-z_#$][\w#$]*(?:\.[\w#$\"-]+)*): ")
@@ -35,15 +41,25 @@ class CueDocument:
     data: str
 
 
+def configure(cue_command: str) -> None:
+    """Use ``cue_command`` (a name on ``PATH`` or a path) as the ``cue`` executable.
+
+    Process-wide, set by ``create_app`` from the settings: a process serves one app.
+    """
+    global command
+    command = cue_command or DEFAULT_COMMAND
+
+
 def cue_executable() -> str | None:
-    return shutil.which("cue")
+    return shutil.which(command)
 
 
 def require_cue() -> str:
     executable = cue_executable()
     if executable is None:
         raise SchemaLanguageUnavailable(
-            "CUE schemas need the cue command, which is not installed on this server",
+            f"CUE schemas need the cue command ({command!r}, set by FLEETCONFIG_CUE_COMMAND), "
+            "which is not installed on this server",
             language="cue",
         )
     return executable
@@ -93,7 +109,7 @@ async def vet(
             names["instance.json"] = "instance"
             arguments += ["-c", *files, "instance.json"]
         else:
-            arguments += files
+            arguments += ["-c=false", *files]
         environment = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": directory,

@@ -9,6 +9,11 @@ devices). An idle server applies a lone report at once, so nothing waits for a t
 Each request's reports are still applied whole or not at all: a request naming a deployment
 its device may not see is refused alone. Should a whole transaction fail (a database error),
 each request of it is tried again on its own, so one cannot sink the others.
+
+The device's session is checked here, in the transaction that applies its reports (one
+statement for all the devices of a batch), not by a read of its own per request: a token is
+good only for the device's current session, and a reactivation that ends it is seen by the
+very next report.
 """
 
 from __future__ import annotations
@@ -19,6 +24,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from fleetconfig.server.agent_api.service import check_session
+from fleetconfig.server.agent_api.tokens import SessionClaims
 from fleetconfig.server.deployments.service import (
     DeploymentService,
     DeviceReport,
@@ -28,6 +38,7 @@ from fleetconfig.server.deployments.service import (
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import APIError
 from fleetconfig.server.kit.unit_of_work import UnitOfWork
+from fleetconfig.server.models import Device
 from fleetconfig.server.push.notifier import DeviceNotifier
 
 logger = logging.getLogger(__name__)
@@ -38,7 +49,7 @@ MAX_REQUESTS_PER_TRANSACTION = 500
 
 @dataclass
 class _Submission:
-    workspace_id: str
+    claims: SessionClaims
     reports: DeviceReports
     answer: asyncio.Future[list[ReportOutcome]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
@@ -54,11 +65,11 @@ class ReportQueue:
         self.transactions = 0  # how many were needed, for tests and benchmarks
 
     async def submit(
-        self, workspace_id: str, device_id: str, reports: Sequence[DeviceReport]
+        self, claims: SessionClaims, reports: Sequence[DeviceReport]
     ) -> list[ReportOutcome]:
-        """Apply one device's reports (with whatever else is waiting); its outcomes in
-        order, or the :class:`APIError` that refused them."""
-        submission = _Submission(workspace_id, DeviceReports(device_id, list(reports)))
+        """Apply the reports of the device of this session (with whatever else is waiting);
+        its outcomes in order, or the :class:`APIError` that refused them."""
+        submission = _Submission(claims, DeviceReports(claims.device_id, list(reports)))
         self._pending.append(submission)
         if self._draining is None or self._draining.done():
             self._draining = asyncio.create_task(self._drain())
@@ -85,12 +96,19 @@ class ReportQueue:
                         _fail(submission, error)
 
     async def _apply(self, batch: list[_Submission]) -> None:
-        by_workspace: dict[str, list[_Submission]] = defaultdict(list)
-        for submission in batch:
-            by_workspace[submission.workspace_id].append(submission)
         answers: list[tuple[_Submission, list[ReportOutcome] | APIError]] = []
         async with self.database.session(write=True) as session:
             work = UnitOfWork(session=session)
+            current = await _sessions(session, {item.claims.device_id for item in batch})
+            by_workspace: dict[str, list[_Submission]] = defaultdict(list)
+            for submission in batch:
+                workspace_id, session_id = current.get(submission.claims.device_id, ("", None))
+                try:
+                    check_session(submission.claims, session_id)
+                except APIError as refused:
+                    answers.append((submission, refused))
+                    continue
+                by_workspace[workspace_id].append(submission)
             for workspace_id, submissions in by_workspace.items():
                 service = DeploymentService(work, workspace_id, self.notifier)
                 results = await service.record_device_reports(
@@ -107,6 +125,17 @@ class ReportQueue:
                 submission.answer.set_exception(result)
             else:
                 submission.answer.set_result(result)
+
+
+async def _sessions(
+    session: AsyncSession, device_ids: set[str]
+) -> dict[str, tuple[str, str | None]]:
+    """Each device's workspace and current session."""
+    statement = select(Device.id, Device.workspace_id, Device.session_id).where(
+        Device.id.in_(device_ids)
+    )
+    rows = (await session.execute(statement)).all()
+    return {device_id: (workspace_id, session_id) for device_id, workspace_id, session_id in rows}
 
 
 def _fail(submission: _Submission, error: BaseException) -> None:

@@ -128,7 +128,13 @@ class Database:
         self._reads: dict[int, tuple[Select[*tuple[Any, ...]], Read]] = {}
         lean = {"pool_pre_ping": False, "pool_reset_on_return": None}
         if self.is_sqlite:
-            self.lean_engine = _sqlite_engine(url, immediate=False, **lean, **engine_kwargs)
+            # Sized for a fleet's burst of concurrent agent calls: an overflowing pool opens
+            # and closes a connection (and its thread) per call. Reads never take SQLite's
+            # write lock, so more of them cost nothing else.
+            sizes = {"pool_size": 20, "max_overflow": 30}
+            self.lean_engine = _sqlite_engine(
+                url, immediate=False, **{**sizes, **engine_kwargs, **lean}
+            )
         else:
             self.lean_engine = create_async_engine(
                 url, **{**engine_kwargs, "pool_size": 10, "max_overflow": 20, **lean}

@@ -108,6 +108,15 @@ class RateLimited(APIError):
         return {"Retry-After": str(self.params.get("retry_after_seconds", 1))}
 
 
+class ServiceUnavailable(APIError):
+    status_code = 503
+    code = "service_unavailable"
+    retryable = True
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.params.get("retry_after_seconds", 1))}
+
+
 class InternalError(APIError):
     status_code = 500
     code = "internal_error"

@@ -23,15 +23,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
+from fleetconfig.server.kit.pg_listen import asyncpg_dsn, hold_listening_connection
 from fleetconfig.server.kit.tasks import cancel_and_wait
 from fleetconfig.server.push.transport import HubSink
 
@@ -42,11 +41,6 @@ SYNC_BATCH = 100
 HEALTH_CHECK_SECONDS = 30.0
 FIRST_CONNECT_WAIT_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 10.0
-
-
-def asyncpg_dsn(database_url: str) -> str:
-    """The SQLAlchemy URL (``postgresql+asyncpg://...``) as a plain libpq-style DSN."""
-    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 class PostgresRelay:
@@ -69,6 +63,7 @@ class PostgresRelay:
         self._outbox: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._connected = asyncio.Event()
+        self._first = True  # the first connection has missed nothing
         self._task: asyncio.Task[None] | None = None
 
     # -- PushTransport ----------------------------------------------------------------------
@@ -190,44 +185,26 @@ class PostgresRelay:
     # -- connection management --------------------------------------------------------------
 
     async def _run(self) -> None:
-        delay = 0.2
-        first = True
-        while True:
-            connection: asyncpg.Connection | None = None
-            try:
-                connection = await asyncpg.connect(
-                    self.dsn,
-                    timeout=10,
-                    # Named, so an operator can tell these connections apart in pg_stat_activity.
-                    server_settings={"application_name": self.application_name},
-                )
-                lost = asyncio.Event()
+        await hold_listening_connection(
+            dsn=self.dsn,
+            application_name=self.application_name,
+            channel=self.channel,
+            on_notification=self._on_notification,
+            serve=self._serve,
+            on_lost=self._on_lost,
+            max_backoff_seconds=MAX_BACKOFF_SECONDS,
+            logger=logger,
+        )
 
-                def on_lost(_connection: Any, lost: asyncio.Event = lost) -> None:
-                    lost.set()
-                    self._wake.set()
+    def _on_lost(self) -> None:
+        self._connected.clear()
+        self._wake.set()
 
-                connection.add_termination_listener(on_lost)
-                await connection.add_listener(self.channel, self._on_notification)
-                self._connected.set()
-                if not first and self._sink is not None:
-                    # Whatever was sent while we were away is lost: every local stream syncs.
-                    self._sink.resync_local()
-                first = False
-                delay = 0.2
-                self._wake.set()  # flush what queued up while disconnected
-                await self._send_loop(connection, lost)
-            except asyncio.CancelledError:
-                raise
-            except Exception as error:
-                logger.warning("push relay: PostgreSQL connection problem: %s", error)
-            finally:
-                self._connected.clear()
-                if connection is not None and not connection.is_closed():
-                    try:
-                        async with asyncio.timeout(2):
-                            await connection.close()
-                    except BaseException:
-                        connection.terminate()
-            await asyncio.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, MAX_BACKOFF_SECONDS)
+    async def _serve(self, connection: asyncpg.Connection, lost: asyncio.Event) -> None:
+        self._connected.set()
+        if not self._first and self._sink is not None:
+            # Whatever was sent while we were away is lost: every local stream syncs.
+            self._sink.resync_local()
+        self._first = False
+        self._wake.set()  # flush what queued up while disconnected
+        await self._send_loop(connection, lost)
