@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,7 +29,8 @@ SCHEMA = json.dumps({"type": "object", "properties": {"value": {"type": "integer
 
 def _document() -> dict[str, Any]:
     # The app is only built, never started: its OpenAPI document needs no database.
-    settings = Settings(data_dir=tempfile.mkdtemp(), database_url="sqlite+aiosqlite:///:memory:")
+    data_dir = Path(tempfile.mkdtemp())
+    settings = Settings(data_dir=data_dir, database_url=f"sqlite+aiosqlite:///{data_dir}/doc.db")
     return create_app(settings).openapi()
 
 
