@@ -313,7 +313,7 @@ async def test_config_editor_validates_as_you_type_and_deploys(
     )
     await page.locator("#deploy-panel button[value=deployed]").click()
     result = page.locator("#deploy-result")
-    await playwright_expect(result).to_contain_text("Deployed")
+    await playwright_expect(result).to_contain_text("Sent to the device")
     await playwright_expect(result.locator(".badge")).to_have_text("queued")
     await page.screenshot(path=str(shots / "editor-deployed.png"), full_page=True)
     await _still_same_page(page)

@@ -7,10 +7,10 @@ the Platform API's base shapes today (rendered by the resources' own functions);
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.agent_api import repository
@@ -24,6 +24,7 @@ from fleetconfig.server.devices.schemas import render_device as render_platform_
 from fleetconfig.server.git_commits.schemas import render_git_commit
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.params import Expand
+from fleetconfig.server.kit.strict import RequestModel, Timestamp
 from fleetconfig.server.models import Deployment, Device, Release
 from fleetconfig.server.releases.schemas import render_release
 
@@ -39,19 +40,13 @@ MAX_FILE_CHANGES = 100
 FileChangeKind = Literal["modified", "missing"]
 
 
-def _as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class ActivateDeviceRequest(BaseModel):
+class ActivateDeviceRequest(RequestModel):
     public_key_pem: StrictStr
     agent_version: StrictStr
     name: StrictStr | None = None
 
 
-class ProvisionDeviceRequest(BaseModel):
+class ProvisionDeviceRequest(RequestModel):
     """``POST /devices/provision`` with a provisioning token: the device of this name is
     created, or activated if it exists and is not activated yet."""
 
@@ -60,25 +55,20 @@ class ProvisionDeviceRequest(BaseModel):
     name: StrictStr
 
 
-class UpdateDeviceRequest(BaseModel):
+class UpdateDeviceRequest(RequestModel):
     agent_version: StrictStr | None = None
 
 
-class FileChangeItem(BaseModel):
+class FileChangeItem(RequestModel):
     """A file of the deployment the agent found changed on the robot (fleetconfig extension)."""
 
     filepath: StrictStr = Field(min_length=1, max_length=4096)
     change: FileChangeKind
-    detected_at: datetime
-    restored_at: datetime | None = None
-
-    @field_validator("detected_at", "restored_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return _as_utc(value)
+    detected_at: Timestamp
+    restored_at: Timestamp | None = None
 
 
-class UpdateDeploymentRequest(BaseModel):
+class UpdateDeploymentRequest(RequestModel):
     """A device's report on one of its deployments. fleetconfig extensions, all optional
     (an older agent sends none): ``error_message``, ``error_path``, ``retry_attempts`` and
     ``next_retry_at`` (why, where and how often it is retrying or failed, shown to
@@ -90,10 +80,10 @@ class UpdateDeploymentRequest(BaseModel):
     error_message: StrictStr | None = None
     error_path: StrictStr | None = Field(default=None, max_length=4096)
     retry_attempts: StrictInt | None = Field(default=None, ge=0, le=1_000_000_000)
-    next_retry_at: datetime | None = None
+    next_retry_at: Timestamp | None = None
     file_changes: list[FileChangeItem] | None = Field(default=None, max_length=MAX_FILE_CHANGES)
-    deployed_at: datetime | None = None
-    archived_at: datetime | None = None
+    deployed_at: Timestamp | None = None
+    archived_at: Timestamp | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -101,11 +91,6 @@ class UpdateDeploymentRequest(BaseModel):
         if isinstance(data, dict) and "target_status" in data:
             raise ValueError("target_status is decided by the server; a device cannot set it")
         return data
-
-    @field_validator("deployed_at", "archived_at", "next_retry_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return _as_utc(value)
 
     @field_validator("error_message")
     @classmethod
@@ -142,7 +127,7 @@ class DeploymentReportItem(UpdateDeploymentRequest):
     deployment_id: StrictStr = Field(min_length=1, max_length=64)
 
 
-class ReportDeploymentsRequest(BaseModel):
+class ReportDeploymentsRequest(RequestModel):
     """Every status change of one sync, applied together (or not at all)."""
 
     reports: list[DeploymentReportItem] = Field(min_length=1, max_length=MAX_REPORTS_PER_REQUEST)
@@ -160,9 +145,9 @@ class ReportDeploymentsRequest(BaseModel):
         return value
 
 
-class PongRequest(BaseModel):
+class PongRequest(RequestModel):
     message_id: StrictStr = Field(min_length=1, max_length=128)
-    timestamp: datetime | None = None
+    timestamp: Timestamp | None = None
 
 
 # -- rendering ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from fleetconfig.server.devices.service import DeviceService
 from fleetconfig.server.fleet import health
 from fleetconfig.server.fleet.repository import SORT_KEYS, DeviceQuery, FleetRepository, FleetRow
 from fleetconfig.server.kit.errors import InvalidRequest, NotFound
-from fleetconfig.server.kit.params import OrderBy, Page
+from fleetconfig.server.kit.params import OrderBy, Page, int_param
 from fleetconfig.server.models import Deployment, Device, Release
 from fleetconfig.server.releases.repository import ReleaseRepository
 from fleetconfig.server.services import services
@@ -40,10 +40,7 @@ RELEASES_IN_FILTER = 100
 
 
 def offset_of(request: Request) -> int:
-    raw = request.query_params.get("offset", "0")
-    if not raw.isdigit():
-        raise InvalidRequest("offset must be a whole number", parameter="offset")
-    return int(raw)
+    return max(0, int_param(request.query_params, "offset", 0))
 
 
 def device_query(request: Request) -> DeviceQuery:

@@ -264,7 +264,7 @@ def deploy(current: HasState, now: datetime) -> Changes:
     if current.activity_status == ActivityStatus.DRIFTED:
         why = (
             "it has drifted: the device's target changed since it was staged; review it and "
-            "restage it before deploying"
+            "restage it before deploying (fleetconfig deployments restage ID)"
         )
     elif current.target_status == TargetStatus.DEPLOYED:
         why = "it is already the device's target"

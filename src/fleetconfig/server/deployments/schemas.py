@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Literal
 
-from pydantic import BaseModel, PrivateAttr, StrictStr
+from pydantic import PrivateAttr, StrictStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
@@ -16,6 +16,7 @@ from fleetconfig.server.deployments.repository import DeploymentFields
 from fleetconfig.server.devices.schemas import render_devices
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.params import Expand
+from fleetconfig.server.kit.strict import RequestModel
 from fleetconfig.server.models import (
     ConfigInstance,
     Deployment,
@@ -26,7 +27,7 @@ from fleetconfig.server.models import (
 from fleetconfig.server.releases.schemas import render_releases
 
 
-class CreateDeploymentRequest(BaseModel):
+class CreateDeploymentRequest(RequestModel):
     target_status: Literal["staged", "deployed"]
     description: StrictStr
     release_id: StrictStr
