@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from fleetconfig.agent.clock import isoformat
 from fleetconfig.agent.events import DEPLOYMENT_DEPLOYED, DEPLOYMENT_REMOVED
 from fleetconfig.agent.state import (
     ActivityStatus,
@@ -207,7 +208,12 @@ def test_retrying_keeps_the_reason_and_the_retry_time(store: Store) -> None:
     )
     retry_at = NOW + timedelta(seconds=15)
     record = store.record_transition(
-        "dpl_1", transition, now=NOW, reason="disk full", next_retry_at=retry_at
+        "dpl_1",
+        transition,
+        now=NOW,
+        reason="disk full",
+        next_retry_at=retry_at,
+        error_path="/srv/miru/a.json",
     )
     assert (record.error_status, record.error_reason, record.next_retry_at) == (
         ErrorStatus.RETRYING,
@@ -216,10 +222,14 @@ def test_retrying_keeps_the_reason_and_the_retry_time(store: Store) -> None:
     )
     assert record.retry_attempts == 1
     [report] = store.pending_reports()
+    # The reason, where, how often and when next travel with the report (extensions).
     assert report.body == {
         "activity_status": "queued",
         "error_status": "retrying",
         "error_message": "disk full",
+        "error_path": "/srv/miru/a.json",
+        "retry_attempts": 1,
+        "next_retry_at": isoformat(retry_at),
     }
     assert store.events_after(0) == []  # no event for a retry
     store.start_run()

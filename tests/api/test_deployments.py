@@ -46,6 +46,8 @@ DEPLOYMENT_FIELDS = {
     "release_id",
     "created_at",
     "updated_at",
+    # fleetconfig's documented extension object (error detail, files modified on the robot).
+    "fleetconfig",
 }
 
 
@@ -616,6 +618,10 @@ async def test_scopes(
         "forbidden",
         required_scopes=["deployments:write"],
     )
+    reader = await key_with("deployments:read")
+    error = assert_error(await reader.post("/deployments", json=body), 403, "forbidden")
+    assert error["params"]["missing_scopes"] == [["deployments:write"], ["deployments:stage"]]
+    assert "deployments:write; and deployments:stage" in error["message"]
     stager = await key_with("deployments:write", "deployments:stage")
     assert_error(
         await stager.post("/deployments", json={**body, "target_status": "deployed"}),

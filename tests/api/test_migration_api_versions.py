@@ -197,10 +197,15 @@ async def test_tetons_answers_are_unchanged(migrated: tuple[ApiCaller, str]) -> 
     assert await api.ok("GET", "/config_schemas/cfg_sch_m") == TETONS_SCHEMA
     instance = await api.ok("GET", "/config_instances/cfg_inst_m", params={"expand": "content"})
     assert instance == {**TETONS_INSTANCE, "content": {"format": "json", "data": '{"speed": 3}'}}
-    assert await api.ok("GET", "/devices/dvc_m") == TETONS_DEVICE
+    # Beside the tetons fields, fleetconfig's extension object (decision 0009), which the
+    # official clients keep as an extra field.
+    device = await api.ok("GET", "/devices/dvc_m")
+    assert device.pop("fleetconfig")["latest_deployment"]["id"] == "dpl_m"
+    assert device == TETONS_DEVICE
     deployment = await api.ok(
         "GET", "/deployments/dpl_m", params={"expand": ["config_instances", "release"]}
     )
+    assert deployment.pop("fleetconfig")["error"] is None
     assert {k: v for k, v in deployment.items() if k not in ("release", "config_instances")} == (
         TETONS_DEPLOYMENT
     )

@@ -1,4 +1,4 @@
-"""Migration 0005 (idempotency keys) adds its table to a database made at 0004, keeps the
+"""Migration 0006 (idempotency keys) adds its table to a database made at its parent, keeps the
 data there, and goes down and up again with keys stored."""
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ from fleetconfig.server.settings import Settings
 from tests.push_fakes import FakeTransport
 from tests.support import ApiCaller, backend, drop_pg_database, fresh_database_url, unique_name
 
+PARENT = "0005_fleet_truth"
+
 
 async def serve(url: str, data_dir: Path, secret: str, body: dict[str, str]) -> httpx.Response:
     """One POST with an ``Idempotency-Key`` to a server on ``url`` (which migrates to head)."""
@@ -34,10 +36,10 @@ async def serve(url: str, data_dir: Path, secret: str, body: dict[str, str]) -> 
             )
 
 
-async def test_0005_up_down_and_up_again(tmp_path: Path) -> None:
+async def test_0006_up_down_and_up_again(tmp_path: Path) -> None:
     url = await fresh_database_url(tmp_path)
     try:
-        await asyncio.to_thread(migrate.upgrade, url, "0004_api_versions")
+        await asyncio.to_thread(migrate.upgrade, url, PARENT)
         database = Database(url)
         try:
             async with database.session(write=True) as session:
@@ -57,7 +59,7 @@ async def test_0005_up_down_and_up_again(tmp_path: Path) -> None:
         finally:
             await database.dispose()
 
-        await asyncio.to_thread(command.downgrade, migrate.alembic_config(url), "0004_api_versions")
+        await asyncio.to_thread(command.downgrade, migrate.alembic_config(url), PARENT)
         # Up again (at start): the device is still there, the stored answer is not, so the
         # repeat runs and finds the name taken.
         again = await serve(url, tmp_path / "data", secret, body)

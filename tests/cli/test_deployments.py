@@ -292,6 +292,7 @@ def test_watch(cli: Cli, sdk: Miru, release_setup: ReleaseSetup) -> None:
         "failed": [],
         "drifted": [],
         "pending": [],
+        "reasons": {},
     }
     assert "All 2 deployments reached their target." in cli.ok("deployments", "watch", *ids).stderr
 

@@ -189,25 +189,29 @@ async def test_device_status_changes_without_reload(
     name = unique_name("rover")
     device = await api.ok("POST", "/devices", json={"name": name})
     row = page.locator(f'tr[data-device-id="{device["id"]}"]')
-    await playwright_expect(row.locator(".badge")).to_have_text("inactive", timeout=LIVE_TIMEOUT_MS)
+    await playwright_expect(row.locator(".badge:not(.health)")).to_have_text(
+        "inactive", timeout=LIVE_TIMEOUT_MS
+    )
     await _mark(page)
 
     # The agent activates, then holds its push stream open: online; then drops: offline.
     issued = await api.ok("POST", f"/devices/{device['id']}/activation_token", json={})
     key = DeviceKey.generate()
     assert (await activate(http, issued["token"], key, agent_version="v0.9.1")).status_code == 200
-    await playwright_expect(row.locator(".badge")).to_have_text(
+    await playwright_expect(row.locator(".badge:not(.health)")).to_have_text(
         "activating", timeout=LIVE_TIMEOUT_MS
     )
     agent = AgentCaller(http, device["id"], key)
     await agent.refresh()
     async with EventStreamClient(http, agent):
-        await playwright_expect(row.locator(".badge")).to_have_text(
+        await playwright_expect(row.locator(".badge:not(.health)")).to_have_text(
             "online", timeout=LIVE_TIMEOUT_MS
         )
         await playwright_expect(row).to_contain_text("v0.9.1")
         await page.screenshot(path=str(shots / "devices.png"), full_page=True)
-    await playwright_expect(row.locator(".badge")).to_have_text("offline", timeout=LIVE_TIMEOUT_MS)
+    await playwright_expect(row.locator(".badge:not(.health)")).to_have_text(
+        "offline", timeout=LIVE_TIMEOUT_MS
+    )
     await _still_same_page(page)
 
     # Adding a device from the page shows the command that activates its agent.
@@ -309,7 +313,7 @@ async def test_config_editor_validates_as_you_type_and_deploys(
     )
     await page.locator("#deploy-panel button[value=deployed]").click()
     result = page.locator("#deploy-result")
-    await playwright_expect(result).to_contain_text("Deployed")
+    await playwright_expect(result).to_contain_text("Sent to the device")
     await playwright_expect(result.locator(".badge")).to_have_text("queued")
     await page.screenshot(path=str(shots / "editor-deployed.png"), full_page=True)
     await _still_same_page(page)

@@ -27,7 +27,7 @@ async def test_the_list_shows_each_device_and_its_live_status(
     device = fleet.devices[0]
     assert device["name"] in page.text
     # The list refreshes itself: the page polls the fragment.
-    assert 'hx-get="/devices/list?offset=0"' in page.text
+    assert 'hx-get="/devices/list?sort=name&amp;dir=asc"' in page.text
     assert 'hx-trigger="every 2s' in page.text
 
     await _set_status(app, device["id"], "online")

@@ -100,7 +100,9 @@ async def test_create_an_instance_then_deploy_it(
         },
     )
     assert deployed.status_code == 200, deployed.text
-    assert "Deployed" in deployed.text
+    # No agent runs here: the deployment is queued, and the page does not call it deployed.
+    assert "Sent to the device (it is not there yet)" in deployed.text
+    assert "Deployed" not in deployed.text
     deployment_id = re.search(r"<code>(dpl_\w+)</code>", deployed.text)
     assert deployment_id is not None
     after = await api.ok(
@@ -169,7 +171,7 @@ async def test_other_schemas_default_to_what_the_device_runs(
     )
     assert form.status_code == 200, form.text
     assert f'name="instance:{extra_schema["id"]}"' in form.text
-    assert f'<option value="{running["id"]}" selected>' in form.text
+    assert f'<option value="{running["id"]}" title="{running["id"]}" selected>' in form.text
 
     deployed = await browser.post(
         f"/editor/{fleet.schema['id']}/deploy",

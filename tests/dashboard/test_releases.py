@@ -44,7 +44,8 @@ async def test_the_staging_area_groups_deployments_by_status(
     for device in fleet.devices:
         assert f'name="device_id" value="{device["id"]}"' in page.text
     assert f'name="instance:{fleet.schema["id"]}"' in page.text
-    assert f'<option value="{fleet.instances[1]["id"]}">' in page.text
+    instance = fleet.instances[1]["id"]
+    assert f'<option value="{instance}" title="{instance}">' in page.text
     # Live, and the refresh pauses while deployments are selected.
     assert 'hx-trigger="every 3s"' in page.text
     assert 'data-pause-when-selected="deployment_id"' in page.text

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from fleetconfig.agent import paths
 from fleetconfig.agent.journal import JournalCorrupt
+from fleetconfig.agent.paths import RESERVED_PREFIX
 from fleetconfig.agent.transaction import FileChange, FileTransactions, RecoveryResult
 
 JOURNAL_FILENAME = "apply-journal.json"
@@ -26,10 +27,12 @@ JOURNAL_FILENAME = "apply-journal.json"
 class ApplyError(Exception):
     """Why a deployment's files could not be written or removed."""
 
-    def __init__(self, reason: str, *, permanent: bool) -> None:
+    def __init__(self, reason: str, *, permanent: bool, path: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
+        # The device path that failed, when the error is about one file.
+        self.path = path
 
 
 @dataclass(frozen=True)
@@ -78,7 +81,15 @@ class Applier:
                 [file.filepath for file in files], self.allowed_roots
             )
         except paths.FilepathError as error:
-            raise ApplyError(str(error), permanent=True) from error
+            raise ApplyError(str(error), permanent=True, path=_named(error.filepath)) from error
+        for path in checked:
+            if os.path.isdir(self.host_path(path)) and not os.path.islink(self.host_path(path)):
+                # An operator may clear it: retry, and say exactly what is in the way.
+                raise ApplyError(
+                    f"{path} is a directory on the device; the config file cannot be written there",
+                    permanent=False,
+                    path=path,
+                )
         changes = [
             FileChange(self.host_path(path), file.content)
             for path, file in zip(checked, files, strict=True)
@@ -91,7 +102,7 @@ class Applier:
         try:
             checked = [paths.validate_filepath(path, self.allowed_roots) for path in unique]
         except paths.FilepathError as error:
-            raise ApplyError(str(error), permanent=True) from error
+            raise ApplyError(str(error), permanent=True, path=_named(error.filepath)) from error
         present = [path for path in checked if os.path.lexists(self.host_path(path))]
         self._run([FileChange(self.host_path(path), None) for path in present], present)
 
@@ -103,7 +114,10 @@ class Applier:
             create_dirs = _missing_directories(change.path.parent for change in changes)
             self.transactions.run(changes, create_dirs)
         except (OSError, JournalCorrupt) as error:
-            raise _retryable(error) from error
+            hosts = {
+                str(change.path): path for change, path in zip(changes, device_paths, strict=True)
+            }
+            raise _retryable(error, hosts) from error
 
     def _refuse_symlink_escapes(self, device_paths: Sequence[str]) -> None:
         """A symlink under an allowed root must not lead a write outside it."""
@@ -116,6 +130,7 @@ class Applier:
                 raise ApplyError(
                     f"filepath {device_path!r} refused: a symlink leads it outside {root!r}",
                     permanent=True,
+                    path=device_path,
                 )
 
 
@@ -129,11 +144,37 @@ def _missing_directories(parents: Iterable[Path]) -> list[Path]:
     return sorted(missing, key=lambda path: (len(path.parts), str(path)))
 
 
-def _retryable(error: OSError | JournalCorrupt) -> ApplyError:
+def _retryable(
+    error: OSError | JournalCorrupt, device_paths: dict[str, str] | None = None
+) -> ApplyError:
+    """A retryable error; ``device_paths`` (host path -> device path) names the failing file
+    as the server knows it, when the error is about one of them or a file beside it."""
     if isinstance(error, OSError):
         where = f" ({error.filename})" if error.filename else ""
-        return ApplyError(f"{error.strerror or error}{where}", permanent=False)
+        return ApplyError(
+            f"{error.strerror or error}{where}",
+            permanent=False,
+            path=_device_path(error, device_paths or {}),
+        )
     return ApplyError(str(error), permanent=False)
+
+
+def _device_path(error: OSError, device_paths: dict[str, str]) -> str | None:
+    for name in (error.filename, error.filename2):
+        if not isinstance(name, str):
+            continue
+        if name in device_paths:
+            return device_paths[name]
+        # A temporary or backup file of the transaction sits beside its target.
+        if RESERVED_PREFIX in Path(name).name:
+            beside = [d for h, d in device_paths.items() if Path(h).parent == Path(name).parent]
+            if len(beside) == 1:
+                return beside[0]
+    return None
+
+
+def _named(filepath: object) -> str | None:
+    return filepath if isinstance(filepath, str) else None
 
 
 # -- the plan: target first, then removals ----------------------------------------------

@@ -24,6 +24,7 @@ import httpx
 from fleetconfig.agent.apply import Applier, ApplySettings
 from fleetconfig.agent.backoff import NETWORK_BACKOFF, SYNC_ERROR_BACKOFF, Backoff
 from fleetconfig.agent.device_api import DeviceApiServer
+from fleetconfig.agent.integrity import IntegrityChecker
 from fleetconfig.agent.keys import DeviceKey, Identity, IdentityError
 from fleetconfig.agent.push_link import (
     DEFAULT_HEARTBEAT_SECONDS,
@@ -193,6 +194,7 @@ class AgentDaemon:
                 device_id=identity.device_id,
                 poll_interval=settings.poll_interval_seconds,
                 request_timeout=settings.sync_request_timeout_seconds,
+                integrity=IntegrityChecker(store, applier, repair=settings.repair_modified_files),
             )
             api = DeviceApiServer(
                 store,
@@ -251,6 +253,10 @@ class AgentDaemon:
             await parts.api.start()
             parts.syncer.request("startup")
             tasks.append(asyncio.create_task(parts.syncer.run(), name="sync"))
+            watch = parts.syncer.watch_files(
+                self.settings.watch_interval_seconds, self.settings.verify_interval_seconds
+            )
+            tasks.append(asyncio.create_task(watch, name="watch"))
             if parts.push is not None:
                 tasks.append(asyncio.create_task(parts.push.run(), name="push"))
             stop = asyncio.create_task(self._stop.wait(), name="stop")
@@ -287,6 +293,11 @@ class AgentDaemon:
     async def _shut_down(self, parts: Parts, tasks: list[asyncio.Task[None]]) -> None:
         push_task = next((task for task in tasks if task.get_name() == "push"), None)
         sync_task = next((task for task in tasks if task.get_name() == "sync"), None)
+        for task in tasks:
+            if task.get_name() == "watch":
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
         if push_task is not None and not push_task.done():
             push_task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

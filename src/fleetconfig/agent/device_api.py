@@ -184,6 +184,19 @@ def _not_found(what: str, **params: Any) -> ApiError:
     return ApiError(404, "not_found", f"{what} not found", **params)
 
 
+def _outside_the_api(path: str) -> ApiError:
+    """A path outside ``/v0.2``: most often the device SDK reading ``MIRU_BASE_URL`` that was
+    set for the platform SDK in the same shell (both SDKs read it)."""
+    return ApiError(
+        404,
+        "not_found",
+        f"{path} is not an on-device API path (they start with /{API_VERSION}/); if "
+        "MIRU_BASE_URL is set for the platform SDK, unset it for the device SDK, which reads "
+        "it too",
+        path=path,
+    )
+
+
 def _not_supported(feature: str, what: str) -> ApiError:
     """A route newer clients know but this agent does not serve (a 404, so clients that
     probe for the feature treat it as absent, with a code that says why)."""
@@ -400,7 +413,7 @@ class DeviceApiServer:
     async def _route(self, request: http11.Request) -> tuple[int, Any]:
         segments = request.segments
         if not segments or segments[0] != API_VERSION:
-            raise _not_found("route", path=request.path)
+            raise _outside_the_api(request.path)
         route = segments[1:]
         method = request.method
         match route:

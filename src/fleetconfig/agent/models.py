@@ -39,6 +39,11 @@ class DeploymentRecord:
     error_reason: str | None
     # When the agent first saw this deployment as its target; orders targets.
     targeted_at: datetime | None
+    # The device path the last error was about, if one.
+    error_path: str | None = None
+    # Its files found changed on the device: one entry per path, newest state
+    # ({filepath, change: modified|missing, detected_at, restored_at}).
+    file_changes: tuple[dict[str, Any], ...] = ()
 
     @property
     def status(self) -> str:

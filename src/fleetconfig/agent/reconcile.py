@@ -203,6 +203,7 @@ class Reconciler:
             now=now,
             reason=error.reason if error is not None else None,
             next_retry_at=next_retry_at,
+            error_path=error.path if error is not None else None,
         )
         if error is None:
             (result.deployed if outcome is Outcome.DEPLOYED else result.removed).append(record.id)

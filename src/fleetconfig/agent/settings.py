@@ -23,6 +23,9 @@ directory itself cannot come from the TOML file (it says where the file is).
 | ``request_timeout_seconds`` | one HTTP request to the server | 15 |
 | ``sync_request_timeout_seconds`` | how long ``POST /device/sync`` waits for a sync | 20 |
 | ``content_cache_bytes`` | the cache of config file contents | 64 MiB |
+| ``repair_modified_files`` | restore changed deployed files (false: only report) | true |
+| ``watch_interval_seconds`` | how often deployed files are ``stat``-ed (inotify: at once) | 2 |
+| ``verify_interval_seconds`` | how often their bytes are checked in full (SHA-256) | 60 |
 | ``log_level`` | ``debug``, ``info``, ``warning`` or ``error`` | ``info`` |
 | ``log_format`` | ``logfmt`` or ``json`` lines on standard output | ``logfmt`` |
 """
@@ -73,6 +76,9 @@ class AgentSettings:
     request_timeout_seconds: float = 15.0
     sync_request_timeout_seconds: float = 20.0
     content_cache_bytes: int = DEFAULT_CONTENT_CACHE_BYTES
+    repair_modified_files: bool = True
+    watch_interval_seconds: float = 2.0
+    verify_interval_seconds: float = 60.0
     log_level: str = "info"
     log_format: str = "logfmt"
 

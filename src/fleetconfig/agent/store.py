@@ -98,7 +98,15 @@ CREATE TABLE events (
     data TEXT NOT NULL
 );
 """
-_SCHEMA_VERSION = 1
+# Each step takes the store from the version before it to its own (they are never edited).
+_UPGRADES = {
+    2: (
+        # Where the last error happened, and the files found changed on the device.
+        "ALTER TABLE deployments ADD COLUMN error_path TEXT",
+        "ALTER TABLE deployments ADD COLUMN file_changes TEXT",
+    ),
+}
+_SCHEMA_VERSION = max(_UPGRADES)
 
 EventListener = Callable[[int], None]
 
@@ -143,11 +151,16 @@ class Store:
             version = self._db.execute("PRAGMA user_version").fetchone()[0]
             if version == _SCHEMA_VERSION:
                 return
-            if version != 0:
+            if not 0 <= version < _SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path}: unknown schema version {version}")
             with self._write():
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
+                if version == 0:
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            self._db.execute(statement)
+                    version = 1
+                for step in range(version + 1, _SCHEMA_VERSION + 1):
+                    for statement in _UPGRADES[step]:
                         self._db.execute(statement)
                 self._db.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
 
@@ -281,6 +294,7 @@ class Store:
         now: datetime | None = None,
         reason: str | None = None,
         next_retry_at: datetime | None = None,
+        error_path: str | None = None,
     ) -> DeploymentRecord:
         """Save the agent's new knowledge of a deployment, with its report and event.
 
@@ -308,11 +322,12 @@ class Store:
                 archived_at=now if transition.stamp_archived_at else before.archived_at,
                 next_retry_at=next_retry_at if transition.error is ErrorStatus.RETRYING else None,
                 error_reason=reason if transition.error is not ErrorStatus.NONE else None,
+                error_path=error_path if transition.error is not ErrorStatus.NONE else None,
             )
             db.execute(
                 "UPDATE deployments SET activity_status = ?, error_status = ?, deployed_at = ?,"
-                " archived_at = ?, retry_attempts = ?, next_retry_at = ?, error_reason = ?"
-                " WHERE id = ?",
+                " archived_at = ?, retry_attempts = ?, next_retry_at = ?, error_reason = ?,"
+                " error_path = ? WHERE id = ?",
                 (
                     after.activity_status.value,
                     after.error_status.value,
@@ -321,6 +336,7 @@ class Store:
                     after.retry_attempts,
                     _iso(after.next_retry_at),
                     after.error_reason,
+                    after.error_path,
                     deployment_id,
                 ),
             )
@@ -337,6 +353,33 @@ class Store:
         if new_event_id is not None:
             self._notify(new_event_id)
         return after
+
+    def record_file_changes(
+        self,
+        deployment_id: str,
+        changes: Sequence[Mapping[str, Any]],
+        news: Sequence[Mapping[str, Any]],
+        now: datetime | None = None,
+    ) -> None:
+        """Save what the agent found on disk for a deployment's files: ``changes`` is the
+        whole new list (one entry per path), ``news`` the entries this check changed (the
+        ``deployment.modified`` event's). With its status report, in one transaction."""
+        now = now or utcnow()
+        with self._write() as db:
+            row = db.execute("SELECT * FROM deployments WHERE id = ?", (deployment_id,))
+            row.row_factory = sqlite3.Row
+            found = row.fetchone()
+            if found is None:
+                raise KeyError(deployment_id)
+            after = replace(_deployment(found), file_changes=tuple(dict(c) for c in changes))
+            db.execute(
+                "UPDATE deployments SET file_changes = ? WHERE id = ?",
+                (json.dumps(list(after.file_changes)), deployment_id),
+            )
+            self._enqueue_report(db, deployment_id, _report_body(after), now)
+            data = event_types.modified_event_data(after, news)
+            event_id = self._append_event(db, event_types.DEPLOYMENT_MODIFIED, data, now)
+        self._notify(event_id)
 
     def start_run(self) -> None:
         """Called once when the daemon starts (not by one-off commands like ``status``).
@@ -688,6 +731,8 @@ def _deployment(row: sqlite3.Row) -> DeploymentRecord:
         next_retry_at=_when(row["next_retry_at"]),
         error_reason=row["error_reason"],
         targeted_at=_when(row["targeted_at"]),
+        error_path=row["error_path"],
+        file_changes=tuple(json.loads(row["file_changes"] or "[]")),
     )
 
 
@@ -702,8 +747,16 @@ def _report_body(record: DeploymentRecord) -> dict[str, Any]:
     if record.archived_at is not None:
         body["archived_at"] = isoformat(record.archived_at)
     if record.error_status is not ErrorStatus.NONE and record.error_reason:
-        # fleetconfig's extension of the report: operators see why, not only that.
+        # fleetconfig's extensions of the report (an older server ignores them): operators
+        # see why, where, how often, and when the agent tries again, not only that.
         body["error_message"] = record.error_reason
+        if record.error_path:
+            body["error_path"] = record.error_path
+        body["retry_attempts"] = record.retry_attempts
+        if record.next_retry_at is not None:
+            body["next_retry_at"] = isoformat(record.next_retry_at)
+    if record.file_changes:
+        body["file_changes"] = list(record.file_changes)
     return body
 
 

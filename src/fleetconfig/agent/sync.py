@@ -43,9 +43,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from fleetconfig import __version__
+from fleetconfig.agent import inotify
 from fleetconfig.agent.backoff import NETWORK_BACKOFF, SYNC_ERROR_BACKOFF, Backoff, BackoffPolicy
 from fleetconfig.agent.clock import utcnow
 from fleetconfig.agent.device_api import SyncResult
+from fleetconfig.agent.integrity import IntegrityChecker, IntegrityResult
 from fleetconfig.agent.models import StatusReport
 from fleetconfig.agent.push_link import PushLink
 from fleetconfig.agent.reconcile import Reconciler, ReconcileResult
@@ -94,6 +96,7 @@ class SyncReport:
     report_requests: int = 0
     dropped_reports: int = 0
     reconcile: ReconcileResult = field(default_factory=ReconcileResult)
+    integrity: IntegrityResult = field(default_factory=IntegrityResult)
     seconds: float = 0.0
     # Milliseconds spent in each step, for the log line (where the time of a sync goes).
     steps: dict[str, float] = field(default_factory=dict)
@@ -115,9 +118,17 @@ class Syncer:
         network_backoff: BackoffPolicy = NETWORK_BACKOFF,
         error_backoff: BackoffPolicy = SYNC_ERROR_BACKOFF,
         clock: Callable[[], datetime] = utcnow,
+        integrity: IntegrityChecker | None = None,
     ) -> None:
         self.store = store
         self.reconciler = reconciler
+        self.integrity = integrity
+        # Writing files (reconcile) and checking them never overlap: a check must not take a
+        # file being replaced by a new deployment for one changed by hand.
+        self._files = asyncio.Lock()
+        # Set after each check: the current deployment's files may have changed, so the
+        # watch loop renews its inotify watches.
+        self._files_checked = asyncio.Event()
         self.link = link
         self.device_id = device_id
         self.poll_interval = poll_interval
@@ -312,6 +323,8 @@ class Syncer:
             ("removed", ",".join(result.removed)),
             ("retrying", ",".join(result.retrying)),
             ("failed", ",".join(result.failed)),
+            ("files_changed", ",".join(item["filepath"] for item in report.integrity.found)),
+            ("files_restored", ",".join(report.integrity.restored)),
             ("pushed", report.pushed),
             ("inline", report.inline),
             ("report_requests", report.report_requests),
@@ -327,6 +340,53 @@ class Syncer:
                 extra={"deployment": deployment_id, "reason": reason},
             )
         logger.info("synced", extra=fields)
+
+    # -- files changed on the device ---------------------------------------------------------
+
+    async def verify_files(self) -> IntegrityResult:
+        """Check the current deployment's files now; a finding is reported by a sync."""
+        if self.integrity is None:
+            return IntegrityResult()
+        async with self._files:
+            result = await asyncio.to_thread(self.integrity.check)
+        if result.changed:
+            self.request("files changed on the device")
+        return result
+
+    async def watch_files(self, watch_interval: float, verify_interval: float) -> None:
+        """Until cancelled: check the files when inotify reports a change of one (Linux), when
+        a ``stat`` of them differs (every ``watch_interval`` seconds), and in full every
+        ``verify_interval`` seconds."""
+        if self.integrity is None:
+            return
+        integrity = self.integrity
+        watcher = inotify.open_watcher()
+        next_verify = time.monotonic() + verify_interval
+        try:
+            while not self._stopping:
+                if watcher is not None:
+                    self._files_checked.clear()
+                    watcher.watch(integrity.watched())
+                    await _first_of(watch_interval, watcher.changed, self._files_checked)
+                    notified = watcher.changed.is_set()
+                    watcher.changed.clear()
+                    if self._files_checked.is_set() and not notified:
+                        continue  # a sync just checked them: only renew the watches
+                else:
+                    await asyncio.sleep(watch_interval)
+                    notified = False
+                due = time.monotonic() >= next_verify
+                if notified or due or await asyncio.to_thread(integrity.stat_changed):
+                    try:
+                        await self.verify_files()
+                    except Exception:
+                        # A store or file error must not end the watch: the next round retries.
+                        logger.exception("checking the deployed files failed")
+                    if due:
+                        next_verify = time.monotonic() + verify_interval
+        finally:
+            if watcher is not None:
+                watcher.close()
 
     # -- one sync ----------------------------------------------------------------------------
 
@@ -356,8 +416,13 @@ class Syncer:
                     step("push_ms")
                 await self._download(report)
                 step("download_ms")
-                report.reconcile = await asyncio.to_thread(self.reconciler.reconcile)
-                step("apply_ms")
+                async with self._files:
+                    report.reconcile = await asyncio.to_thread(self.reconciler.reconcile)
+                    step("apply_ms")
+                    if self.integrity is not None:
+                        report.integrity = await asyncio.to_thread(self.integrity.check)
+                        self._files_checked.set()
+                        step("verify_ms")
                 await self._flush_outbox(report)
                 step("report_ms")
             finally:
@@ -547,6 +612,16 @@ def _pushed_deployments(message: dict[str, Any]) -> list[Any] | None:
         logger.warning("unusable push message; pulling instead")
         return None
     return deployments
+
+
+async def _first_of(seconds: float, *events: asyncio.Event) -> None:
+    """Until one of ``events`` is set, or ``seconds`` have passed."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
 
 
 async def _gather_all(coroutines: Any) -> None:

@@ -49,12 +49,15 @@ app = _AgentCli(
     add_completion=False,
 )
 
+# Defaults are written "(default: ...)" in the help: typer renders help with rich, which
+# reads "[default: ...]" as markup and drops it. show_default=False because the real default
+# is decided by the settings (agent.toml, variables), not by these options.
 StateDirOption = Annotated[
     Path | None,
     typer.Option(
         "--state-dir",
         envvar="FLEETCONFIG_AGENT_STATE_DIR",
-        help="Keys, identity and local state [default: /var/lib/fleetconfig].",
+        help="Keys, identity and local state (default: /var/lib/fleetconfig).",
         show_default=False,
     ),
 ]
@@ -63,7 +66,7 @@ RootOption = Annotated[
     typer.Option(
         "--root",
         envvar="FLEETCONFIG_AGENT_ROOT",
-        help="Write every device path under this directory [default: /].",
+        help="Write every device path under this directory (default: /).",
         show_default=False,
     ),
 ]
@@ -72,7 +75,7 @@ SocketOption = Annotated[
     typer.Option(
         "--socket",
         envvar="FLEETCONFIG_AGENT_SOCKET",
-        help="The on-device API's Unix socket [default: /run/fleetconfig/agent.sock].",
+        help="The on-device API's Unix socket (default: /run/fleetconfig/agent.sock).",
         show_default=False,
     ),
 ]
@@ -168,7 +171,19 @@ def activate(
     print(f"State directory: {settings.state_dir}")
     if activated.replaced_device_id:
         print(f"(This agent was device {activated.replaced_device_id} before; its state is reset.)")
-    print("Start the agent with: fleetconfig-agent run")
+    print(f"Start the agent with: {run_command(state_dir, root, socket)}")
+
+
+def run_command(state_dir: Path | None, root: Path | None, socket: Path | None) -> str:
+    """``fleetconfig-agent run`` with the options this command was given (as absolute paths),
+    so that it finds the state it was activated into."""
+    import shlex
+
+    words = ["fleetconfig-agent", "run"]
+    for flag, value in (("--state-dir", state_dir), ("--root", root), ("--socket", socket)):
+        if value is not None:
+            words += [flag, str(value.absolute())]
+    return shlex.join(words)
 
 
 @app.command()

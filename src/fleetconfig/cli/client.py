@@ -238,7 +238,7 @@ def api_error(error: Exception) -> CliError:
             label += f": {params['reason']}"
         message = envelope["message"] or f"HTTP {status}"
         details: list[str] = []
-        extra = describe_params(params, skip=("errors", "reason"))
+        extra = describe_params(params, skip=("errors", "reason", "missing_scopes"))
         if extra:
             details.append(extra)
         for item in params.get("errors") or []:
@@ -246,6 +246,13 @@ def api_error(error: Exception) -> CliError:
                 details.append(f"{item.get('path') or '/'}: {item.get('message', '')}")
         if status == 401:
             details.append(f"Check {API_KEY_ENV}, or run `fleetconfig login` with a valid key.")
+        elif status == 403 and params.get("missing_scopes"):
+            groups = [group for group in params["missing_scopes"] if isinstance(group, list)]
+            flags = " ".join(f"--scope {group[0]}" for group in groups if group)
+            details.append(
+                "Ask an administrator for a key holding all of them, "
+                f"such as `fleetconfig apikey create --name NAME {flags}`."
+            )
         elif status == 403 and params.get("required_scopes"):
             details.append("Ask an administrator for a key holding one of these scopes.")
         elif status >= 500:

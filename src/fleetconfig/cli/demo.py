@@ -59,6 +59,24 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("fleetconfig", appauthor=False)) / "demo"
 
 
+def server_data_env(data_dir: Path) -> str:
+    """What ``fleetconfig apikey``/``db`` need to act on the demo's server (its data directory
+    is not the one they use by default, so that the demo never touches a real server's)."""
+    return f"FLEETCONFIG_DATA_DIR={data_dir / 'server'}"
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (or SIGHUP) to the demo: stop like Ctrl-C, children included."""
+
+
+def _stop_on_termination() -> None:
+    def handler(signum: int, frame: object) -> None:
+        raise _Terminated
+
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, handler)
+
+
 class DemoError(Exception):
     pass
 
@@ -237,12 +255,13 @@ def _instructions(
     console.print()
     console.rule("[bold]Deploy more[/bold]")
     console.print("[bold]With the official Python client[/bold] (miru-platform-sdk):")
-    console.print(f"  export MIRU_BASE_URL={base_url}/beta")
+    # The base URL is given in code, not as MIRU_BASE_URL: the device SDK reads that
+    # variable too, and would then miss the agent in the same shell.
     console.print(f"  export MIRU_API_KEY={api_key}")
     snippet = (
         "  python - <<'EOF'\n"
         "  from miru_platform_sdk import Miru\n"
-        "  client = Miru()\n"
+        f'  client = Miru(base_url="{base_url}/beta")\n'
         "  instance = client.config_instances.create(\n"
         f'      config_schema_id="{fleet.schema_id}",\n'
         '      content={"format": "json", "data": \'{"max_speed": 2.5, "mode": "outdoor"}\'},\n'
@@ -259,7 +278,10 @@ def _instructions(
     console.print("[bold]With the fleetconfig CLI[/bold]:")
     console.print(f"  export FLEETCONFIG_SERVER={base_url} FLEETCONFIG_API_KEY={api_key}")
     console.print('  echo \'{"max_speed": 0.5, "mode": "indoor"}\' > motion.json')
-    console.print(f"  fleetconfig instances create --schema {fleet.schema_id} --file motion.json")
+    console.print(
+        f"  fleetconfig instances create --release {RELEASE_VERSION} --type {CONFIG_TYPE_SLUG}"
+        " --file motion.json"
+    )
     console.print(
         f"  fleetconfig deploy --release {RELEASE_VERSION} --device {DEVICE_NAME}"
         " --instance <the new instance id>"
@@ -268,6 +290,10 @@ def _instructions(
     console.print("[bold]On the robot[/bold] (miru-device-sdk, or curl on the socket):")
     console.print(f"  export MIRU_AGENT_SOCKET={socket_path}")
     console.print(f"  curl --unix-socket {socket_path} http://localhost/v0.2/deployments/current")
+    console.print()
+    console.print("[bold]API keys for this demo's server[/bold]:")
+    console.print(f"  export {server_data_env(data_dir)}")
+    console.print("  fleetconfig apikey create --name ci --scope all")
     console.print()
     console.print(f"The config file:   {host_path}")
     console.print(f"Dashboard and API: {base_url}/   (docs at {base_url}/docs)")
@@ -305,7 +331,7 @@ def demo(
         typer.Option(
             "--data-dir",
             help="Where the demo keeps its server database, agent state and files "
-            "[default: the per-user data directory, …/fleetconfig/demo].",
+            "(default: the per-user data directory, …/fleetconfig/demo).",
             show_default=False,
         ),
     ] = None,
@@ -334,6 +360,9 @@ def demo(
     if as_json:
         console = Console(highlight=False, soft_wrap=True, stderr=True)
 
+    # The children run in process groups of their own (so that Ctrl-C reaches only the demo):
+    # without this, SIGTERM would end the demo and leave them running.
+    _stop_on_termination()
     started = time.monotonic()
     data_dir = (data_dir or default_data_dir()).absolute()
     server_dir, agent_dir = data_dir / "server", data_dir / "agent"
@@ -355,6 +384,8 @@ def demo(
         server_env = dict(
             env,
             FLEETCONFIG_DATA_DIR=str(server_dir),
+            # The default file of that data directory, so that FLEETCONFIG_DATA_DIR alone
+            # points `fleetconfig apikey` at it (server_data_env).
             FLEETCONFIG_DATABASE_URL=f"sqlite+aiosqlite:///{server_dir / 'fleetconfig.db'}",
         )
         console.print(f"Starting the server on {base_url} (data in {data_dir}) …")
@@ -450,6 +481,7 @@ def demo(
                     "status": status,
                     "file": str(host_path),
                     "socket": str(socket_path),
+                    "server_data_env": server_data_env(data_dir),
                     "landed_ms": round((landed - deploy_started) * 1000, 1),
                 }
                 print(json.dumps(summary), flush=True)

@@ -20,6 +20,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.table import Table
 
+from fleetconfig.cli import deployment_details as details
 from fleetconfig.cli import output
 from fleetconfig.cli.bulk import (
     BulkResult,
@@ -160,7 +161,7 @@ def check_instances(client: Miru, release: Release, instance_ids: list[str]) -> 
 
 
 def deployments_table(deployments: list[Deployment]) -> Table:
-    grid = output.table("id", "device", "release", "status", "target", "created")
+    grid = output.table("id", "device", "release", "status", "target", "created", "reason")
     for deployment in deployments:
         grid.add_row(
             deployment.id,
@@ -169,6 +170,7 @@ def deployments_table(deployments: list[Deployment]) -> Table:
             output.status_text(deployment.status),
             deployment.target_status,
             output.when(deployment.created_at),
+            escape(details.reason(deployment)),
         )
     return grid
 
@@ -185,6 +187,7 @@ def print_deployment(deployment: Deployment) -> None:
             ("Target", deployment.target_status),
             ("Activity", deployment.activity_status),
             ("Error", deployment.error_status),
+            *details.detail_fields(deployment),
             ("Description", deployment.description),
             ("Created", output.when(deployment.created_at)),
             ("Updated", output.when(deployment.updated_at)),
@@ -514,36 +517,62 @@ def act_on_deployments(
         raise CliError(
             "No deployments given", details=["Give deployment ids, or --all-staged --release R."]
         )
-    verb = {"deploy": "Deployed", "archive": "Archived"}[action_name]
+    verb = {"deploy": "Deployed", "archive": "Archived", "restage": "Restaged"}[action_name]
     with make_client() as client:
-        selected = (
-            select_staged(client, release or "", as_json)
-            if all_staged
-            else list(dict.fromkeys(ids or []))
-        )
+        if not all_staged:
+            selected = list(dict.fromkeys(ids or []))
+        elif action_name == "restage":
+            selected = select_drifted(client, release or "")
+        else:
+            selected = select_staged(client, release or "", as_json)
         if not selected:
             if as_json:
                 output.print_json(summary_data(BulkResult(), "deployments"))
             else:
-                output.note("No staged deployments to act on.")
+                kind = "drifted" if action_name == "restage" else "staged"
+                output.note(f"No {kind} deployments to act on.")
             return
-        call = client.deployments.deploy if action_name == "deploy" else client.deployments.archive
         if len(selected) == 1 and not all_staged:
-            done = call(selected[0])
+            done = act_on_one(client, action_name, selected[0])
             if as_json:
                 output.print_json(done)
             else:
                 output.success(f"{verb} {done.id} ({done.status}).")
             return
+        description = {"deploy": "Deploying", "archive": "Archiving", "restage": "Restaging"}
         result = run_batches(
             selected,
             lambda batch: act_on_batch(client, action_name, batch),
             label=lambda item: item,
-            description=f"{'Deploying' if action_name == 'deploy' else 'Archiving'}",
+            description=description[action_name],
             batch_size=batch_size,
             quiet=as_json,
         )
     finish_bulk(result, verb, "deployments", as_json)
+
+
+def act_on_one(client: Miru, action_name: str, deployment_id: str) -> Deployment:
+    if action_name == "deploy":
+        return client.deployments.deploy(deployment_id)
+    if action_name == "archive":
+        return client.deployments.archive(deployment_id)
+    # Restage is a fleetconfig extension the official client does not know; its answer is a
+    # deployment of the official shape. (Imported here: the SDK loads slowly, see options.)
+    from miru_platform_sdk.types import Deployment
+
+    return client.post(f"/deployments/{deployment_id}/restage", body={}, cast_to=Deployment)
+
+
+def select_drifted(client: Miru, release_reference: str) -> list[str]:
+    """The release's drifted deployments that were staged (restage stages them again)."""
+    release = resolve_release(client, release_reference)
+    return [
+        item.id
+        for item in iterate(
+            client.deployments.list, release_id=[release.id], activity_status=["drifted"]
+        )
+        if item.target_status == "staged"
+    ]
 
 
 def bulk_call(client: Miru, operation: str, **body: Any) -> dict[str, Any]:
@@ -640,7 +669,47 @@ def archive(
     act_on_deployments("archive", ids, all_staged, release, batch_size, as_json)
 
 
+@deployments_app.command("restage")
+@command
+def restage(
+    ids: DeploymentIds = None,
+    all_drifted: Annotated[
+        bool,
+        typer.Option("--all-drifted", help="Every drifted (staged) deployment of --release."),
+    ] = False,
+    release: Annotated[
+        str | None,
+        typer.Option("--release", help="With --all-drifted: the release (id or version)."),
+    ] = None,
+    batch_size: BatchSizeOption = 200,
+    as_json: JsonOption = False,
+) -> None:
+    """Stage drifted deployments again, once reviewed (deployments drifts ID shows what changed).
+
+    A staged deployment drifts when its device changes after it was planned; it cannot be
+    deployed until it is restaged. Exit status 1 if any could not be restaged.
+
+    With --json: the deployment when there is one; {summary, deployments, failed} for several.
+    """
+    if all_drifted and release is None:
+        raise CliError("--all-drifted needs --release R")
+    if ids and all_drifted:
+        raise CliError("Give deployment ids or --all-drifted --release R, not both")
+    if not ids and not all_drifted:
+        raise CliError(
+            "No deployments given", details=["Give deployment ids, or --all-drifted --release R."]
+        )
+    act_on_deployments("restage", ids, all_drifted, release, batch_size, as_json)
+
+
 # --- watch -------------------------------------------------------------------------------
+
+
+def device_names(client: Miru, device_ids: list[str]) -> dict[str, str]:
+    names: dict[str, str] = {}
+    for chunk in chunks(list(dict.fromkeys(device_ids))):
+        names.update((item.id, item.name) for item in client.devices.list(id=chunk, limit=100).data)
+    return names
 
 
 def reached(deployment: Deployment) -> bool:
@@ -730,6 +799,7 @@ def watch(
             else None
         )
         last_line = ""
+        reasons_seen: set[tuple[str, str]] = set()
         deployments: list[Deployment] = []
         timed_out = False
         if live is not None:
@@ -754,6 +824,7 @@ def watch(
                     if line != last_line:
                         console.print(f"[dim]{elapsed:5.1f}s[/dim] {line}")
                         last_line = line
+                    details.print_reasons(deployments, console, reasons_seen)
                 if all(settled(item) for item in deployments):
                     break
                 if elapsed >= timeout:
@@ -763,6 +834,14 @@ def watch(
         finally:
             if live is not None:
                 live.stop()
+        # Who is late or failed is told by device name: that is what people look for.
+        unsettled = [item for item in deployments if not reached(item)][:20]
+        names = device_names(client, [item.device_id for item in unsettled])
+
+    def described(deployment_id: str) -> str:
+        item = next(found for found in deployments if found.id == deployment_id)
+        name = names.get(item.device_id, item.device_id)
+        return f"{deployment_id}  {name}  {item.status}"
 
     counts = Counter[str](item.status for item in deployments)
     failed = sorted(item.id for item in deployments if item.error_status == "failed")
@@ -782,6 +861,10 @@ def watch(
                 "failed": failed,
                 "drifted": drifted,
                 "pending": pending,
+                # Why each failing or modified one is so (the server's extension).
+                "reasons": {
+                    item.id: details.reason(item) for item in deployments if details.reason(item)
+                },
             }
         )
     if timed_out:
@@ -790,14 +873,16 @@ def watch(
                 f"[bold red]Timed out[/bold red] after {timeout:g}s: {len(pending)} of "
                 f"{len(deployments)} deployments have not reached their target."
             )
+            by_id = {item.id: item for item in deployments}
             for item in pending[:20]:
-                console.print(f"  {item}")
+                console.print(f"  {escape(described(item))}  {escape(details.reason(by_id[item]))}")
         raise typer.Exit(int(ExitCode.TIMEOUT))
     if failed:
         if not as_json:
             console.print(f"[bold red]✗[/bold red] {len(failed)} deployment(s) failed:")
+            by_id = {item.id: item for item in deployments}
             for item in failed[:20]:
-                console.print(f"  {item}")
+                console.print(f"  {escape(described(item))}  {escape(details.reason(by_id[item]))}")
         raise typer.Exit(int(ExitCode.REFUSED))
     if not as_json:
         if not deployments:

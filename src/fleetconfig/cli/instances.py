@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
 from fleetconfig.cli import output
-from fleetconfig.cli.client import CliError, command, make_client
+from fleetconfig.cli.client import CliError, ExitCode, command, make_client, resolve_release
 from fleetconfig.cli.options import JsonOption
+
+if TYPE_CHECKING:
+    from miru_platform_sdk import Miru
 
 instances_app = typer.Typer(
     help="Config instances: create from a file, show, download.",
@@ -38,20 +41,57 @@ def read_content(file: Path) -> str:
     return text
 
 
+def schema_of_release(client: Miru, release_reference: str, type_slug: str) -> str:
+    """The id of the release's schema for the config type ``type_slug``: what people know
+    (a version and a type) instead of a schema id."""
+    release = resolve_release(client, release_reference, expand_schemas=True)
+    types = client.config_types.list(slug=[type_slug], limit=1).data
+    schemas = release.config_schemas or []
+    matching = [item for item in schemas if types and item.config_type_id == types[0].id]
+    if not matching:
+        known = ", ".join(sorted(item.config_type_name for item in schemas)) or "none"
+        raise CliError(
+            f"Release {release.version} has no schema of config type {type_slug!r}",
+            ExitCode.REFUSED,
+            details=[f"Its config types: {known}."],
+            data={"code": "not_found"},
+        )
+    return matching[0].id
+
+
 @instances_app.command("create")
 @command
 def create_instance(
-    schema: Annotated[
-        str, typer.Option("--schema", help="The config schema (cfg_sch_...) it must satisfy.")
-    ],
     file: Annotated[
         Path, typer.Option("--file", help="A JSON file with the config's values ('-' for stdin).")
     ],
+    schema: Annotated[
+        str | None,
+        typer.Option("--schema", help="The config schema (cfg_sch_...) it must satisfy."),
+    ] = None,
+    release: Annotated[
+        str | None,
+        typer.Option("--release", help="Instead of --schema: a release (version or id) ..."),
+    ] = None,
+    config_type: Annotated[
+        str | None,
+        typer.Option("--type", help="... and the slug of one of its config types."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a config instance; the server validates it against the schema."""
+    """Create a config instance; the server validates it against the schema.
+
+    Name the schema by id (--schema), or as people know it: --release V --type SLUG.
+    """
+    if (schema is None) == (release is None and config_type is None):
+        raise CliError("Give --schema ID, or --release V with --type SLUG (not both)")
+    if schema is None and (release is None or config_type is None):
+        raise CliError("--release and --type go together")
     text = read_content(file)
     with make_client() as client:
+        if schema is None:
+            assert release is not None and config_type is not None
+            schema = schema_of_release(client, release, config_type)
         created = client.config_instances.create(
             config_schema_id=schema, content={"format": "json", "data": text}
         )

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetconfig import __version__
 from fleetconfig.protocol import AGENT_API_PREFIX
-from fleetconfig.server import dashboard, migrate
+from fleetconfig.server import api_docs, dashboard, migrate
 from fleetconfig.server.agent_api.endpoints import HOT_ROUTES
 from fleetconfig.server.agent_api.endpoints import router as agent_router
 from fleetconfig.server.api_versions import document
@@ -163,7 +163,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         lifespan=lifespan,
         # Served below, one document per API version.
         openapi_url=None,
-        docs_url=None,
+        docs_url=None,  # served by api_docs, without a CDN
         redoc_url=None,
     )
     app.state.services = AppServices(
@@ -192,6 +192,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
     app.include_router(agent_router, prefix=AGENT_API_PREFIX)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.static_files(), name="dashboard-static")
+    api_docs.install(app)
 
     documents: dict[str, dict[str, object]] = {}
 

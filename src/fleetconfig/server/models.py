@@ -6,6 +6,7 @@ Every tenant-owned row carries ``workspace_id`` and every repository query filte
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -287,6 +288,9 @@ class Deployment(Base):
         ),
         Index("ix_deployments_ws_created", "workspace_id", "created_at", "id"),
         Index("ix_deployments_device_release", "device_id", "release_id"),
+        Index("ix_deployments_release_target", "release_id", "target_status"),
+        # A device's latest deployment (the fleet view): the newest targeted_at per device.
+        Index("ix_deployments_device_targeted", "device_id", "targeted_at"),
     )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -299,6 +303,16 @@ class Deployment(Base):
     activity_status: Mapped[str] = mapped_column(String(16))
     error_status: Mapped[str] = mapped_column(String(16), default="none")
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The agent's detail of its error (fleetconfig extension): the failing device path, how
+    # many attempts were made, when the next one is due; and when the current error began.
+    error_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    error_attempts: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    error_next_retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    error_since: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Files of this deployment the agent found changed or missing on the robot, one entry per
+    # path ({filepath, change, detected_at, restored_at}); modified_at is the newest detection.
+    file_changes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    modified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Start of the drift window: creation, or the last restage.
     staged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # When this deployment became its device's target (drifts of others are measured by it);

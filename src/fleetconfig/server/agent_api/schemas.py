@@ -7,15 +7,15 @@ the Platform API's base shapes today (rendered by the resources' own functions);
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, StrictStr, field_validator, model_validator
+from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.agent_api import repository
 from fleetconfig.server.agent_api.repository import InstanceSummary
-from fleetconfig.server.deployments.lifecycle import DeviceReport
+from fleetconfig.server.deployments.lifecycle import DeviceReport, FileChange
 from fleetconfig.server.deployments.repository import DeploymentFields
 from fleetconfig.server.deployments.schemas import (
     render_deployment as render_platform_deployment,
@@ -24,6 +24,7 @@ from fleetconfig.server.devices.schemas import render_device as render_platform_
 from fleetconfig.server.git_commits.schemas import render_git_commit
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.params import Expand
+from fleetconfig.server.kit.strict import RequestModel, Timestamp
 from fleetconfig.server.models import Deployment, Device, Release
 from fleetconfig.server.releases.schemas import render_release
 
@@ -35,21 +36,17 @@ ActivityStatusValue = Literal["drifted", "staged", "queued", "deployed", "removi
 ErrorStatusValue = Literal["none", "failed", "retrying"]
 
 MAX_ERROR_MESSAGE_CHARS = 4000
+MAX_FILE_CHANGES = 100
+FileChangeKind = Literal["modified", "missing"]
 
 
-def _as_utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class ActivateDeviceRequest(BaseModel):
+class ActivateDeviceRequest(RequestModel):
     public_key_pem: StrictStr
     agent_version: StrictStr
     name: StrictStr | None = None
 
 
-class ProvisionDeviceRequest(BaseModel):
+class ProvisionDeviceRequest(RequestModel):
     """``POST /devices/provision`` with a provisioning token: the device of this name is
     created, or activated if it exists and is not activated yet."""
 
@@ -58,19 +55,35 @@ class ProvisionDeviceRequest(BaseModel):
     name: StrictStr
 
 
-class UpdateDeviceRequest(BaseModel):
+class UpdateDeviceRequest(RequestModel):
     agent_version: StrictStr | None = None
 
 
-class UpdateDeploymentRequest(BaseModel):
-    """A device's report on one of its deployments. ``error_message`` is a fleetconfig
-    extension (the reason a deployment is retrying or failed, shown to operators)."""
+class FileChangeItem(RequestModel):
+    """A file of the deployment the agent found changed on the robot (fleetconfig extension)."""
+
+    filepath: StrictStr = Field(min_length=1, max_length=4096)
+    change: FileChangeKind
+    detected_at: Timestamp
+    restored_at: Timestamp | None = None
+
+
+class UpdateDeploymentRequest(RequestModel):
+    """A device's report on one of its deployments. fleetconfig extensions, all optional
+    (an older agent sends none): ``error_message``, ``error_path``, ``retry_attempts`` and
+    ``next_retry_at`` (why, where and how often it is retrying or failed, shown to
+    operators); ``file_changes`` (the deployment's files found changed on the robot, the
+    whole current list)."""
 
     activity_status: ActivityStatusValue | None = None
     error_status: ErrorStatusValue | None = None
     error_message: StrictStr | None = None
-    deployed_at: datetime | None = None
-    archived_at: datetime | None = None
+    error_path: StrictStr | None = Field(default=None, max_length=4096)
+    retry_attempts: StrictInt | None = Field(default=None, ge=0, le=1_000_000_000)
+    next_retry_at: Timestamp | None = None
+    file_changes: list[FileChangeItem] | None = Field(default=None, max_length=MAX_FILE_CHANGES)
+    deployed_at: Timestamp | None = None
+    archived_at: Timestamp | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -78,11 +91,6 @@ class UpdateDeploymentRequest(BaseModel):
         if isinstance(data, dict) and "target_status" in data:
             raise ValueError("target_status is decided by the server; a device cannot set it")
         return data
-
-    @field_validator("deployed_at", "archived_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        return _as_utc(value)
 
     @field_validator("error_message")
     @classmethod
@@ -98,6 +106,15 @@ class UpdateDeploymentRequest(BaseModel):
             error_message=self.error_message,
             deployed_at=self.deployed_at,
             archived_at=self.archived_at,
+            error_path=self.error_path,
+            retry_attempts=self.retry_attempts,
+            next_retry_at=self.next_retry_at,
+            file_changes=None
+            if self.file_changes is None
+            else tuple(
+                FileChange(item.filepath, item.change, item.detected_at, item.restored_at)
+                for item in self.file_changes
+            ),
         )
 
 
@@ -110,7 +127,7 @@ class DeploymentReportItem(UpdateDeploymentRequest):
     deployment_id: StrictStr = Field(min_length=1, max_length=64)
 
 
-class ReportDeploymentsRequest(BaseModel):
+class ReportDeploymentsRequest(RequestModel):
     """Every status change of one sync, applied together (or not at all)."""
 
     reports: list[DeploymentReportItem] = Field(min_length=1, max_length=MAX_REPORTS_PER_REQUEST)
@@ -128,9 +145,9 @@ class ReportDeploymentsRequest(BaseModel):
         return value
 
 
-class PongRequest(BaseModel):
+class PongRequest(RequestModel):
     message_id: StrictStr = Field(min_length=1, max_length=128)
-    timestamp: datetime | None = None
+    timestamp: Timestamp | None = None
 
 
 # -- rendering ------------------------------------------------------------------------------
@@ -148,7 +165,10 @@ def _without(body: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
 
 
 def render_deployment(row: Deployment | DeploymentFields) -> dict[str, Any]:
-    return _without(render_platform_deployment(row), PLATFORM_ONLY_DEPLOYMENT_FIELDS)
+    """The Platform API's tetons shape, without fleetconfig's extension."""
+    return _without(
+        render_platform_deployment(row, extension=False), PLATFORM_ONLY_DEPLOYMENT_FIELDS
+    )
 
 
 def render_device(row: Device) -> dict[str, Any]:

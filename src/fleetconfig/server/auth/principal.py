@@ -43,10 +43,14 @@ class Principal:
     def require(self, *groups: tuple[str, ...]) -> None:
         """Each group is satisfied by any one of its scopes (or the resource's ``manage``)."""
         unmet = missing(self.scopes, groups)
-        if unmet is not None:
+        if unmet:
+            # ``required_scopes``: the first unmet group (as before); ``missing_scopes``: all.
+            names = "; and ".join(" or ".join(group) for group in unmet)
+            noun = "scope" if len(unmet) == 1 else "scopes"
             raise Forbidden(
-                f"This API key lacks the scope for this operation: {' or '.join(unmet)}",
-                required_scopes=unmet,
+                f"This API key lacks the {noun} for this operation: {names}",
+                required_scopes=unmet[0],
+                missing_scopes=unmet,
             )
 
 

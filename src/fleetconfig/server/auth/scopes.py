@@ -53,11 +53,13 @@ def grants(held: Iterable[str], required: str) -> bool:
     return required in held_set or f"{resource}:manage" in held_set
 
 
-def missing(held: Iterable[str], all_of: Iterable[Iterable[str]]) -> list[str] | None:
-    """Check ``all_of`` groups (each satisfied by any one scope); return the first unmet group."""
+def missing(held: Iterable[str], all_of: Iterable[Iterable[str]]) -> list[list[str]]:
+    """Check ``all_of`` groups (each satisfied by any one scope); return every unmet group,
+    so that one refusal can name all that the key lacks."""
     held_list = list(held)
+    unmet: list[list[str]] = []
     for group in all_of:
         group_list = list(group)
         if not any(grants(held_list, scope) for scope in group_list):
-            return group_list
-    return None
+            unmet.append(group_list)
+    return unmet

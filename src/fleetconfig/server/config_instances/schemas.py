@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,17 +13,18 @@ from fleetconfig.server.config_schemas.schemas import render_config_schemas
 from fleetconfig.server.config_types.schemas import render_config_type
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.params import Expand
+from fleetconfig.server.kit.strict import RequestModel
 from fleetconfig.server.models import ConfigInstance, ConfigType
 
 
-class InstanceContent(BaseModel):
+class InstanceContent(RequestModel):
     """Every version's formats; which ones a version may send is the version table's."""
 
     format: Literal["json", "yaml", "jsonc", "xml", "text"]
     data: str
 
 
-class CreateConfigInstanceRequest(BaseModel):
+class CreateConfigInstanceRequest(RequestModel):
     config_schema_id: str
     content: InstanceContent
     slot_key: str | None = None

@@ -2,7 +2,8 @@
 None), for schema documents and config instance data.
 
 Stricter than the standard parsers where leniency would make a value ambiguous or not JSON:
-``NaN``/``Infinity`` and numbers too large for a float are refused, duplicate keys are refused
+``NaN``/``Infinity``, numbers too large for a float and integers of more than
+:data:`MAX_INT_DIGITS` digits are refused, duplicate keys are refused
 (which one wins differs between the parsers on devices), YAML must hold exactly one document
 whose keys are strings and whose values are JSON types (YAML timestamps stay strings), and
 aliases may not expand into more than a bounded number of nodes.
@@ -19,6 +20,8 @@ from typing import Any, TypeVar
 import yaml
 
 MAX_NODES = 200_000
+MAX_INT_DIGITS = 4000
+_MAX_INT_BITS = int(MAX_INT_DIGITS * math.log2(10))
 # Parsing or validating a document this large takes long enough to stall other requests.
 OFF_LOOP_BYTES = 64 * 1024
 T = TypeVar("T")
@@ -46,6 +49,14 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _bounded_int(text: str) -> int:
+    # Config content may hold integers beyond 64 bits (JSON does not bound them), but not
+    # beyond what Python converts to and from text (4,300 digits; int() raises ValueError).
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise DocumentError(f"the integer {text[:20]}... has more than {MAX_INT_DIGITS} digits")
+    return int(text)
+
+
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
@@ -62,6 +73,7 @@ def parse_json(text: str) -> Any:
             object_pairs_hook=_unique_keys,
             parse_constant=_refuse_constant,
             parse_float=_finite_float,
+            parse_int=_bounded_int,
         )
     except json.JSONDecodeError as error:
         raise DocumentError(
@@ -125,6 +137,10 @@ def _check_json_value(value: Any) -> None:
                 stack.append((child, (location, key)))
         elif isinstance(item, list):
             stack.extend((child, (location, index)) for index, child in enumerate(item))
+        elif isinstance(item, int) and item.bit_length() > _MAX_INT_BITS:
+            raise DocumentError(
+                f"at {_where(location)}: an integer has more than {MAX_INT_DIGITS} digits"
+            )
         elif isinstance(item, float):
             if not math.isfinite(item):
                 raise DocumentError(f"at {_where(location)}: {item} is not a JSON number")
@@ -142,6 +158,9 @@ def parse_yaml(text: str) -> Any:
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
         raise DocumentError(f"invalid YAML{where}: {error.problem or error.context}") from None
     except yaml.YAMLError as error:
+        raise DocumentError(f"invalid YAML: {error}") from None
+    except ValueError as error:
+        # A constructor's own conversion failing, such as int() of more than 4,300 digits.
         raise DocumentError(f"invalid YAML: {error}") from None
     except RecursionError:
         raise DocumentError("the document is nested too deeply") from None

@@ -4,44 +4,32 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.config_schemas.repository import config_types_by_id, documents_by_schema
 from fleetconfig.server.config_types.schemas import render_config_type
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.params import Expand
+from fleetconfig.server.kit.strict import Reference, RequestModel
 from fleetconfig.server.models import ConfigSchema, ConfigType
 
 
-class ConfigTypeRef(BaseModel):
+class ConfigTypeRef(Reference):
     id: str | None = None
     slug: str | None = None
 
-    @model_validator(mode="after")
-    def _id_or_slug(self) -> ConfigTypeRef:
-        if self.id is None and self.slug is None:
-            raise ValueError("give the config type's id or slug")
-        return self
 
-
-class GitCommitRef(BaseModel):
+class GitCommitRef(Reference):
     id: str | None = None
     sha: str | None = None
 
-    @model_validator(mode="after")
-    def _id_or_sha(self) -> GitCommitRef:
-        if self.id is None and self.sha is None:
-            raise ValueError("give the git commit's id or sha")
-        return self
 
-
-class CreateSchemaDocument(BaseModel):
+class CreateSchemaDocument(RequestModel):
     name: str
     data: str
 
 
-class CreateConfigSchemaGitCommit(BaseModel):
+class CreateConfigSchemaGitCommit(RequestModel):
     commit_ref: GitCommitRef
     schema_filepaths: list[str]
 
@@ -49,7 +37,7 @@ class CreateConfigSchemaGitCommit(BaseModel):
 InstanceFormat = Literal["json", "yaml", "jsonc", "xml", "text"]
 
 
-class InstanceSlot(BaseModel):
+class InstanceSlot(RequestModel):
     key: str
     name: str
     filepath: str
@@ -57,7 +45,7 @@ class InstanceSlot(BaseModel):
     description: str | None = None
 
 
-class CreateConfigSchemaRequest(BaseModel):
+class CreateConfigSchemaRequest(RequestModel):
     """Every version's fields; which ones a version may send is the version table's."""
 
     config_type_ref: ConfigTypeRef

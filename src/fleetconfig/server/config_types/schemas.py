@@ -4,18 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from fleetconfig.server.kit.clock import isoformat
+from fleetconfig.server.kit.strict import RequestModel
 from fleetconfig.server.models import ConfigType
 
 
-class CreateConfigTypeRequest(BaseModel):
+class CreateConfigTypeRequest(RequestModel):
     name: str
     slug: str
 
 
-class UpdateConfigTypeRequest(BaseModel):
+class UpdateConfigTypeRequest(RequestModel):
     name: str | None = None
     slug: str | None = None
 

@@ -4,6 +4,7 @@ device's page (deployment history, config diff between two deployments)."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -22,10 +23,11 @@ from fleetconfig.server.deployments.repository import DeploymentRepository
 from fleetconfig.server.deployments.schemas import instances_by_deployment
 from fleetconfig.server.deployments.service import DeploymentService
 from fleetconfig.server.devices.service import DeviceService
+from fleetconfig.server.fleet import health
+from fleetconfig.server.fleet.repository import SORT_KEYS, DeviceQuery, FleetRepository, FleetRow
 from fleetconfig.server.kit.errors import InvalidRequest, NotFound
-from fleetconfig.server.kit.pagination import fetch_page
-from fleetconfig.server.kit.params import OrderBy, Page
-from fleetconfig.server.models import Deployment, Device
+from fleetconfig.server.kit.params import OrderBy, Page, int_param
+from fleetconfig.server.models import Deployment, Device, Release
 from fleetconfig.server.releases.repository import ReleaseRepository
 from fleetconfig.server.services import services
 
@@ -34,51 +36,117 @@ router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 DEVICES_PER_PAGE = 50
 HISTORY_PER_PAGE = 50
 DEVICE_STATUSES = ("online", "offline", "activating", "inactive")
+RELEASES_IN_FILTER = 100
 
 
 def offset_of(request: Request) -> int:
-    raw = request.query_params.get("offset", "0")
-    if not raw.isdigit():
-        raise InvalidRequest("offset must be a whole number", parameter="offset")
-    return int(raw)
+    return max(0, int_param(request.query_params, "offset", 0))
 
 
-async def _device_list(user: User, offset: int) -> dict[str, Any]:
+def device_query(request: Request) -> DeviceQuery:
+    """The device list's search, filters and sort from the address (400 on a bad value)."""
+    params = request.query_params
+    name = params.get("q", "")
+    if len(name) > 48:
+        raise InvalidRequest("The name search is at most 48 characters", parameter="q")
+    statuses = tuple(item for item in params.getlist("status") if item)
+    for status in statuses:
+        if status not in DEVICE_STATUSES:
+            raise InvalidRequest(
+                f"status must be one of {', '.join(DEVICE_STATUSES)}", parameter="status"
+            )
+    error = params.get("error") or None
+    if error is not None and error not in health.ERROR_FILTERS:
+        raise InvalidRequest(
+            f"error must be one of {', '.join(health.ERROR_FILTERS)}", parameter="error"
+        )
+    sort = params.get("sort") or "name"
+    if sort not in SORT_KEYS:
+        raise InvalidRequest(f"sort must be one of {', '.join(SORT_KEYS)}", parameter="sort")
+    direction = params.get("dir") or "asc"
+    if direction not in ("asc", "desc"):
+        raise InvalidRequest("dir must be asc or desc", parameter="dir")
+    return DeviceQuery(
+        name=name,
+        statuses=statuses,
+        release_id=params.get("release") or None,
+        error=error,
+        sort=sort,
+        descending=direction == "desc",
+        offset=offset_of(request),
+        limit=DEVICES_PER_PAGE,
+    )
+
+
+def _query_string(query: DeviceQuery, **changes: Any) -> str:
+    """The address of the list with ``changes`` (``offset``, ``sort``, ``dir``) applied."""
+    values: dict[str, Any] = {
+        "q": query.name,
+        "status": list(query.statuses),
+        "release": query.release_id or "",
+        "error": query.error or "",
+        "sort": query.sort,
+        "dir": "desc" if query.descending else "asc",
+        "offset": query.offset,
+    }
+    values.update(changes)
+    pairs = [
+        (key, item)
+        for key, value in values.items()
+        for item in (value if isinstance(value, list) else [value])
+        if item not in ("", None) and not (key == "offset" and item == 0)
+    ]
+    return urlencode(pairs)
+
+
+async def _device_list(user: User, request: Request) -> dict[str, Any]:
     user.principal.require(("devices:read", "devices:provision"))
+    query = device_query(request)
     session = user.ctx.session
-    statement = DeviceService(session, user.workspace_id).repository.base()
-    order = [OrderBy("name", descending=False), OrderBy("id", descending=False)]
-    devices, has_more, total = await fetch_page(
-        session, statement, Device, Page(offset, DEVICES_PER_PAGE), order, with_total=True
-    )
     dashboard = DashboardRepository(session, user.workspace_id)
-    current = (
-        await dashboard.current_releases(device.id for device in devices)
-        if user.can("deployments:read")
-        else {}
-    )
     counts = await dashboard.device_status_counts()
+    releases: list[Release] = []
+    if user.can("deployments:read"):
+        fleet = FleetRepository(session, user.workspace_id)
+        rows, total = await fleet.devices(query)
+        releases = await fleet.recent_releases(RELEASES_IN_FILTER)
+    else:
+        # Without deployments:read the list shows devices only: no filter on what they run.
+        plain = DeviceQuery(
+            name=query.name,
+            statuses=query.statuses,
+            sort=query.sort if query.sort in ("name", "status", "last_connected") else "name",
+            descending=query.descending,
+            offset=query.offset,
+            limit=query.limit,
+        )
+        rows, total = await FleetRepository(session, user.workspace_id).devices(plain)
+        rows = [FleetRow(row.device, None) for row in rows]
     return {
-        "devices": devices,
-        "current": current,
+        "rows": rows,
+        "query": query,
+        "qs": lambda **changes: _query_string(query, **changes),
+        "releases": releases,
+        "statuses": DEVICE_STATUSES,
+        "error_filters": health.ERROR_FILTERS,
         "counts": [(status, counts.get(status, 0)) for status in DEVICE_STATUSES],
         "total": total,
-        "offset": offset,
-        "has_more": has_more,
+        "offset": query.offset,
+        "has_more": query.offset + len(rows) < total,
         "per_page": DEVICES_PER_PAGE,
     }
 
 
 @router.get("/devices")
 async def devices_page(request: Request, user: User = Depends(reader)) -> Response:
-    context = await _device_list(user, offset_of(request))
+    context = await _device_list(user, request)
     return render(request, "devices.html", {"user": user, **context})
 
 
 @router.get("/devices/list")
 async def devices_fragment(request: Request, user: User = Depends(reader)) -> Response:
     """The list alone: polled by the page for live status."""
-    context = await _device_list(user, offset_of(request))
+    context = await _device_list(user, request)
     return render(request, "_device_list.html", {"user": user, **context})
 
 
@@ -152,7 +220,9 @@ async def _device_detail(user: User, device_id: str, offset: int) -> dict[str, A
     instances = await instances_by_deployment(
         session, [row.id for row in deployments], with_data=False
     )
+    latest = await FleetRepository(session, user.workspace_id).latest_of([device.id])
     context.update(
+        health=FleetRow(device, latest.get(device.id)),
         deployments=deployments,
         releases=releases,
         instances=instances,

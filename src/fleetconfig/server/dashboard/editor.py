@@ -54,12 +54,21 @@ async def editor_index(request: Request, user: User = Depends(reader)) -> Respon
         session, statement, ConfigSchema, Page(offset, SCHEMAS_PER_PAGE), order, with_total=True
     )
     schemas = await render_config_schemas(session, rows, {})
+    # Schemas of one config type differ by the releases they are in, not by their ids.
+    releases = (
+        await DashboardRepository(session, user.workspace_id).release_versions_by_schema(
+            row.id for row in rows
+        )
+        if user.can("releases:read")
+        else None
+    )
     return render(
         request,
         "editor_index.html",
         {
             "user": user,
             "schemas": schemas,
+            "releases": releases,
             "offset": offset,
             "has_more": has_more,
             "total": total,
@@ -186,7 +195,11 @@ async def _deploy_form(
     options = await dashboard.recent_instances((s.id for s in other_schemas), INSTANCES_IN_PICKER)
     types = await config_types_by_id(session, (s.config_type_id for s in other_schemas))
     current_releases = await dashboard.current_releases(device.id for device in devices)
+    previews = await dashboard.content_previews(
+        option.id for listed in options.values() for option in listed
+    )
     context.update(
+        previews=previews,
         devices=devices,
         releases=releases,
         device_id=device_id,

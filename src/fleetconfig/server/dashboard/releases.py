@@ -197,15 +197,27 @@ async def _stage_form(user: User, release: Release) -> dict[str, Any]:
     }
     if can_stage and can_pick:
         dashboard = DashboardRepository(session, user.workspace_id)
-        devices = await dashboard.devices_by_name(DEVICES_IN_PICKER)
+        instances = await dashboard.recent_instances(
+            (schema.id for schema in schemas), INSTANCES_IN_PICKER
+        )
         context.update(
-            picker_devices=devices,
-            picker_current=await dashboard.current_releases(device.id for device in devices),
-            picker_instances=await dashboard.recent_instances(
-                (schema.id for schema in schemas), INSTANCES_IN_PICKER
+            await _device_picker(user, []),
+            picker_instances=instances,
+            picker_previews=await dashboard.content_previews(
+                instance.id for listed in instances.values() for instance in listed
             ),
         )
     return context
+
+
+async def _device_picker(user: User, checked: list[str]) -> dict[str, Any]:
+    dashboard = DashboardRepository(user.ctx.session, user.workspace_id)
+    devices = await dashboard.devices_by_name(DEVICES_IN_PICKER)
+    return {
+        "picker_devices": devices,
+        "picker_current": await dashboard.current_releases(device.id for device in devices),
+        "picker_checked": set(checked),
+    }
 
 
 @router.get("/releases/{release_id}")
@@ -213,6 +225,19 @@ async def release_page(release_id: str, request: Request, user: User = Depends(r
     release = await _release(user, release_id)
     context = {**await _stage_form(user, release), **await _staging(user, release)}
     return render(request, "release.html", {"user": user, **context})
+
+
+@router.get("/releases/{release_id}/device-picker")
+async def release_device_picker(
+    release_id: str, request: Request, user: User = Depends(reader)
+) -> Response:
+    """The staging form's device list, read again when the person comes back to it (devices
+    added since the page loaded appear), with the ticks they had kept."""
+    release = await _release(user, release_id)
+    user.principal.require(("devices:read", "devices:provision"))
+    checked = request.query_params.getlist("device_id")
+    context = await _device_picker(user, checked)
+    return render(request, "_device_picker.html", {"user": user, "release": release, **context})
 
 
 @router.get("/releases/{release_id}/deployments")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,6 +27,36 @@ from fleetconfig.server.models import (
     Release,
     ReleaseConfigSchema,
 )
+
+
+@dataclass(frozen=True)
+class DeviceTarget:
+    """The release a device targets. Until the agent reports it deployed it is not the
+    device's *current* release: pages say "v1.0.2 (queued)", never "on v1.0.2"."""
+
+    release: Release
+    activity_status: str
+
+    @property
+    def id(self) -> str:
+        return self.release.id
+
+    @property
+    def version(self) -> str:
+        return self.release.version
+
+    @property
+    def on_device(self) -> bool:
+        return self.activity_status == ActivityStatus.DEPLOYED
+
+
+PREVIEW_SOURCE_CHARS = 200
+PREVIEW_CHARS = 60
+
+
+def one_line_preview(text: str) -> str:
+    compact = " ".join(text.split())
+    return compact if len(compact) <= PREVIEW_CHARS else compact[: PREVIEW_CHARS - 1] + "…"
 
 
 class DashboardRepository:
@@ -94,13 +125,14 @@ class DashboardRepository:
         )
         return list((await self.session.execute(statement)).scalars())
 
-    async def current_releases(self, device_ids: Iterable[str]) -> dict[str, Release]:
-        """The release each device currently targets (devices with no target are absent)."""
+    async def current_releases(self, device_ids: Iterable[str]) -> dict[str, DeviceTarget]:
+        """The release each device targets, and whether it is on the device yet (devices
+        with no target are absent)."""
         wanted = set(device_ids)
         if not wanted:
             return {}
         statement = (
-            select(Deployment.device_id, Release)
+            select(Deployment.device_id, Release, Deployment.activity_status)
             .join(Release, Release.id == Deployment.release_id)
             .where(
                 Deployment.workspace_id == self.workspace_id,
@@ -109,8 +141,8 @@ class DashboardRepository:
             )
         )
         return {
-            device_id: release
-            for device_id, release in (await self.session.execute(statement)).all()
+            device_id: DeviceTarget(release, activity_status)
+            for device_id, release, activity_status in (await self.session.execute(statement)).all()
         }
 
     async def devices_by_name(self, limit: int) -> list[Device]:
@@ -155,6 +187,39 @@ class DashboardRepository:
         )
         for instance in (await self.session.execute(statement)).scalars():
             grouped[instance.config_schema_id].append(instance)
+        return grouped
+
+    async def content_previews(self, instance_ids: Iterable[str]) -> dict[str, str]:
+        """The start of each instance's content, on one line: how people tell instances
+        apart in a picker (an id says nothing)."""
+        wanted = set(instance_ids)
+        if not wanted:
+            return {}
+        statement = select(
+            ConfigInstance.id, func.substr(ConfigInstance.data, 1, PREVIEW_SOURCE_CHARS)
+        ).where(ConfigInstance.workspace_id == self.workspace_id, ConfigInstance.id.in_(wanted))
+        return {
+            instance_id: one_line_preview(text or "")
+            for instance_id, text in (await self.session.execute(statement)).all()
+        }
+
+    async def release_versions_by_schema(self, schema_ids: Iterable[str]) -> dict[str, list[str]]:
+        """The versions of the releases each schema belongs to, newest first."""
+        wanted = set(schema_ids)
+        grouped: dict[str, list[str]] = defaultdict(list)
+        if not wanted:
+            return grouped
+        statement = (
+            select(ReleaseConfigSchema.config_schema_id, Release.version)
+            .join(Release, Release.id == ReleaseConfigSchema.release_id)
+            .where(
+                Release.workspace_id == self.workspace_id,
+                ReleaseConfigSchema.config_schema_id.in_(wanted),
+            )
+            .order_by(Release.created_at.desc(), Release.id.desc())
+        )
+        for schema_id, version in (await self.session.execute(statement)).all():
+            grouped[schema_id].append(version)
         return grouped
 
     async def instance_with_content(

@@ -67,17 +67,28 @@ SECURITY_HEADERS = {
 }
 
 
-def ago(value: datetime | None) -> str:
-    """``12 s ago``, ``5 min ago``...: readable at a glance (the exact time is in a tooltip)."""
+def ago(value: datetime | str | None) -> str:
+    """``12 s ago``, ``5 min ago``...: readable at a glance (the exact time is in a tooltip).
+    Takes RFC 3339 text too (timestamps kept in JSON columns)."""
     if value is None:
         return "never"
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
     seconds = int((utcnow() - value).total_seconds())
     if seconds < 0:
         return "just now"
+    return f"{duration(value)} ago"
+
+
+def duration(value: datetime | None) -> str:
+    """How long since ``value``: ``12 s``, ``5 min``, ``3 h``, ``2 d``."""
+    if value is None:
+        return ""
+    seconds = max(0, int((utcnow() - value).total_seconds()))
     for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
         if seconds >= size:
-            return f"{seconds // size} {unit} ago"
-    return f"{seconds} s ago"
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
 
 
 def deployment_status(row: Any) -> str:
@@ -88,6 +99,7 @@ templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.trim_blocks = True
 templates.env.lstrip_blocks = True
 templates.env.filters["ago"] = ago
+templates.env.filters["duration"] = duration
 templates.env.filters["iso"] = isoformat
 templates.env.filters["readable"] = lambda text: comparable_text(text)[0]
 templates.env.globals["deployment_status"] = deployment_status

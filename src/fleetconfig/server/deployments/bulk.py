@@ -18,13 +18,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
-from pydantic import BaseModel, Field, StrictStr, model_validator
+from pydantic import Field, StrictStr, model_validator
 from sqlalchemy import ColumnElement, Select, Table, and_, false, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.deployments import lifecycle
 from fleetconfig.server.deployments.lifecycle import State, TargetStatus
 from fleetconfig.server.kit.errors import APIError, InvalidRequest
+from fleetconfig.server.kit.strict import RequestModel
 from fleetconfig.server.models import Deployment, DeploymentConfigInstance, Device
 
 MAX_BATCH = 10_000
@@ -35,7 +36,7 @@ Action = Literal["deploy", "archive", "restage"]
 # -- requests --------------------------------------------------------------------------------
 
 
-class BulkStageRequest(BaseModel):
+class BulkStageRequest(RequestModel):
     """Stage one release, with one set of config instances, for many devices."""
 
     release_id: StrictStr
@@ -44,7 +45,7 @@ class BulkStageRequest(BaseModel):
     description: StrictStr = ""
 
 
-class BulkSelectionRequest(BaseModel):
+class BulkSelectionRequest(RequestModel):
     """Which deployments a bulk deploy, archive or restage acts on.
 
     Either ``deployment_ids``, or ``release_id``: then every deployment of that release the

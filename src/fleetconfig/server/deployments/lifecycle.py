@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol, TypedDict
 
@@ -136,6 +136,23 @@ class Changes(TypedDict, total=False):
     deployed_at: datetime
     archived_at: datetime
     updated_at: datetime
+    # The agent's detail of its error and the files it found changed (fleetconfig extension).
+    error_path: str | None
+    error_attempts: int | None
+    error_next_retry_at: datetime | None
+    error_since: datetime | None
+    file_changes: list[dict[str, Any]] | None
+    modified_at: datetime | None
+
+
+# Set together with ``error_message``: cleared when the error is.
+NO_ERROR_DETAIL: Changes = {
+    "error_message": None,
+    "error_path": None,
+    "error_attempts": None,
+    "error_next_retry_at": None,
+    "error_since": None,
+}
 
 
 Operation = Callable[["HasState", datetime], Changes]
@@ -247,7 +264,7 @@ def deploy(current: HasState, now: datetime) -> Changes:
     if current.activity_status == ActivityStatus.DRIFTED:
         why = (
             "it has drifted: the device's target changed since it was staged; review it and "
-            "restage it before deploying"
+            "restage it before deploying (fleetconfig deployments restage ID)"
         )
     elif current.target_status == TargetStatus.DEPLOYED:
         why = "it is already the device's target"
@@ -320,7 +337,7 @@ def supersede(current: HasState, now: datetime) -> Changes:
         changes["archived_at"] = now
         if current.error_status == ErrorStatus.RETRYING:
             changes["error_status"] = ErrorStatus.NONE
-            changes["error_message"] = None
+            changes.update(NO_ERROR_DETAIL)
     return changes
 
 
@@ -337,6 +354,57 @@ class DeviceReport:
     error_message: str | None = None
     deployed_at: datetime | None = None
     archived_at: datetime | None = None
+    # fleetconfig's extensions: where and how often it failed, when the agent retries next;
+    # the files it found changed on the robot (None: the report says nothing about them).
+    error_path: str | None = None
+    retry_attempts: int | None = None
+    next_retry_at: datetime | None = None
+    file_changes: tuple[FileChange, ...] | None = None
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """A file of the deployment that the agent found changed (``modified``) or ``missing``."""
+
+    filepath: str
+    change: str
+    detected_at: datetime
+    restored_at: datetime | None = None
+
+    def stored(self) -> dict[str, Any]:
+        return {
+            "filepath": self.filepath,
+            "change": self.change,
+            "detected_at": _stamp(self.detected_at),
+            "restored_at": _stamp(self.restored_at) if self.restored_at else None,
+        }
+
+
+def _stamp(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _error_detail(reported: DeviceReport) -> Changes:
+    return {
+        "error_message": reported.error_message,
+        "error_path": reported.error_path,
+        "error_attempts": reported.retry_attempts,
+        "error_next_retry_at": reported.next_retry_at,
+    }
+
+
+def _file_changes(current: HasState, reported: DeviceReport) -> Changes:
+    """The reported file changes, unless they are what is known or older than it."""
+    if reported.file_changes is None:
+        return {}
+    stored = [change.stored() for change in reported.file_changes]
+    if stored == (getattr(current, "file_changes", None) or []):
+        return {}
+    newest = max((change.detected_at for change in reported.file_changes), default=None)
+    known: datetime | None = getattr(current, "modified_at", None)
+    if newest is not None and known is not None and newest < known:
+        return {}  # a stale report: the server knows of a later change
+    return {"file_changes": stored or None, "modified_at": newest}
 
 
 def apply_device_report(current: HasState, reported: DeviceReport) -> Changes | None:
@@ -357,18 +425,21 @@ def apply_device_report(current: HasState, reported: DeviceReport) -> Changes | 
         if (current.error_status, error) not in ERROR_MOVES:
             return None
         changes["error_status"] = error
-        changes["error_message"] = reported.error_message if error != ErrorStatus.NONE else None
+        if error == ErrorStatus.NONE:
+            changes.update(NO_ERROR_DETAIL)
+        else:
+            changes.update(_error_detail(reported))
+            if current.error_status == ErrorStatus.NONE:
+                changes["error_since"] = reported.received_at
         if error == ErrorStatus.FAILED and target != TargetStatus.ARCHIVED:
             # A failed deployment is archived; the agent keeps the previous files as fallback.
             target = TargetStatus.ARCHIVED
             changes["target_status"] = TargetStatus.ARCHIVED
-    elif (
-        error is not None
-        and error != ErrorStatus.NONE
-        and reported.error_message is not None
-        and reported.error_message != current.error_message
-    ):
-        changes["error_message"] = reported.error_message
+    elif error is not None and error != ErrorStatus.NONE and reported.error_message is not None:
+        detail = _error_detail(reported)
+        for key, value in detail.items():
+            if getattr(current, key, None) != value:
+                changes[key] = value  # type: ignore[literal-required]
 
     new_activity = reported.activity_status
     if new_activity is not None and new_activity != activity:
@@ -390,6 +461,7 @@ def apply_device_report(current: HasState, reported: DeviceReport) -> Changes | 
         if current.archived_at is None:
             changes["archived_at"] = reported.archived_at or reported.received_at
 
+    changes.update(_file_changes(current, reported))
     if not changes:
         return None
     changes["updated_at"] = reported.received_at

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Select, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -44,6 +44,14 @@ class DeploymentFields(NamedTuple):
     targeted_at: datetime | None
     deployed_at: datetime | None
     archived_at: datetime | None
+    # fleetconfig's extension (``render_extension``).
+    error_message: str | None
+    error_path: str | None
+    error_attempts: int | None
+    error_next_retry_at: datetime | None
+    error_since: datetime | None
+    file_changes: list[dict[str, Any]] | None
+    modified_at: datetime | None
 
 
 # Built once, compiled once for the driver (``Database.fetch``, decision 0005).

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any, Literal
 
-from pydantic import BaseModel, PrivateAttr, StrictStr
+from pydantic import PrivateAttr, StrictStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import defer
@@ -16,6 +16,7 @@ from fleetconfig.server.deployments.repository import DeploymentFields
 from fleetconfig.server.devices.schemas import render_devices
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.params import Expand
+from fleetconfig.server.kit.strict import RequestModel
 from fleetconfig.server.models import (
     ConfigInstance,
     Deployment,
@@ -26,7 +27,7 @@ from fleetconfig.server.models import (
 from fleetconfig.server.releases.schemas import render_releases
 
 
-class CreateDeploymentRequest(BaseModel):
+class CreateDeploymentRequest(RequestModel):
     target_status: Literal["staged", "deployed"]
     description: StrictStr
     release_id: StrictStr
@@ -51,8 +52,11 @@ class CreateDeploymentRequest(BaseModel):
         return self._parent_is_expected_target and "parent_id" in self.model_fields_set
 
 
-def render_deployment(row: Deployment | DeploymentFields) -> dict[str, Any]:
-    return {
+def render_deployment(
+    row: Deployment | DeploymentFields, *, extension: bool = True
+) -> dict[str, Any]:
+    """The Platform API's deployment; the agent API's lacks the extension (``extension``)."""
+    body: dict[str, Any] = {
         "object": "deployment",
         "id": row.id,
         "description": row.description,
@@ -69,6 +73,37 @@ def render_deployment(row: Deployment | DeploymentFields) -> dict[str, Any]:
         "queued_at": isoformat(row.targeted_at),
         "deployed_at": isoformat(row.deployed_at),
         "archived_at": isoformat(row.archived_at),
+    }
+    if extension:
+        body[EXTENSION] = render_extension(row)
+    return body
+
+
+# The key of fleetconfig's extension object in a deployment (and a device): official clients
+# keep unknown fields, and one namespaced key cannot collide with a later official field.
+EXTENSION = "fleetconfig"
+
+
+def render_error(row: Deployment | DeploymentFields) -> dict[str, Any] | None:
+    """Why the deployment is retrying or failed, as the agent reported it."""
+    if row.error_status == "none":
+        return None
+    return {
+        "message": row.error_message,
+        "path": row.error_path,
+        "attempts": row.error_attempts,
+        "next_retry_at": isoformat(row.error_next_retry_at),
+        "since": isoformat(row.error_since),
+    }
+
+
+def render_extension(row: Deployment | DeploymentFields) -> dict[str, Any]:
+    """``error``: why it is retrying or failed; ``file_changes``: its files found changed or
+    missing on the robot (``restored_at`` null: still as found); ``modified_at``: the newest."""
+    return {
+        "error": render_error(row),
+        "file_changes": list(row.file_changes or ()),
+        "modified_at": isoformat(row.modified_at),
     }
 
 

@@ -27,6 +27,36 @@ DeploymentStatus = Literal[
 PlatformActivityStatus = Literal["drifted", "staged", "queued", "deployed", "archived"]
 
 
+class DeploymentError(ResponseModel):
+    message: str | None = Field(description="What went wrong, in the agent's words.")
+    path: str | None = Field(description="The device path that failed, when one did.")
+    attempts: int | None = Field(description="How many times the agent has tried.")
+    next_retry_at: datetime | None = Field(description="When the agent tries again.")
+    since: datetime | None = Field(description="When the error began.")
+
+
+class FileChange(ResponseModel):
+    filepath: str = Field(description="The deployment's file, as a device path.")
+    change: Literal["modified", "missing"]
+    detected_at: datetime
+    restored_at: datetime | None = Field(
+        description="When the agent wrote it back; null while it is left as found."
+    )
+
+
+class DeploymentExtension(ResponseModel):
+    """fleetconfig's additions to a deployment (official clients keep unknown fields)."""
+
+    error: DeploymentError | None = Field(
+        description="Why it is retrying or failed; null when error_status is none."
+    )
+    file_changes: list[FileChange] = Field(
+        description="Its files the agent found changed or missing on the robot ('modified "
+        "on robot'), one entry per file, newest state."
+    )
+    modified_at: datetime | None = Field(description="The newest of file_changes.")
+
+
 class BaseDeployment(ResponseModel):
     """The fields of every deployment, whatever API renders it."""
 
@@ -60,6 +90,9 @@ class Deployment(BaseDeployment):
     deployed_at: datetime | None
     archived_at: datetime | None
     parent: Deployment | Absent | None = optional("Only with expand=parent.")
+    fleetconfig: DeploymentExtension = Field(
+        description="fleetconfig extension: why it fails, and files modified on the robot."
+    )
     device: Device | Absent = optional("Only with expand=device.")
     release: Release | Absent = optional(
         "Only with expand=release (itself expandable: release.config_schemas, ...)."

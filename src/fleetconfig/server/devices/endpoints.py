@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
@@ -16,6 +18,7 @@ from fleetconfig.server.devices.schemas import (
 )
 from fleetconfig.server.devices.service import MAX_PING_TIMEOUT_NANOS, DeviceService
 from fleetconfig.server.expansions import expand_param
+from fleetconfig.server.fleet.schemas import add_device_extensions
 from fleetconfig.server.groups.schemas import SetDeviceGroupRequest
 from fleetconfig.server.groups.service import GroupService
 from fleetconfig.server.kit.clock import isoformat
@@ -24,6 +27,7 @@ from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
 from fleetconfig.server.kit.openapi import responses
 from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import (
+    Expand,
     enum_filter,
     filter_param,
     list_envelope,
@@ -50,7 +54,7 @@ async def create_device(
     expand = expand_param(request.query_params, "device", is_list=False)
     body = await parse_body(request, CreateDeviceRequest)
     row = await DeviceService(ctx.session, ctx.workspace_id).create(body.name)
-    (rendered,) = await render_devices(ctx.session, [row], expand.tree)
+    (rendered,) = await _rendered(ctx, [row], expand.tree)
     await ctx.commit()
     return json_response(rendered)
 
@@ -75,8 +79,9 @@ async def list_devices(
     rows, has_more, total = await fetch_page(
         ctx.session, statement, Device, page, order, with_total=expand.total_count
     )
-    data = await render_devices(ctx.session, rows, expand.tree)
-    return json_response(list_envelope(data, page, has_more, total))
+    return json_response(
+        list_envelope(await _rendered(ctx, rows, expand.tree), page, has_more, total)
+    )
 
 
 @router.get(
@@ -87,7 +92,7 @@ async def get_device(
 ) -> Response:
     expand = expand_param(request.query_params, "device", is_list=False)
     row = await DeviceService(ctx.session, ctx.workspace_id).get(device_id)
-    (rendered,) = await render_devices(ctx.session, [row], expand.tree)
+    (rendered,) = await _rendered(ctx, [row], expand.tree)
     return json_response(rendered)
 
 
@@ -103,7 +108,7 @@ async def update_device(
     expand = expand_param(request.query_params, "device", is_list=False)
     body = await parse_body(request, UpdateDeviceRequest)
     row = await DeviceService(ctx.session, ctx.workspace_id).rename(device_id, body.name)
-    (rendered,) = await render_devices(ctx.session, [row], expand.tree)
+    (rendered,) = await _rendered(ctx, [row], expand.tree)
     await ctx.commit()
     return json_response(rendered)
 
@@ -126,7 +131,7 @@ async def set_device_group(
     row = await GroupService(ctx.session, ctx.workspace_id).set_device_group(
         device_id, body.group_id
     )
-    (rendered,) = await render_devices(ctx.session, [row], expand.tree)
+    (rendered,) = await _rendered(ctx, [row], expand.tree)
     await ctx.commit()
     return json_response(rendered)
 
@@ -171,3 +176,8 @@ async def ping_device(
     if round_trip is None:
         return json_response({"code": "timeout"})
     return json_response({"code": "success", "round_trip_nanos": round_trip})
+
+
+async def _rendered(ctx: Context, rows: list[Device], expand: Expand) -> list[dict[str, Any]]:
+    """Devices as the Platform API shows them: expansions, then fleetconfig's extension."""
+    return await add_device_extensions(ctx, rows, await render_devices(ctx.session, rows, expand))

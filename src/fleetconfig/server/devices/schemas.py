@@ -4,29 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.groups.schemas import groups_by_id, render_groups
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.params import Expand
+from fleetconfig.server.kit.strict import RequestModel
 from fleetconfig.server.models import Deployment, Device, Release
 
 
-class CreateDeviceRequest(BaseModel):
+class CreateDeviceRequest(RequestModel):
     name: str
 
 
-class UpdateDeviceRequest(BaseModel):
+class UpdateDeviceRequest(RequestModel):
     name: str | None = None
 
 
-class IssueActivationTokenRequest(BaseModel):
+class IssueActivationTokenRequest(RequestModel):
     allow_reactivation: bool = False
 
 
-class PingDeviceRequest(BaseModel):
+class PingDeviceRequest(RequestModel):
     timeout_nanos: int
 
 

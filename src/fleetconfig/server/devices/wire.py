@@ -7,7 +7,7 @@ activation-token and ping endpoints render; responses are never built from them.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
@@ -35,6 +35,35 @@ class GroupList(PaginatedList):
     data: list[Group]
 
 
+class LatestDeploymentError(ResponseModel):
+    message: str | None
+    path: str | None
+    attempts: int | None
+    next_retry_at: datetime | None
+
+
+class LatestDeployment(ResponseModel):
+    """The deployment most recently made the device's target."""
+
+    id: str
+    release_id: str
+    release_version: str
+    status: str
+    error: LatestDeploymentError | None
+    file_changes: list[dict[str, Any]] = Field(
+        description="Its files modified on the robot, as in the deployment's extension."
+    )
+    modified_at: datetime | None
+
+
+class DeviceExtension(ResponseModel):
+    badges: list[Literal["failed", "retrying", "modified", "offline"]] = Field(
+        description="What needs attention: its latest deployment failed or is retrying, its "
+        "files were modified on the robot, it is offline."
+    )
+    latest_deployment: LatestDeployment | None
+
+
 class BaseDevice(ResponseModel):
     """The fields of every device, whatever API renders it."""
 
@@ -60,6 +89,10 @@ class Device(BaseDevice):
     )
     current_release: Release | Absent | None = optional(
         "The release of the device's target; only with expand=current_release (null: none)."
+    )
+    fleetconfig: DeviceExtension | Absent = optional(
+        "fleetconfig extension, for keys that may read deployments: the device's health badges and "
+        "its latest deployment (why it fails, files modified on the robot)."
     )
     # Everglades shows archived devices as such (``inactive`` before).
     status: Literal["inactive", "activating", "online", "offline", "archived"]  # type: ignore[assignment]

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
-
 from fleetconfig.server.kit.clock import isoformat
+from fleetconfig.server.kit.strict import RequestModel
 from fleetconfig.server.models import GitCommit
 
 
-class CreateGitCommitRequest(BaseModel):
+class CreateGitCommitRequest(RequestModel):
     sha: str
     message: str
     origin: str

@@ -4,30 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, StrictStr
+from pydantic import StrictStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.params import Expand
+from fleetconfig.server.kit.strict import RequestModel
 from fleetconfig.server.models import Group
 
 
-class CreateGroupRequest(BaseModel):
+class CreateGroupRequest(RequestModel):
     name: StrictStr
     parent_id: StrictStr | None = None
 
 
-class UpdateGroupRequest(BaseModel):
+class UpdateGroupRequest(RequestModel):
     name: StrictStr | None = None
 
 
-class MoveGroupRequest(BaseModel):
+class MoveGroupRequest(RequestModel):
     # Required, and null means "to the top".
     parent_id: StrictStr | None
 
 
-class SetDeviceGroupRequest(BaseModel):
+class SetDeviceGroupRequest(RequestModel):
     """Extension: the group a device is in; null takes it out of any group."""
 
     group_id: StrictStr | None

@@ -2,6 +2,8 @@
 
 Bodies are parsed as JSON whatever ``Content-Type`` says (the official client sends
 ``application/json`` even with no body; older scripts send none); an empty body is ``{}``.
+Numbers are bounded as they are decoded (integers to 64 bits, floats finite, no ``NaN``): no
+field of the API needs more, and nothing after the decoder must meet a number it cannot hold.
 """
 
 from __future__ import annotations
@@ -17,9 +19,17 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect
 
 from fleetconfig.server.kit.errors import InvalidRequest
+from fleetconfig.server.kit.strict import (
+    NumberOutOfRange,
+    RequestModel,
+    bounded_int,
+    finite_float,
+    refuse_constant,
+)
 from fleetconfig.server.kit.validation import check_storable_body
 
-ModelT = TypeVar("ModelT", bound=BaseModel)
+# Only strict models: a body is never coerced (see kit/strict.py).
+ModelT = TypeVar("ModelT", bound=RequestModel)
 
 # How the request being served shows what renderers produce, and what it may send: set per
 # request by the Platform API's version gate (``api_versions.check_request``), cleared by the
@@ -57,7 +67,11 @@ async def read_json_body(request: Request) -> Any:
     except UnicodeDecodeError:
         raise InvalidRequest("The request body is not valid UTF-8") from None
     try:
-        body = json.loads(text)
+        body = json.loads(
+            text, parse_int=bounded_int, parse_float=finite_float, parse_constant=refuse_constant
+        )
+    except NumberOutOfRange as error:
+        raise InvalidRequest(f"The request body holds a number out of range: {error}") from None
     except RecursionError:
         raise InvalidRequest("The request body is nested too deeply") from None
     except ValueError as error:

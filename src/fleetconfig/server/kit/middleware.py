@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fleetconfig.server.kit.errors import APIError, InvalidRequest, PayloadTooLarge
+from fleetconfig.server.kit.errors import APIError, InvalidRequest, NotFound, PayloadTooLarge
 from fleetconfig.server.kit.http import body_check, dump_json, response_view
 from fleetconfig.server.kit.versions import (
     AGENT_API_PREFIX,
@@ -28,6 +28,30 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key == name:
             return value.decode("latin-1")
     return None
+
+
+# Paths an API client may call outside the versioned prefixes.
+_UNVERSIONED = ("/healthz", "/openapi.json", AGENT_API_PREFIX)
+
+
+def _is_api_client(scope: Scope) -> bool:
+    """A Platform API client (it sends its key or version; a browser on the dashboard sends
+    neither) calling a path that is not the API's: a base URL without ``/beta``."""
+    path: str = scope["path"]
+    if path.startswith(_UNVERSIONED):
+        return False
+    return _header(scope, b"x-api-key") is not None or _header(scope, b"miru-version") is not None
+
+
+def _outside_the_api(scope: Scope) -> NotFound:
+    # Without this the dashboard would answer (its sign-in page), which a client reads as data.
+    return NotFound(
+        f"{scope['path']} is not a Platform API path: the API's base URL ends in /beta "
+        "(such as http://127.0.0.1:8080/beta); set MIRU_BASE_URL or the client's base_url "
+        "to it",
+        path=scope["path"],
+        api_prefix="/beta",
+    )
 
 
 class APIMiddleware:
@@ -63,6 +87,8 @@ class APIMiddleware:
             if scope["path"].startswith(VERSIONED_PREFIXES):
                 served_version = check_version(_header(scope, b"miru-version"))
                 state["api_version"] = served_version
+            elif _is_api_client(scope):
+                raise _outside_the_api(scope)
             declared = _header(scope, b"content-length")
             if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
                 raise self._too_large()

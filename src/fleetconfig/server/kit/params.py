@@ -14,6 +14,7 @@ from typing import Any
 from starlette.datastructures import QueryParams
 
 from fleetconfig.server.kit.errors import InvalidRequest
+from fleetconfig.server.kit.strict import INT64_MAX, INT64_MIN, NumberOutOfRange, bounded_int
 
 DEFAULT_LIMIT = 10
 MAX_LIMIT = 100
@@ -22,14 +23,16 @@ _INDEXED = re.compile(r"^(?P<name>[A-Za-z_]+)\[\d*\]$")
 
 
 def list_param(query: QueryParams, name: str, *, split_pipe: bool = False) -> list[str]:
-    """Every value given for ``name``, whatever array shape the caller used."""
+    """Every value given for ``name``, whatever array shape the caller used, exactly as given."""
     values: list[str] = []
     for key, raw in query.multi_items():
         match = _INDEXED.match(key)
         if key != name and not (match and match.group("name") == name):
             continue
         parts = re.split(r"[,|]" if split_pipe else ",", raw)
-        values.extend(part.strip() for part in parts if part.strip())
+        # Exact: not stripped, so ``name=ws-X%20`` is not ``ws-X`` and ``name=%20`` is not
+        # "no filter". Only empty items (``a=``, ``a=1,,2``) are dropped.
+        values.extend(part for part in parts if part)
     return values
 
 
@@ -50,12 +53,17 @@ def enum_filter(query: QueryParams, name: str, allowed: Iterable[str]) -> list[s
     return values
 
 
-def _int_param(query: QueryParams, name: str, default: int) -> int:
+def int_param(query: QueryParams, name: str, default: int) -> int:
+    """An integer query parameter within 64 bits (what the databases hold); 400 otherwise."""
     raw = query.get(name)
     if raw is None or raw == "":
         return default
     try:
-        return int(raw)
+        return bounded_int(raw)
+    except NumberOutOfRange:
+        raise InvalidRequest(
+            f"{name} must be an integer from {INT64_MIN} to {INT64_MAX}", parameter=name
+        ) from None
     except ValueError:
         raise InvalidRequest(f"{name} must be an integer", parameter=name) from None
 
@@ -68,8 +76,8 @@ class Page:
 
 def page_param(query: QueryParams) -> Page:
     """Offset and limit, clamped into range rather than refused."""
-    offset = max(0, _int_param(query, "offset", 0))
-    limit = min(MAX_LIMIT, max(1, _int_param(query, "limit", DEFAULT_LIMIT)))
+    offset = max(0, int_param(query, "offset", 0))
+    limit = min(MAX_LIMIT, max(1, int_param(query, "limit", DEFAULT_LIMIT)))
     return Page(offset=offset, limit=limit)
 
 

@@ -5,21 +5,21 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.kit.clock import isoformat
 from fleetconfig.server.kit.params import Expand
+from fleetconfig.server.kit.strict import Reference, RequestModel
 from fleetconfig.server.models import ConfigSchema, Release, ReleaseConfigSchema
 
 
-class GitCommitRef(BaseModel):
+class GitCommitRef(Reference):
     id: str | None = None
     sha: str | None = None
 
 
-class CreateReleaseRequest(BaseModel):
+class CreateReleaseRequest(RequestModel):
     version: str
     config_schema_ids: list[str]
     git_commit_ref: GitCommitRef | None = None

@@ -22,6 +22,17 @@
     }
   });
 
+  // ...and a refresh (a GET) that answers after something was selected meanwhile is not
+  // swapped in. An action's answer (a POST on the selection) is.
+  document.addEventListener("htmx:beforeSwap", function (event) {
+    var target = event.detail.target;
+    var name = target && target.getAttribute && target.getAttribute("data-pause-when-selected");
+    var verb = (event.detail.requestConfig && event.detail.requestConfig.verb) || "get";
+    if (name && verb === "get" && target.querySelector('input[name="' + name + '"]:checked')) {
+      event.detail.shouldSwap = false;
+    }
+  });
+
   // A form marked data-reset-on-success is cleared once its request succeeded (staging:
   // the same devices are not picked twice by accident).
   document.addEventListener("htmx:afterRequest", function (event) {

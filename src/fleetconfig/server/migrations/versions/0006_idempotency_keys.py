@@ -1,7 +1,7 @@
 """idempotency keys: the answers of Platform API POSTs sent with an ``Idempotency-Key``
 
-Revision ID: 0005_idempotency
-Revises: 0004_api_versions
+Revision ID: 0006_idempotency
+Revises: 0005_fleet_truth
 Create Date: 2026-12-02 03:30:00
 
 A new table only; no existing data changes. See ``fleetconfig.server.idempotency``.
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_idempotency"
-down_revision: str | None = "0004_api_versions"
+revision: str = "0006_idempotency"
+down_revision: str | None = "0005_fleet_truth"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

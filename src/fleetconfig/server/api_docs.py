@@ -1,0 +1,33 @@
+"""``/docs``: the interactive API reference, served with its assets from this package.
+
+FastAPI's default page loads Swagger UI from a CDN, so it is blank on a network without
+internet (a robot lab, an air-gapped fleet). The assets are vendored unchanged under
+``swagger_ui/`` with their licence (decision 0008).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+ASSETS_DIR = Path(__file__).resolve().parent / "swagger_ui"
+ASSETS_PATH = "/docs/assets"
+
+
+def install(app: FastAPI) -> None:
+    """Serve ``/docs`` and its assets; build the app with ``docs_url=None``."""
+    app.mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIR), name="api-docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def api_docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url=f"{ASSETS_PATH}/swagger-ui-bundle.js",
+            swagger_css_url=f"{ASSETS_PATH}/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.svg",
+        )
