@@ -18,7 +18,7 @@ from tests.support import ApiCaller, unique_name
 
 
 def _row(page: str, device_id: str) -> str:
-    match = re.search(rf'<tr data-device-id="{device_id}">(.*?)</tr>', page, re.S)
+    match = re.search(rf'<tr data-device-id="{device_id}"[^>]*>(.*?)</tr>', page, re.S)
     assert match is not None, page
     return match.group(1)
 
