@@ -28,7 +28,8 @@ from fleetconfig.server.models import Deployment, Device, Release
 from fleetconfig.server.releases.schemas import render_release
 
 # The values of the v0.4 reference. The lifecycle decides which moves a device may make;
-# a value it has no move for (``removing``, say) is accepted and changes nothing.
+# a value it has no move for from the deployment's state (``staged``, say) is accepted and
+# changes nothing.
 ACTIVITY_STATUSES = ("drifted", "staged", "queued", "deployed", "removing", "archived")
 ERROR_STATUSES = ("none", "failed", "retrying")
 ActivityStatusValue = Literal["drifted", "staged", "queued", "deployed", "removing", "archived"]
