@@ -68,6 +68,7 @@ DEFAULT_INSTANCE_FORMAT_FROM_SCHEMA_FORMAT = FROM_EVERGLADES
 OPERATIONS: dict[str, Span] = {
     "createDeviceActivationToken": BEFORE_RAINIER,
     "createProvisioningToken": FROM_RAINIER,
+    "createDeviceProvisioningToken": FROM_RAINIER,  # fleetconfig's extension
     "listGroups": FROM_EVERGLADES,
     "getGroup": FROM_EVERGLADES,
     "createGroup": FROM_EVERGLADES,

@@ -59,6 +59,14 @@ class ProvisionDeviceRequest(BaseModel):
     name: StrictStr
 
 
+class ReprovisionDeviceRequest(BaseModel):
+    """``POST /devices/reprovision`` with a device-bound provisioning token: that device is
+    rebound to the caller's key (no name: the token names the device)."""
+
+    public_key_pem: StrictStr
+    agent_version: StrictStr
+
+
 class UpdateDeviceRequest(BaseModel):
     agent_version: StrictStr | None = None
 
