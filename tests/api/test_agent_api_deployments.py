@@ -514,6 +514,19 @@ async def test_removing_is_reported_and_shown_per_api_version(world: World) -> N
         assert [item["id"] for item in listed["data"]] == [old["id"]]
     tetons = await world.api.ok("GET", f"/deployments/{old['id']}")
     assert (tetons["activity_status"], tetons["status"]) == ("deployed", "deployed")
+    # ... and finds it so: its filter on deployed includes removing ones.
+    listed_on_tetons = await world.api.ok(
+        "GET",
+        "/deployments",
+        params={"activity_status": "deployed", "device_id": world.agent.device_id},
+    )
+    assert old["id"] in {item["id"] for item in listed_on_tetons["data"]}
+    on_rainier = await rainier.ok(
+        "GET",
+        "/deployments",
+        params={"activity_status": "deployed", "device_id": world.agent.device_id},
+    )
+    assert old["id"] not in {item["id"] for item in on_rainier["data"]}
 
     # A retried removal keeps ``removing``; a stale ``deployed`` is ignored; then archived.
     retrying = await world.agent.ok(

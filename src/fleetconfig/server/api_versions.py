@@ -148,6 +148,8 @@ class ObjectView:
 
 
 _REMOVING_SHOWS_DEPLOYED = {"removing": ("deployed", RAINIER)}
+# The versions showing ``removing`` (before, it is shown and filtered as ``deployed``).
+REMOVING_SHOWN = FROM_RAINIER
 VIEWS: dict[str, ObjectView] = {
     "config_schema": ObjectView(
         fields={
