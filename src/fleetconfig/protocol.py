@@ -33,8 +33,8 @@ class TargetStatus(StrEnum):
 
 
 class ActivityStatus(StrEnum):
-    """``removing`` is in the v0.4 wire enums; the server's lifecycle never moves a
-    deployment into it, and the agent treats one found in it as on its way out."""
+    """``removing``: the agent is removing the files of a replaced deployment (it reports
+    it before, then ``archived``); the Platform API shows it from rainier on."""
 
     DRIFTED = "drifted"
     STAGED = "staged"

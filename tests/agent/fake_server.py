@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import json
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,6 +74,8 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
         self.deployments: dict[str, dict[str, Any]] = {}
         self.contents: dict[str, bytes] = {}
         self.reports: list[tuple[str, dict[str, Any]]] = []
+        # Called with each report as it arrives (to look at the device at that moment).
+        self.on_report: Callable[[str, dict[str, Any]], None] | None = None
         # False: an older server, without ``POST /deployments/reports`` (answers 405).
         self.batch_reports = True
         self.requests: list[tuple[str, str]] = []
@@ -285,6 +287,8 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
             report = {key: value for key, value in item.items() if key != "deployment_id"}
             deployment = self.deployments[item["deployment_id"]]
             self.reports.append((item["deployment_id"], report))
+            if self.on_report is not None:
+                self.on_report(item["deployment_id"], report)
             self._apply_report(deployment, report)
             data.append(
                 {

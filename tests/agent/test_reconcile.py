@@ -275,7 +275,7 @@ def test_a_removal_that_fails_is_retried_and_reported_without_removing(
     publish(store, clock, ("dpl_1", "archived", V1), ("dpl_2", "deployed", V2))
     result = reconciler.reconcile()
     assert result.deployed == ["dpl_2"] and list(result.retrying) == ["dpl_1"]
-    # The server's lifecycle has no "removing": the report keeps the activity as it is.
+    # Not announced (a pass without ``announce_removals``): the activity stays as it is.
     assert status(store, "dpl_1") == ("deployed", "retrying")
     reports = {report.deployment_id: report.body for report in store.pending_reports()}
     assert reports["dpl_1"]["activity_status"] == "deployed"
@@ -287,4 +287,69 @@ def test_a_removal_that_fails_is_retried_and_reported_without_removing(
     old_file.rmdir()
     clock.now += timedelta(seconds=15)
     assert reconciler.reconcile().removed == ["dpl_1"]
+    assert status(store, "dpl_1") == ("archived", "none")
+
+
+def test_an_announced_removal_reports_removing_and_the_next_pass_removes(
+    store: Store, reconciler: Reconciler, root: Path, clock: Clock
+) -> None:
+    publish(store, clock, ("dpl_1", "deployed", V1))
+    reconciler.reconcile()
+    store.ack_reports(store.pending_reports())
+    publish(store, clock, ("dpl_1", "archived", V1), ("dpl_2", "deployed", V2))
+
+    first = reconciler.reconcile(announce_removals=True)
+
+    # The new target is written; the old files are still there, reported as leaving.
+    assert (first.deployed, first.removing, first.removed) == (["dpl_2"], ["dpl_1"], [])
+    assert on_disk(root, "/srv/miru/v1.json") == "v1"
+    assert status(store, "dpl_1") == ("removing", "none")
+    reports = {report.deployment_id: report.body for report in store.pending_reports()}
+    assert reports["dpl_1"]["activity_status"] == "removing"
+    assert "archived_at" not in reports["dpl_1"]
+
+    second = reconciler.reconcile(announce_removals=True)  # removing: not announced again
+    assert (second.removed, second.removing) == (["dpl_1"], [])
+    assert on_disk(root, "/srv/miru/v1.json") is None
+    assert on_disk(root, "/srv/miru/shared.json") == "v2"
+    assert status(store, "dpl_1") == ("archived", "none")
+    assert [event.type for event in store.events_after(0)][-1] == "deployment.removed"
+
+
+def test_a_removal_is_not_announced_while_the_target_is_not_in_place(
+    store: Store, reconciler: Reconciler, root: Path, clock: Clock
+) -> None:
+    publish(store, clock, ("dpl_1", "deployed", V1))
+    reconciler.reconcile()
+    # The new target's content is not downloaded: it must wait, and so do the old files.
+    store.merge_server_deployments(
+        [payload("dpl_1", "archived", V1), payload("dpl_2", "deployed", V2)], now=clock.now
+    )
+    result = reconciler.reconcile(announce_removals=True)
+    assert list(result.retrying) == ["dpl_2"] and result.removing == []
+    assert status(store, "dpl_1") == ("deployed", "none")
+
+
+def test_a_removing_removal_that_fails_stays_removing_and_retries(
+    store: Store, reconciler: Reconciler, root: Path, clock: Clock
+) -> None:
+    publish(store, clock, ("dpl_1", "deployed", V1))
+    reconciler.reconcile()
+    old_file = root / "srv/miru/v1.json"
+    old_file.unlink()
+    old_file.mkdir()
+    (old_file / "keep").write_text("x")
+    publish(store, clock, ("dpl_1", "archived", V1), ("dpl_2", "deployed", V2))
+    assert reconciler.reconcile(announce_removals=True).removing == ["dpl_1"]
+    assert list(reconciler.reconcile().retrying) == ["dpl_1"]
+    assert status(store, "dpl_1") == ("removing", "retrying")
+    reports = {report.deployment_id: report.body for report in store.pending_reports()}
+    assert (reports["dpl_1"]["activity_status"], reports["dpl_1"]["error_status"]) == (
+        "removing",
+        "retrying",
+    )
+    (old_file / "keep").unlink()
+    old_file.rmdir()
+    clock.now += timedelta(seconds=15)
+    assert reconciler.reconcile(announce_removals=True).removed == ["dpl_1"]
     assert status(store, "dpl_1") == ("archived", "none")

@@ -17,6 +17,7 @@ from fleetconfig.agent.state import (
     initial_agent_state,
     merge_target,
     next_state,
+    removal_announced,
     required_action,
 )
 
@@ -247,3 +248,28 @@ def test_combined_status_prefers_errors() -> None:
     assert combined_status(ActivityStatus.DEPLOYED, ErrorStatus.NONE) == "deployed"
     assert combined_status(ActivityStatus.DEPLOYED, ErrorStatus.RETRYING) == "retrying"
     assert combined_status(ActivityStatus.ARCHIVED, ErrorStatus.FAILED) == "failed"
+
+
+@pytest.mark.parametrize(
+    ("target", "activity", "error"),
+    list(itertools.product(TargetStatus, ActivityStatus, ErrorStatus)),
+)
+def test_a_removal_is_announced_only_for_files_on_the_device(
+    target: TargetStatus, activity: ActivityStatus, error: ErrorStatus
+) -> None:
+    result = removal_announced(target, activity, error, 2)
+    files_to_remove = (
+        required_action(target, activity, error) is Action.REMOVE
+        and activity is ActivityStatus.DEPLOYED
+    )
+    if not files_to_remove:
+        assert result.ignored and (result.activity, result.error) == (activity, error)
+        return
+    # deployed -> removing, the error (none or retrying) and its retry count kept.
+    assert not result.ignored
+    assert (result.activity, result.error, result.retry_attempts) == (
+        ActivityStatus.REMOVING,
+        error,
+        2,
+    )
+    assert not (result.stamp_archived_at or result.files_removed)

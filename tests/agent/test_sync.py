@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -142,16 +143,39 @@ async def test_a_report_the_server_refuses_as_such_is_dropped(rig: Rig) -> None:
 
 
 async def test_every_report_of_a_sync_goes_in_one_request(rig: Rig) -> None:
-    old = rig.server.add_deployment({PATH_A: b"old"})
-    await rig.syncer.sync_once()
-    new = rig.server.redeploy({PATH_A: b"new", PATH_B: b"b"})
+    rig.server.add_deployment({PATH_A: b"a"})
     before = len(rig.server.requests)
 
     report = await rig.syncer.sync_once()
 
-    assert (report.reported, report.report_requests) == (2, 1)
+    assert (report.reported, report.report_requests) == (1, 1)
     sent = rig.server.requests[before:]
     assert sent.count(("POST", "/deployments/reports")) == 1
+    assert not [request for request in sent if request[1].startswith("/deployments/dpl")]
+
+
+async def test_a_replaced_deployment_is_reported_removing_before_its_files_go(rig: Rig) -> None:
+    old = rig.server.add_deployment({PATH_A: b"old", PATH_B: b"old b"})
+    await rig.syncer.sync_once()
+    new = rig.server.redeploy({PATH_A: b"new"})
+    before = len(rig.server.reports)
+    removing_seen_with_files: list[bool] = []
+
+    def watch(deployment_id: str, body: dict[str, Any]) -> None:
+        if deployment_id == old and body.get("activity_status") == "removing":
+            removing_seen_with_files.append(rig.file(PATH_B) is not None)
+
+    rig.server.on_report = watch
+    report = await rig.syncer.sync_once()
+
+    # New deployed + old removing in one request, then old archived once its files are gone.
+    assert (report.reported, report.report_requests) == (3, 2)
+    sent = [(d, body.get("activity_status")) for d, body in rig.server.reports[before:]]
+    assert sent == [(new, "deployed"), (old, "removing"), (old, "archived")]
+    assert removing_seen_with_files == [True]
+    assert rig.file(PATH_B) is None
+    assert report.reconcile.removed == [old] and report.reconcile.removing == []
+    assert rig.server.deployments[old]["activity_status"] == "archived"
     assert not [request for request in sent if request[0] == "PATCH"]
     assert rig.server.deployments[new]["activity_status"] == "deployed"
     assert rig.server.deployments[old]["activity_status"] == "archived"
@@ -163,10 +187,11 @@ async def test_an_older_server_gets_one_report_per_request(rig: Rig) -> None:
     await rig.syncer.sync_once()
     rig.server.redeploy({PATH_A: b"new"})
     report = await rig.syncer.sync_once()
-    assert (report.reported, report.report_requests) == (2, 2)
+    # The new one deployed, the old one removing, then archived.
+    assert (report.reported, report.report_requests) == (3, 3)
     # Asked once, then remembered.
     assert rig.server.count("POST", "/deployments/reports") == 1
-    assert rig.server.count("PATCH", "/deployments/") == 3
+    assert rig.server.count("PATCH", "/deployments/") == 4
 
 
 async def test_a_batch_naming_a_vanished_deployment_goes_one_by_one(rig: Rig) -> None:
@@ -295,8 +320,9 @@ async def test_an_inline_push_is_applied_without_any_pull_or_download(rig: Rig) 
 
     assert report.pushed and report.inline == 2
     assert rig.file(PATH_A) == b'{"new": 1}' and rig.file(PATH_B) == b"b"
-    # One request in all: the report of both status changes.
-    assert _sent_since(rig, before) == [("POST", "/deployments/reports")]
+    # No pull, no download: the reports only (new deployed and old removing, then old
+    # archived once its files are gone).
+    assert _sent_since(rig, before) == [("POST", "/deployments/reports")] * 2
     assert rig.server.deployments[new]["activity_status"] == "deployed"
     assert rig.server.deployments[old]["activity_status"] == "archived"
     # Inline content is cached like downloaded content.

@@ -18,6 +18,8 @@ from sqlalchemy import event
 
 from tests.support import (
     BACKGROUND_TABLES,
+    EVERGLADES,
+    RAINIER,
     AgentCaller,
     ApiCaller,
     assert_error,
@@ -485,6 +487,59 @@ async def test_batch_report_applies_every_report_in_one_request(world: World) ->
     )
     assert [item["outcome"] for item in again["data"]] == ["unchanged", "unchanged"]
     assert [item["deployment"] for item in again["data"]] == [new, previous]
+
+
+async def test_removing_is_reported_and_shown_per_api_version(world: World) -> None:
+    """The agent says it is removing a replaced deployment's files, then that they are gone;
+    rainier and everglades show ``removing``, tetons (which lacks it) ``deployed``."""
+    old = await world.deployment(world.agent, world.v1)
+    path = f"/deployments/{old['id']}"
+    await world.agent.ok("PATCH", path, json={"activity_status": "deployed"})
+    # The device's target: its files are not removed, so ``removing`` changes nothing.
+    assert (await world.agent.ok("PATCH", path, json={"activity_status": "removing"}))[
+        "activity_status"
+    ] == "deployed"
+    staged = await world.deployment(world.agent, world.v2, target="staged")
+    await world.api.ok("POST", f"/deployments/{staged['id']}/deploy")  # replaces it
+
+    reported = await world.agent.ok("PATCH", path, json={"activity_status": "removing"})
+    assert (reported["activity_status"], reported["status"]) == ("removing", "removing")
+    rainier, everglades = (
+        ApiCaller(world.api.client, world.api.key, version=v) for v in (RAINIER, EVERGLADES)
+    )
+    for caller in (rainier, everglades):
+        shown = await caller.ok("GET", f"/deployments/{old['id']}")
+        assert (shown["activity_status"], shown["status"]) == ("removing", "removing")
+        listed = await caller.ok("GET", "/deployments", params={"activity_status": "removing"})
+        assert [item["id"] for item in listed["data"]] == [old["id"]]
+    tetons = await world.api.ok("GET", f"/deployments/{old['id']}")
+    assert (tetons["activity_status"], tetons["status"]) == ("deployed", "deployed")
+    # ... and finds it so: its filter on deployed includes removing ones.
+    listed_on_tetons = await world.api.ok(
+        "GET",
+        "/deployments",
+        params={"activity_status": "deployed", "device_id": world.agent.device_id},
+    )
+    assert old["id"] in {item["id"] for item in listed_on_tetons["data"]}
+    on_rainier = await rainier.ok(
+        "GET",
+        "/deployments",
+        params={"activity_status": "deployed", "device_id": world.agent.device_id},
+    )
+    assert old["id"] not in {item["id"] for item in on_rainier["data"]}
+
+    # A retried removal keeps ``removing``; a stale ``deployed`` is ignored; then archived.
+    retrying = await world.agent.ok(
+        "PATCH", path, json={"activity_status": "removing", "error_status": "retrying"}
+    )
+    assert (retrying["activity_status"], retrying["status"]) == ("removing", "retrying")
+    stale = await world.agent.ok("PATCH", path, json={"activity_status": "deployed"})
+    assert stale["activity_status"] == "removing"
+    done = await world.agent.ok(
+        "PATCH", path, json={"activity_status": "archived", "error_status": "none"}
+    )
+    assert (done["activity_status"], done["status"]) == ("archived", "archived")
+    assert (await everglades.ok("GET", f"/deployments/{old['id']}"))["archived_at"] is not None
 
 
 async def test_batch_report_refuses_bad_items_and_changes_nothing(world: World) -> None:

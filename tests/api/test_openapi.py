@@ -368,6 +368,21 @@ async def test_every_answer_matches_the_document(
         },
     )
     document.check("agentProvisionDevice", provisioned)
+    # A device-bound provisioning token (an extension, rainier on) moves it to another machine.
+    bound = await api.post(
+        f"/devices/{provisioned.json()['id']}/provisioning_token",
+        headers={"Miru-Version": RAINIER},
+    )
+    assert bound.status_code == 200, bound.text
+    reprovisioned = await http.post(
+        "/agent/v1/devices/reprovision",
+        headers={
+            "Miru-Version": AGENT_API_VERSION,
+            "Authorization": f"Bearer {bound.json()['token']}",
+        },
+        json={"public_key_pem": DeviceKey.generate().public_pem, "agent_version": "v1.2.4"},
+    )
+    document.check("agentReprovisionDevice", reprovisioned)
     agent = AgentCaller(http, device["id"], key)
     exchanged = await agent.exchange()
     agent.session_token = document.check("agentIssueDeviceToken", exchanged)["token"]

@@ -32,7 +32,7 @@ from tests.e2e.agents import (
     wait_for_status,
     wait_until,
 )
-from tests.support import ServerProcess
+from tests.support import RAINIER, ServerProcess
 
 pytestmark = pytest.mark.e2e
 
@@ -225,7 +225,8 @@ def test_a_pushed_deploy_lands_without_a_pull_and_with_one_report(
     platform: Miru, server: ServerProcess, workdir: Path
 ) -> None:
     """lean-1 end to end: the stream carries the deployment and its content; the agent
-    writes the files, then sends both status changes (new deployed, old archived) at once."""
+    writes the files and sends two status changes at once (new deployed, old removing),
+    then, once the old files are gone, the old one archived."""
     fleet = make_fleet(platform, files=2)
     agent = activate_agent(platform, server.base_url, workdir)
     agent.start()
@@ -245,7 +246,58 @@ def test_a_pushed_deploy_lands_without_a_pull_and_with_one_report(
             return found[0] if found else None
 
         line = wait_until(synced_line, 5)
-        assert "pushed=true" in line and "report_requests=1" in line, line
-        assert "reported=2" in line and "pull_ms" not in line and "downloaded" not in line, line
+        assert "pushed=true" in line and "report_requests=2" in line, line
+        assert "reported=3" in line and "pull_ms" not in line and "downloaded" not in line, line
+    finally:
+        assert agent.stop() == 0, agent.log_text()
+
+
+def test_a_replaced_deployment_is_reported_removing_until_its_files_are_gone(
+    platform: Miru, server: ServerProcess, workdir: Path
+) -> None:
+    """rainier's ``removing``: a replaced deployment whose file cannot be removed yet (a
+    directory stands in its place) is shown removing + retrying from rainier on, deployed to
+    tetons; once removable, it is archived."""
+    old_fleet, new_fleet = make_fleet(platform), make_fleet(platform)
+    agent = activate_agent(platform, server.base_url, workdir)
+    agent.start()
+    try:
+        agent.wait_ready()
+        old, _ = old_fleet.deploy(agent.device_id, {"round": 1})
+        wait_for_status(platform, old.id, "deployed")
+        old_file = agent.host_path(old_fleet.paths[0])
+        old_file.unlink()
+        old_file.mkdir()
+        (old_file / "keep").write_text("x")
+
+        ids, contents = new_fleet.instances({"round": 2})
+        new = platform.deployments.create(
+            target_status="staged",
+            description="e2e",
+            device_id=agent.device_id,
+            release_id=new_fleet.release_id,
+            config_instance_ids=ids,
+        )
+        platform.deployments.deploy(new.id)
+        wait_until(lambda: read_or_none(agent.host_path(new_fleet.paths[0])) == contents[0], 5)
+        wait_for_status(platform, new.id, "deployed")
+
+        rainier = {"X-API-Key": server.admin_key, "Miru-Version": RAINIER}
+        url = f"{server.base_url}/beta/deployments/{old.id}"
+
+        def shown_removing() -> dict[str, object] | None:
+            body = httpx.get(url, headers=rainier).json()
+            return body if body["error_status"] == "retrying" else None
+
+        body = wait_until(shown_removing, 10)
+        assert (body["activity_status"], body["status"]) == ("removing", "retrying"), body
+        tetons = platform.deployments.retrieve(old.id)
+        assert (tetons.activity_status, tetons.target_status) == ("deployed", "archived")
+
+        (old_file / "keep").unlink()
+        old_file.rmdir()
+        # The agent retries the removal on its own (within the first backoff, 15 s).
+        wait_for_status(platform, old.id, "archived", timeout=30)
+        assert httpx.get(url, headers=rainier).json()["activity_status"] == "archived"
     finally:
         assert agent.stop() == 0, agent.log_text()

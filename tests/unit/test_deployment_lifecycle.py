@@ -27,7 +27,7 @@ NOW = datetime(2026, 3, 9, 12, 0, tzinfo=UTC)
 EARLIER = NOW - timedelta(hours=1)
 
 TARGETS = ("staged", "deployed", "archived")
-ACTIVITIES = ("drifted", "staged", "queued", "deployed", "archived")
+ACTIVITIES = ("drifted", "staged", "queued", "deployed", "removing", "archived")
 ERRORS = ("none", "retrying", "failed")
 EVERY_STATE = [State(t, a, e) for t, a, e in itertools.product(TARGETS, ACTIVITIES, ERRORS)]
 
@@ -42,6 +42,10 @@ CONSISTENT = {
     ("archived", "deployed", "none"),
     ("archived", "deployed", "retrying"),
     ("archived", "deployed", "failed"),
+    # The agent says it is removing a replaced deployment's files (rainier on).
+    ("archived", "removing", "none"),
+    ("archived", "removing", "retrying"),
+    ("archived", "removing", "failed"),
     ("archived", "archived", "none"),
     ("archived", "archived", "retrying"),
     ("archived", "archived", "failed"),
@@ -106,6 +110,9 @@ OPERATIONS: dict[str, dict[tuple[str, str, str], tuple[str, str, str] | str | No
         ("archived", "deployed", "none"): REFUSED,
         ("archived", "deployed", "retrying"): REFUSED,
         ("archived", "deployed", "failed"): REFUSED,
+        ("archived", "removing", "none"): REFUSED,
+        ("archived", "removing", "retrying"): REFUSED,
+        ("archived", "removing", "failed"): REFUSED,
         ("archived", "archived", "none"): REFUSED,
         ("archived", "archived", "retrying"): REFUSED,
         ("archived", "archived", "failed"): REFUSED,
@@ -120,6 +127,9 @@ OPERATIONS: dict[str, dict[tuple[str, str, str], tuple[str, str, str] | str | No
         ("archived", "deployed", "none"): SAME,
         ("archived", "deployed", "retrying"): SAME,
         ("archived", "deployed", "failed"): SAME,
+        ("archived", "removing", "none"): SAME,
+        ("archived", "removing", "retrying"): SAME,
+        ("archived", "removing", "failed"): SAME,
         ("archived", "archived", "none"): SAME,
         ("archived", "archived", "retrying"): SAME,
         ("archived", "archived", "failed"): SAME,
@@ -134,6 +144,9 @@ OPERATIONS: dict[str, dict[tuple[str, str, str], tuple[str, str, str] | str | No
         ("archived", "deployed", "none"): REFUSED,
         ("archived", "deployed", "retrying"): REFUSED,
         ("archived", "deployed", "failed"): REFUSED,
+        ("archived", "removing", "none"): REFUSED,
+        ("archived", "removing", "retrying"): REFUSED,
+        ("archived", "removing", "failed"): REFUSED,
         ("archived", "archived", "none"): REFUSED,
         ("archived", "archived", "retrying"): REFUSED,
         ("archived", "archived", "failed"): REFUSED,
@@ -148,6 +161,9 @@ OPERATIONS: dict[str, dict[tuple[str, str, str], tuple[str, str, str] | str | No
         ("archived", "deployed", "none"): SAME,
         ("archived", "deployed", "retrying"): SAME,
         ("archived", "deployed", "failed"): SAME,
+        ("archived", "removing", "none"): SAME,
+        ("archived", "removing", "retrying"): SAME,
+        ("archived", "removing", "failed"): SAME,
         ("archived", "archived", "none"): SAME,
         ("archived", "archived", "retrying"): SAME,
         ("archived", "archived", "failed"): SAME,
@@ -164,6 +180,9 @@ OPERATIONS: dict[str, dict[tuple[str, str, str], tuple[str, str, str] | str | No
         ("archived", "deployed", "none"): REFUSED,
         ("archived", "deployed", "retrying"): REFUSED,
         ("archived", "deployed", "failed"): REFUSED,
+        ("archived", "removing", "none"): REFUSED,
+        ("archived", "removing", "retrying"): REFUSED,
+        ("archived", "removing", "failed"): REFUSED,
         ("archived", "archived", "none"): REFUSED,
         ("archived", "archived", "retrying"): REFUSED,
         ("archived", "archived", "failed"): REFUSED,
@@ -234,6 +253,8 @@ FORWARD_ACTIVITY = {  # moves a device may make
     ("queued", "deployed"),
     ("queued", "archived"),
     ("deployed", "archived"),
+    ("deployed", "removing"),
+    ("removing", "archived"),
 }
 FORWARD_ERROR = {
     ("none", "retrying"),
@@ -289,6 +310,19 @@ DEVICE_CASES: list[
     # Removing a replaced deployment's files may itself be retried.
     (("archived", "deployed", "none"), None, "retrying", ("archived", "deployed", "retrying")),
     (("archived", "deployed", "retrying"), "archived", "none", ("archived", "archived", "none")),
+    # ``removing`` (rainier's): the agent says it is removing the files, then that they are
+    # gone; an agent that never says it goes from deployed to archived (above).
+    (("archived", "deployed", "none"), "removing", None, ("archived", "removing", "none")),
+    (("archived", "removing", "none"), "archived", "none", ("archived", "archived", "none")),
+    (("archived", "removing", "none"), None, "retrying", ("archived", "removing", "retrying")),
+    (("archived", "deployed", "retrying"), "removing", None, ("archived", "removing", "retrying")),
+    (("archived", "removing", "retrying"), "archived", "none", ("archived", "archived", "none")),
+    (("archived", "removing", "none"), "archived", "failed", ("archived", "archived", "failed")),
+    # Not the target's files, not backwards, not from queued (nothing was written).
+    (("deployed", "deployed", "none"), "removing", None, None),
+    (("archived", "removing", "none"), "deployed", None, None),
+    (("archived", "archived", "none"), "removing", None, None),
+    (("deployed", "queued", "none"), "removing", None, None),
 ]
 
 

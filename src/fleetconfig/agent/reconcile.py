@@ -9,13 +9,17 @@ outbox. The pass:
    the files of deployments whose target is ``archived`` unless the target is not in place;
 3. executes the plan (``apply.execute_plan``) and records every outcome through the state
    machine: new status, status report and on-device event in one store transaction.
+
+With ``announce_removals`` the removals of deployments whose files are on the device are not
+carried out but recorded as ``removing`` (their reports go out first); the sync reconciles
+again right after sending them, and that pass removes the files.
 """
 
 from __future__ import annotations
 
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from fleetconfig.agent.apply import (
@@ -32,10 +36,12 @@ from fleetconfig.agent.clock import utcnow
 from fleetconfig.agent.models import DeploymentRecord
 from fleetconfig.agent.state import (
     Action,
+    ActivityStatus,
     ErrorStatus,
     Outcome,
     TargetStatus,
     next_state,
+    removal_announced,
     required_action,
 )
 from fleetconfig.agent.store import Store
@@ -49,6 +55,20 @@ class ReconcileResult:
     failed: dict[str, str] = field(default_factory=dict)  # id -> reason
     # When the earliest deployment waiting out its backoff may be retried (None: none waits).
     next_retry_at: datetime | None = None
+    # Deployments now ``removing``: their files go in the next pass.
+    removing: list[str] = field(default_factory=list)
+
+    def merge(self, later: ReconcileResult) -> ReconcileResult:
+        """This pass and a later one of the same sync, as one result."""
+        retry_times = [t for t in (self.next_retry_at, later.next_retry_at) if t is not None]
+        return ReconcileResult(
+            deployed=self.deployed + later.deployed,
+            removed=self.removed + later.removed,
+            retrying={**self.retrying, **later.retrying},
+            failed={**self.failed, **later.failed},
+            next_retry_at=min(retry_times) if retry_times else None,
+            removing=[item for item in self.removing if item not in later.removed],
+        )
 
     @property
     def changed(self) -> bool:
@@ -71,18 +91,46 @@ class Reconciler:
         self.clock = clock
         self.rand = rand
 
-    def reconcile(self) -> ReconcileResult:
+    def reconcile(self, *, announce_removals: bool = False) -> ReconcileResult:
         now = self.clock()
         result = ReconcileResult()
         target = self.store.latest_target()
         unfinished = self.store.unfinished_deployments()
-        plan, early_errors = self._plan(target, unfinished, now, result)
-        outcomes: dict[str, ApplyError | None] = dict(early_errors)
-        outcomes.update(execute_plan(self.applier, plan).outcomes)
         by_id = {record.id: record for record in unfinished}
+        plan, early_errors = self._plan(target, unfinished, now, result)
+        announced: tuple[Removal, ...] = ()
+        if announce_removals:
+            announced = tuple(
+                removal
+                for removal in plan.removals
+                if by_id[removal.deployment_id].activity_status is ActivityStatus.DEPLOYED
+            )
+            plan = replace(
+                plan, removals=tuple(item for item in plan.removals if item not in announced)
+            )
+        outcomes: dict[str, ApplyError | None] = dict(early_errors)
+        executed = execute_plan(self.applier, plan).outcomes
+        outcomes.update(executed)
         for deployment_id, error in outcomes.items():
             self._record(by_id[deployment_id], error, now, result)
+        target_in_place = plan.write is None or executed.get(plan.write.deployment_id) is None
+        if announced and target_in_place:
+            for removal in announced:
+                self._announce(by_id[removal.deployment_id], now, result)
         return result
+
+    def _announce(self, record: DeploymentRecord, now: datetime, result: ReconcileResult) -> None:
+        transition = removal_announced(
+            record.target_status, record.activity_status, record.error_status, record.retry_attempts
+        )
+        self.store.record_transition(
+            record.id,
+            transition,
+            now=now,
+            reason=record.error_reason,
+            next_retry_at=record.next_retry_at,
+        )
+        result.removing.append(record.id)
 
     def _plan(
         self,

@@ -10,8 +10,9 @@ answered here and nowhere else:
 
 Everything moves forward only: activity drifted/staged -> queued -> deployed -> archived;
 error none <-> retrying -> failed; a failed deployment is archived. A deployment that is
-archived or failed is finished: nothing more happens to it. (``removing`` exists in the wire
-enums; the agent never enters it, but treats a deployment found in it as on its way out.)
+archived or failed is finished: nothing more happens to it. Before removing the files of a
+replaced deployment that may have some on the device, the agent says so: deployed ->
+removing (:func:`removal_announced`) -> archived.
 """
 
 from __future__ import annotations
@@ -123,8 +124,7 @@ def next_state(
             new_activity = max(activity, ActivityStatus.QUEUED, key=ACTIVITY_RANK.__getitem__)
         else:
             # A removal that must be retried leaves the files in place: the activity stays
-            # as it is. (``removing`` is not used: the server's lifecycle has no such state,
-            # and a report naming it would be ignored whole, error status included.)
+            # as it is (``removing`` once announced).
             new_activity = activity
         return Transition(new_activity, ErrorStatus.RETRYING, retry_attempts + 1)
     if outcome is Outcome.DEPLOYED and action is Action.DEPLOY:
@@ -138,6 +138,23 @@ def next_state(
             files_removed=activity in _MAY_HAVE_FILES,
         )
     return unchanged
+
+
+def removal_announced(
+    target: TargetStatus, activity: ActivityStatus, error: ErrorStatus, retry_attempts: int
+) -> Transition:
+    """The agent is about to remove a replaced deployment's files: ``removing`` is reported
+    first, so operators see files leaving, not files that silently stay.
+
+    Only a deployment whose files are on the device (``deployed``) announces it; one never
+    written has nothing to remove and goes straight to archived.
+    """
+    if (
+        required_action(target, activity, error) is not Action.REMOVE
+        or activity is not ActivityStatus.DEPLOYED
+    ):
+        return Transition(activity, error, retry_attempts, ignored=True)
+    return Transition(ActivityStatus.REMOVING, error, retry_attempts)
 
 
 def merge_target(current: TargetStatus, reported: TargetStatus) -> TargetStatus:

@@ -14,7 +14,8 @@ A sync (``Syncer.sync_once``):
    safety timer, ``POST /device/sync``, a plain ``sync`` event) always pulls;
 2. downloads the content of every config instance an unfinished deployment needs and the
    cache lacks (content never changes: it is kept);
-3. reconciles (writes and removes files, in a worker thread);
+3. reconciles (writes and removes files, in a worker thread); the files of a replaced
+   deployment go only after it was reported ``removing`` (then a second pass removes them);
 4. sends the outbox, every pending report in one ``POST /deployments/reports`` (one by one
    with ``PATCH /deployments/{id}`` when the server lacks it, or refuses the batch whole); a
    report is dropped only once the server has it, or refuses it as such (a 4xx that no retry
@@ -417,7 +418,7 @@ class Syncer:
                 await self._download(report)
                 step("download_ms")
                 async with self._files:
-                    report.reconcile = await asyncio.to_thread(self.reconciler.reconcile)
+                    report.reconcile = await self._reconcile(report)
                     step("apply_ms")
                     if self.integrity is not None:
                         report.integrity = await asyncio.to_thread(self.integrity.check)
@@ -446,6 +447,20 @@ class Syncer:
         if self.push is not None:
             await self.push.synced()
         return report
+
+    async def _reconcile(self, report: SyncReport) -> ReconcileResult:
+        """Apply; a replaced deployment whose files are on the device is reported
+        ``removing`` before they are removed (a second pass, right after that report)."""
+        first = await asyncio.to_thread(self.reconciler.reconcile, announce_removals=True)
+        if not first.removing:
+            return first
+        try:
+            await self._flush_outbox(report)
+        except (NetworkError, ServerError) as error:
+            # Reporting must not hold the files back: the reports stay in the outbox.
+            logger.warning("could not report removing; removing anyway: %s", error)
+        second = await asyncio.to_thread(self.reconciler.reconcile)
+        return first.merge(second)
 
     async def _check_device(self) -> None:
         """Refresh the cached device (for the on-device API) and the agent version it shows."""

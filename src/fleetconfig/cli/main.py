@@ -14,6 +14,7 @@ from rich.table import Table
 from fleetconfig.cli import demo, deployments, login
 from fleetconfig.cli.client import EPILOG
 from fleetconfig.cli.devices import devices_app
+from fleetconfig.cli.groups import groups_app
 from fleetconfig.cli.instances import instances_app
 from fleetconfig.cli.releases import releases_app
 from fleetconfig.cli.schemas import schemas_app
@@ -46,6 +47,7 @@ app.add_typer(releases_app, name="releases", rich_help_panel=FLEET)
 # `fleetconfig release create` reads well too.
 app.add_typer(releases_app, name="release", hidden=True)
 app.add_typer(devices_app, name="devices", rich_help_panel=FLEET)
+app.add_typer(groups_app, name="groups", rich_help_panel=FLEET)
 app.add_typer(schemas_app, name="schemas", rich_help_panel=FLEET)
 app.add_typer(instances_app, name="instances", rich_help_panel=FLEET)
 app.add_typer(deployments.deployments_app, name="deployments", rich_help_panel=FLEET)

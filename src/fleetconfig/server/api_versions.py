@@ -68,6 +68,7 @@ DEFAULT_INSTANCE_FORMAT_FROM_SCHEMA_FORMAT = FROM_EVERGLADES
 OPERATIONS: dict[str, Span] = {
     "createDeviceActivationToken": BEFORE_RAINIER,
     "createProvisioningToken": FROM_RAINIER,
+    "createDeviceProvisioningToken": FROM_RAINIER,  # fleetconfig's extension
     "listGroups": FROM_EVERGLADES,
     "getGroup": FROM_EVERGLADES,
     "createGroup": FROM_EVERGLADES,
@@ -147,6 +148,8 @@ class ObjectView:
 
 
 _REMOVING_SHOWS_DEPLOYED = {"removing": ("deployed", RAINIER)}
+# The versions showing ``removing`` (before, it is shown and filtered as ``deployed``).
+REMOVING_SHOWN = FROM_RAINIER
 VIEWS: dict[str, ObjectView] = {
     "config_schema": ObjectView(
         fields={

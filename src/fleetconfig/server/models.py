@@ -237,7 +237,8 @@ class ProvisioningToken(Base):
     workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"), index=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    # The device it provisioned, once used.
+    # The device it was issued for (device-bound: reprovisioning), else the device it
+    # provisioned, once used.
     device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 

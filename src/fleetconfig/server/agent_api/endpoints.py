@@ -29,6 +29,7 @@ from fleetconfig.server.agent_api.schemas import (
     PongRequest,
     ProvisionDeviceRequest,
     ReportDeploymentsRequest,
+    ReprovisionDeviceRequest,
     UpdateDeploymentRequest,
     UpdateDeviceRequest,
     render_deployment,
@@ -129,6 +130,28 @@ async def provision_device(request: Request) -> Response:
             token, body, utcnow()
         )
         await session.commit()
+    return json_response(render_device(device))
+
+
+@router.post(
+    "/devices/reprovision",
+    operation_id="agentReprovisionDevice",
+    responses=responses(wire.AgentDevice, "The device, rebound to the caller, activating."),
+    openapi_extra=openapi_body(ReprovisionDeviceRequest),
+)
+async def reprovision_device(request: Request) -> Response:
+    """With a device-bound provisioning token (rainier and later): the device the token was
+    issued for is rebound to the calling machine (its key; every older session ends). Its
+    deployments are kept; the new machine's agent writes the current one on its first sync."""
+    token = bearer_token(request)
+    body = await parse_body(request, ReprovisionDeviceRequest)
+    async with database(request).session(write=True) as session:
+        device = await IdentityService(session, token_secret(request)).reprovision(
+            token, body, utcnow()
+        )
+        await session.commit()
+    # The old machine's streams end now.
+    await _push(request).end_sessions(device.id, device.session_id)
     return json_response(render_device(device))
 
 

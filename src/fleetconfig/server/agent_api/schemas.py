@@ -29,7 +29,8 @@ from fleetconfig.server.models import Deployment, Device, Release
 from fleetconfig.server.releases.schemas import render_release
 
 # The values of the v0.4 reference. The lifecycle decides which moves a device may make;
-# a value it has no move for (``removing``, say) is accepted and changes nothing.
+# a value it has no move for from the deployment's state (``staged``, say) is accepted and
+# changes nothing.
 ACTIVITY_STATUSES = ("drifted", "staged", "queued", "deployed", "removing", "archived")
 ERROR_STATUSES = ("none", "failed", "retrying")
 ActivityStatusValue = Literal["drifted", "staged", "queued", "deployed", "removing", "archived"]
@@ -53,6 +54,14 @@ class ProvisionDeviceRequest(RequestModel):
     public_key_pem: StrictStr
     agent_version: StrictStr
     name: StrictStr
+
+
+class ReprovisionDeviceRequest(RequestModel):
+    """``POST /devices/reprovision`` with a device-bound provisioning token: that device is
+    rebound to the caller's key (no name: the token names the device)."""
+
+    public_key_pem: StrictStr
+    agent_version: StrictStr
 
 
 class UpdateDeviceRequest(RequestModel):

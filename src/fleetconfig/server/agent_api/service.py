@@ -24,16 +24,26 @@ from fleetconfig.server.agent_api.repository import DeviceScope
 from fleetconfig.server.agent_api.schemas import (
     ActivateDeviceRequest,
     ProvisionDeviceRequest,
+    ReprovisionDeviceRequest,
     UpdateDeviceRequest,
 )
 from fleetconfig.server.agent_api.tokens import SessionClaims, TokenRejected
 from fleetconfig.server.devices.activation import decode_activation_token
 from fleetconfig.server.devices.service import DeviceService
 from fleetconfig.server.kit import ids
-from fleetconfig.server.kit.errors import Conflict, Unauthorized, ValidationFailed, not_found
+from fleetconfig.server.kit.errors import (
+    Conflict,
+    Forbidden,
+    Unauthorized,
+    ValidationFailed,
+    not_found,
+)
 from fleetconfig.server.kit.validation import check_length
 from fleetconfig.server.models import Deployment, Device, ProvisioningToken
-from fleetconfig.server.provisioning_tokens.tokens import decode_provisioning_token
+from fleetconfig.server.provisioning_tokens.tokens import (
+    ProvisioningClaims,
+    decode_provisioning_token,
+)
 
 SESSION_PREFIX = "dvc_sess_"
 MAX_AGENT_VERSION_CHARS = 64
@@ -87,7 +97,51 @@ class IdentityService:
 
     async def provision(self, bearer: str, body: ProvisionDeviceRequest, now: datetime) -> Device:
         """Spend a provisioning token (rainier): create the device of ``body.name``, or
-        activate the not yet activated device of that name, and bind the key to it."""
+        activate the not yet activated device of that name, and bind the key to it. A
+        device-bound token provisions its own device (named ``body.name`` from now on)."""
+        record, claims = await self._provisioning_token(bearer, now)
+        devices = DeviceService(self.session, record.workspace_id)
+        if claims.device_id is not None:
+            existing: Device | None = await self._bound_device(claims.device_id, record)
+        else:
+            existing = await devices.repository.get_by_name(body.name)
+        if existing is not None and existing.activated_at is not None:
+            raise Conflict(
+                f"Device {existing.id} ({existing.name}) is already provisioned; to move it to "
+                "this machine, reprovision it with a provisioning token issued for it",
+                "device_already_activated",
+                device_id=existing.id,
+            )
+        await self._consume(record, now)
+        device = existing or await devices.create(body.name)
+        record.device_id = device.id
+        return await self._bind(device, body, now)
+
+    async def reprovision(
+        self, bearer: str, body: ReprovisionDeviceRequest, now: datetime
+    ) -> Device:
+        """Spend a device-bound provisioning token (rainier): rebind its device to the
+        caller's key, ending every older session. Deployments are left as they are: the
+        device's target stays its target, and the new machine's agent, which has never
+        written it, writes it on its first sync (that is the redeploy)."""
+        record, claims = await self._provisioning_token(bearer, now)
+        if claims.device_id is None:
+            # The reference names the device by its token, never by name; a workspace-bound
+            # token (POST /provisioning_tokens) names none. Refused before it is spent.
+            raise Forbidden(
+                "This provisioning token is not bound to a device, so it cannot say which device "
+                "to reprovision; issue one for the device (POST /devices/{device_id}/"
+                "provisioning_token) or provision a new device by name (POST /devices/provision)",
+                reason="token_not_device_bound",
+            )
+        device = await self._bound_device(claims.device_id, record)
+        await self._consume(record, now)
+        return await self._bind(device, body, now)
+
+    async def _provisioning_token(
+        self, bearer: str, now: datetime
+    ) -> tuple[ProvisioningToken, ProvisioningClaims]:
+        """The unspent, unexpired token row of ``bearer``, and its claims (or 401)."""
         try:
             claims = decode_provisioning_token(self.token_secret, bearer)
         except jwt.ExpiredSignatureError:
@@ -99,18 +153,26 @@ class IdentityService:
                 "The provisioning token is not valid", reason="invalid_token"
             ) from None
         record = await self.session.get(ProvisioningToken, claims.token_id)
-        if record is None or record.workspace_id != claims.workspace_id:
+        if (
+            record is None
+            or record.workspace_id != claims.workspace_id
+            or (claims.device_id is not None and record.device_id != claims.device_id)
+        ):
             raise Unauthorized("The provisioning token is not valid", reason="invalid_token")
         if record.expires_at <= now:
             raise Unauthorized("The provisioning token has expired", reason="expired_token")
-        devices = DeviceService(self.session, record.workspace_id)
-        existing = await devices.repository.get_by_name(body.name)
-        if existing is not None and existing.activated_at is not None:
-            raise Conflict(
-                f"Device {existing.id} ({body.name}) is already provisioned",
-                "device_already_activated",
-                device_id=existing.id,
-            )
+        if record.used_at is not None:
+            raise Unauthorized("The provisioning token was already used", reason="token_used")
+        return record, claims
+
+    async def _bound_device(self, device_id: str, record: ProvisioningToken) -> Device:
+        device = await repository.device_by_id(self.session, device_id, for_update=True)
+        if device is None or device.workspace_id != record.workspace_id:
+            # Deleted since the token was issued.
+            raise Unauthorized("The provisioning token is not valid", reason="invalid_token")
+        return device
+
+    async def _consume(self, record: ProvisioningToken, now: datetime) -> None:
         # First, so that of two concurrent uses exactly one gets past this line.
         used = await self.session.execute(
             update(ProvisioningToken)
@@ -119,12 +181,12 @@ class IdentityService:
         )
         if used.rowcount != 1:  # type: ignore[attr-defined]
             raise Unauthorized("The provisioning token was already used", reason="token_used")
-        device = existing or await devices.create(body.name)
-        record.device_id = device.id
-        return await self._bind(device, body, now)
 
     async def _bind(
-        self, device: Device, body: ActivateDeviceRequest | ProvisionDeviceRequest, now: datetime
+        self,
+        device: Device,
+        body: ActivateDeviceRequest | ProvisionDeviceRequest | ReprovisionDeviceRequest,
+        now: datetime,
     ) -> Device:
         """Bind the caller's public key to ``device`` and start a new session."""
         try:
@@ -142,8 +204,9 @@ class IdentityService:
                     "This public key is already registered to another device; make a new key",
                     "public_key_in_use",
                 )
-        if body.name is not None and body.name != device.name:
-            await DeviceService(self.session, device.workspace_id).rename(device.id, body.name)
+        name = body.name if not isinstance(body, ReprovisionDeviceRequest) else None
+        if name is not None and name != device.name:
+            await DeviceService(self.session, device.workspace_id).rename(device.id, name)
         device.public_key_pem = tokens.public_key_pem(key)
         device.key_fingerprint = key_fingerprint
         device.session_id = ids.new_id(SESSION_PREFIX, 24)  # every older session token dies

@@ -62,6 +62,7 @@ GROUP_ORDER = (
     ActivityStatus.QUEUED,
     ErrorStatus.RETRYING,
     ActivityStatus.DEPLOYED,
+    ActivityStatus.REMOVING,
     ErrorStatus.FAILED,
     ActivityStatus.ARCHIVED,
 )

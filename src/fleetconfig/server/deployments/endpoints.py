@@ -12,7 +12,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from fleetconfig.server.api_versions import PARENT_ID_IS_EXPECTED_TARGET
+from fleetconfig.server.api_versions import PARENT_ID_IS_EXPECTED_TARGET, REMOVING_SHOWN
 from fleetconfig.server.auth.context import Context, authorized, reading, writing
 from fleetconfig.server.auth.principal import Principal
 from fleetconfig.server.deployments import scopes, wire
@@ -66,11 +66,15 @@ async def list_deployments(
     page, order = page_param(query), order_by_param(query)
     expand = expand_param(query, "deployment", is_list=True)
     repository = DeploymentService.of(ctx).repository
+    # ``removing`` only from rainier on: the version gate refuses it before.
+    activity_statuses = enum_filter(query, "activity_status", ActivityStatus)
+    if ActivityStatus.DEPLOYED in activity_statuses and not REMOVING_SHOWN.covers(ctx.version):
+        # A version without ``removing`` shows those deployments as deployed: it finds them so.
+        activity_statuses.append(ActivityStatus.REMOVING)
     statement = repository.search(
         ids=filter_param(query, "id"),
         target_statuses=enum_filter(query, "target_status", TargetStatus),
-        # ``removing`` only from rainier on: the version gate refuses it before.
-        activity_statuses=enum_filter(query, "activity_status", ActivityStatus),
+        activity_statuses=activity_statuses,
         error_statuses=enum_filter(query, "error_status", ErrorStatus),
         device_ids=filter_param(query, "device_id"),
         release_ids=filter_param(query, "release_id"),

@@ -26,8 +26,8 @@ from fleetconfig.protocol import ActivityStatus as ActivityStatus
 from fleetconfig.protocol import ErrorStatus as ErrorStatus
 from fleetconfig.protocol import TargetStatus as TargetStatus
 
-# What the Platform API shows and filters on: ``removing`` belongs to the device protocol
-# (and to later API versions); the lifecycle never moves a deployment into it.
+# Tetons' activity statuses. ``removing`` (the agent is removing a replaced deployment's
+# files) is rainier's and everglades'; api_versions shows it to tetons as ``deployed``.
 PLATFORM_ACTIVITY_STATUSES: tuple[str, ...] = tuple(
     status for status in ActivityStatus if status != ActivityStatus.REMOVING
 )
@@ -63,8 +63,11 @@ ACTIVITY_MOVES: Mapping[tuple[str, str], frozenset[Actor]] = {
     # Replaced or failed before the device applied it: nothing to remove, so at once; the
     # agent may also report it.
     (ActivityStatus.QUEUED, ActivityStatus.ARCHIVED): frozenset({Actor.SERVER, Actor.DEVICE}),
-    # Only the agent knows when the files are gone.
+    # Only the agent knows when the files are gone; it may say first that it is removing
+    # them (agents before rainier's ``removing`` go straight to archived).
     (ActivityStatus.DEPLOYED, ActivityStatus.ARCHIVED): frozenset({Actor.DEVICE}),
+    (ActivityStatus.DEPLOYED, ActivityStatus.REMOVING): frozenset({Actor.DEVICE}),
+    (ActivityStatus.REMOVING, ActivityStatus.ARCHIVED): frozenset({Actor.DEVICE}),
 }
 
 ERROR_MOVES: frozenset[tuple[str, str]] = frozenset(
@@ -185,7 +188,11 @@ def is_consistent(state: HasState) -> bool:
             and error != ErrorStatus.FAILED
         )
     if target == TargetStatus.ARCHIVED:
-        return activity in (ActivityStatus.DEPLOYED, ActivityStatus.ARCHIVED)
+        return activity in (
+            ActivityStatus.DEPLOYED,
+            ActivityStatus.REMOVING,
+            ActivityStatus.ARCHIVED,
+        )
     return False
 
 
@@ -445,7 +452,10 @@ def apply_device_report(current: HasState, reported: DeviceReport) -> Changes | 
     if new_activity is not None and new_activity != activity:
         if Actor.DEVICE not in ACTIVITY_MOVES.get((activity, new_activity), frozenset()):
             return None
-        if new_activity == ActivityStatus.ARCHIVED and target != TargetStatus.ARCHIVED:
+        if (
+            new_activity in (ActivityStatus.REMOVING, ActivityStatus.ARCHIVED)
+            and target != TargetStatus.ARCHIVED
+        ):
             # The files of the device's target are removed only once it is replaced or failed.
             return None
         activity = new_activity

@@ -23,7 +23,7 @@ DeploymentStatus = Literal[
 ]
 
 
-# The lifecycle's activity statuses (``removing`` is the device protocol's, not this API's).
+# Tetons' activity statuses (``removing`` is rainier's and everglades', below).
 PlatformActivityStatus = Literal["drifted", "staged", "queued", "deployed", "archived"]
 
 

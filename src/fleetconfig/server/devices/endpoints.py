@@ -35,6 +35,8 @@ from fleetconfig.server.kit.params import (
     page_param,
 )
 from fleetconfig.server.models import Device
+from fleetconfig.server.provisioning_tokens.service import issue_provisioning_token
+from fleetconfig.server.provisioning_tokens.wire import ProvisioningToken as ProvisioningTokenBody
 from fleetconfig.server.services import services
 
 router = APIRouter(prefix="/devices", tags=["Devices"])
@@ -150,6 +152,30 @@ async def issue_activation_token(
     settings = services(request).settings
     token, expires_at = await DeviceService(ctx.session, ctx.workspace_id).issue_activation_token(
         device_id, signing_key, settings.activation_token_ttl_seconds, body.allow_reactivation
+    )
+    await ctx.commit()
+    return json_response({"token": token, "expires_at": isoformat(expires_at)})
+
+
+@router.post(
+    "/{device_id}/provisioning_token",
+    operation_id="createDeviceProvisioningToken",
+    responses=responses(
+        ProvisioningTokenBody, "A one-time provisioning token for this device (5 minutes)."
+    ),
+    summary="Extension: a provisioning token for one device (to reprovision it)",
+)
+async def create_device_provisioning_token(
+    device_id: str,
+    request: Request,
+    ctx: Context = writing("devices:provision", "provisioning_tokens:write"),
+) -> Response:
+    """Extension (rainier on): a device-bound provisioning token, the kind the agent API's
+    ``POST /devices/reprovision`` needs (it names the device by its token). The official
+    ``POST /provisioning_tokens`` issues workspace-bound ones only."""
+    device = await DeviceService(ctx.session, ctx.workspace_id).get(device_id)
+    token, expires_at = await issue_provisioning_token(
+        ctx.session, ctx.workspace_id, services(request).signing_keys.token_key, device_id=device.id
     )
     await ctx.commit()
     return json_response({"token": token, "expires_at": isoformat(expires_at)})
