@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -57,9 +58,12 @@ from fleetconfig.server.kit.params import (
     list_param,
     page_param,
 )
-from fleetconfig.server.models import Deployment
+from fleetconfig.server.models import Deployment, Device
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.services import services
+
+# An IdentityService method that binds a device to a key: (service, token, body, now).
+Binding = Callable[[IdentityService, str, Any, datetime], Awaitable[Device]]
 
 router = APIRouter(dependencies=[Depends(check_version_header)], tags=["Agent"])
 
@@ -103,14 +107,17 @@ def _expand(request: Request, allowed: tuple[str, ...], *, is_list: bool) -> tup
     openapi_extra=openapi_body(ActivateDeviceRequest),
 )
 async def activate_device(request: Request) -> Response:
+    return await _bind_device(request, ActivateDeviceRequest, IdentityService.activate)
+
+
+async def _bind_device(request: Request, model: type[Any], bind: Binding) -> Response:
+    """Bind a device to the calling machine's key with the token it brings (activation or
+    provisioning), in one transaction; streams of the device's earlier session end."""
     token = bearer_token(request)
-    body = await parse_body(request, ActivateDeviceRequest)
+    body = await parse_body(request, model)
     async with database(request).session(write=True) as session:
-        device = await IdentityService(session, token_secret(request)).activate(
-            token, body, utcnow()
-        )
+        device = await bind(IdentityService(session, token_secret(request)), token, body, utcnow())
         await session.commit()
-    # Streams of an earlier activation (a reactivated device) end now.
     await _push(request).end_sessions(device.id, device.session_id)
     return json_response(render_device(device))
 
@@ -123,14 +130,7 @@ async def activate_device(request: Request) -> Response:
 )
 async def provision_device(request: Request) -> Response:
     """With a provisioning token (rainier and later): create-or-activate by name."""
-    token = bearer_token(request)
-    body = await parse_body(request, ProvisionDeviceRequest)
-    async with database(request).session(write=True) as session:
-        device = await IdentityService(session, token_secret(request)).provision(
-            token, body, utcnow()
-        )
-        await session.commit()
-    return json_response(render_device(device))
+    return await _bind_device(request, ProvisionDeviceRequest, IdentityService.provision)
 
 
 @router.post(
@@ -143,16 +143,7 @@ async def reprovision_device(request: Request) -> Response:
     """With a device-bound provisioning token (rainier and later): the device the token was
     issued for is rebound to the calling machine (its key; every older session ends). Its
     deployments are kept; the new machine's agent writes the current one on its first sync."""
-    token = bearer_token(request)
-    body = await parse_body(request, ReprovisionDeviceRequest)
-    async with database(request).session(write=True) as session:
-        device = await IdentityService(session, token_secret(request)).reprovision(
-            token, body, utcnow()
-        )
-        await session.commit()
-    # The old machine's streams end now.
-    await _push(request).end_sessions(device.id, device.session_id)
-    return json_response(render_device(device))
+    return await _bind_device(request, ReprovisionDeviceRequest, IdentityService.reprovision)
 
 
 @router.post(
