@@ -27,6 +27,6 @@ async def test_docs_page_loads_only_local_assets(http: httpx.AsyncClient) -> Non
     assert len(bundle.content) > 500_000  # the real bundle, not a placeholder
 
 
-async def test_the_vendored_licence_is_served_beside_the_assets(http: httpx.AsyncClient) -> None:
+async def test_swagger_uis_licence_is_served_beside_the_assets(http: httpx.AsyncClient) -> None:
     licence = await http.get("/docs/assets/LICENSE")
     assert licence.status_code == 200 and "Apache License" in licence.text

@@ -1,12 +1,13 @@
 """``/docs``: the interactive API reference, served with its assets from this package.
 
 FastAPI's default page loads Swagger UI from a CDN, so it is blank on a network without
-internet (a robot lab, an air-gapped fleet). The assets are vendored unchanged under
-``swagger_ui/`` with their licence (decision 0008).
+internet (a robot lab, an air-gapped fleet). The assets come from the ``swagger-ui-py``
+package (Swagger UI 5, with its licence), a dependency of the server (decision 0008).
 """
 
 from __future__ import annotations
 
+from importlib.resources import files
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -14,7 +15,8 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
-ASSETS_DIR = Path(__file__).resolve().parent / "swagger_ui"
+# Swagger UI's static files as the ``swagger-ui-py`` wheel installs them (a plain directory).
+ASSETS_DIR = Path(str(files("swagger_ui") / "static"))
 ASSETS_PATH = "/docs/assets"
 
 

@@ -11,7 +11,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -204,14 +203,6 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         if served not in documents:
             documents[served] = document(app.openapi(), served)
         return json_response(documents[served])
-
-    @app.get("/docs", include_in_schema=False)
-    async def swagger_ui() -> Response:
-        return get_swagger_ui_html(openapi_url="/openapi.json", title="fleetconfig API")
-
-    @app.get("/redoc", include_in_schema=False)
-    async def redoc() -> Response:
-        return get_redoc_html(openapi_url="/openapi.json", title="fleetconfig API")
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
