@@ -314,6 +314,11 @@ class Deployment(Base):
     # path ({filepath, change, detected_at, restored_at}); modified_at is the newest detection.
     file_changes: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     modified_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # What the robot's own software said of this config (fleetconfig extension): "confirmed"
+    # or "rejected" (with a reason), through the on-device API and the agent; None: nothing.
+    health_status: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    health_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    health_reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # Start of the drift window: creation, or the last restage.
     staged_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     # When this deployment became its device's target (drifts of others are measured by it);

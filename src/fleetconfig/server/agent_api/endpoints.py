@@ -42,6 +42,7 @@ from fleetconfig.server.agent_api.schemas import (
 from fleetconfig.server.agent_api.service import DeviceAgentService, IdentityService
 from fleetconfig.server.agent_api.stream import DeviceEventStream
 from fleetconfig.server.agent_api.tokens import SessionClaims
+from fleetconfig.server.auth.context import origin_of
 from fleetconfig.server.deployments.service import DeviceReport, ReportOutcome
 from fleetconfig.server.devices.wire import TokenResponse
 from fleetconfig.server.git_commits.wire import GitCommit
@@ -306,6 +307,7 @@ async def _record(
     return await services(request).reports.submit(
         claims,
         [DeviceReport(deployment_id, report.to_report(now)) for deployment_id, report in reports],
+        origin_of(request),
     )
 
 

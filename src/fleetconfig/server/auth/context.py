@@ -23,6 +23,7 @@ from typing import Any
 from fastapi import Depends, Request
 
 from fleetconfig.server.auth.principal import Principal
+from fleetconfig.server.changes.model import Actor, Origin
 from fleetconfig.server.kit.unit_of_work import UnitOfWork
 from fleetconfig.server.kit.versions import LATEST
 from fleetconfig.server.services import services
@@ -35,10 +36,32 @@ class Context(UnitOfWork):
     request: Request
     principal: Principal
     version: str
+    # The dashboard builds the same context for its signed-in user; the audit trail tells
+    # the two apart.
+    via_dashboard: bool = False
 
     @property
     def workspace_id(self) -> str:
         return self.principal.workspace_id
+
+    @property
+    def actor(self) -> Actor:
+        if self.via_dashboard:
+            return Actor("dashboard", self.principal.id, self.principal.name)
+        return Actor("api_key", self.principal.id, self.principal.name)
+
+    @property
+    def origin(self) -> Origin:
+        return origin_of(self.request)
+
+
+def origin_of(request: Request) -> Origin:
+    """The request's id (see :mod:`fleetconfig.server.kit.middleware`) and caller address."""
+    client = request.client
+    return Origin(
+        request_id=request.scope.get("state", {}).get("request_id"),
+        address=client.host if client is not None else None,
+    )
 
 
 def _groups(groups: tuple[ScopeGroup, ...]) -> tuple[tuple[str, ...], ...]:

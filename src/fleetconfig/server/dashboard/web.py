@@ -195,7 +195,13 @@ async def _user(request: Request, *, write: bool) -> AsyncIterator[User]:
         principal,
         session,
     ):
-        ctx = Context(request=request, session=session, principal=principal, version=TETONS)
+        ctx = Context(
+            request=request,
+            session=session,
+            principal=principal,
+            version=TETONS,
+            via_dashboard=True,
+        )
         yield _remember(request, User(ctx, expected_csrf))
 
 

@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.agent_api.service import check_session
 from fleetconfig.server.agent_api.tokens import SessionClaims
+from fleetconfig.server.changes.model import NOWHERE, Origin
 from fleetconfig.server.deployments.service import (
     DeploymentService,
     DeviceReport,
@@ -65,11 +66,11 @@ class ReportQueue:
         self.transactions = 0  # how many were needed, for tests and benchmarks
 
     async def submit(
-        self, claims: SessionClaims, reports: Sequence[DeviceReport]
+        self, claims: SessionClaims, reports: Sequence[DeviceReport], origin: Origin = NOWHERE
     ) -> list[ReportOutcome]:
         """Apply the reports of the device of this session (with whatever else is waiting);
         its outcomes in order, or the :class:`APIError` that refused them."""
-        submission = _Submission(claims, DeviceReports(claims.device_id, list(reports)))
+        submission = _Submission(claims, DeviceReports(claims.device_id, list(reports), origin))
         self._pending.append(submission)
         if self._draining is None or self._draining.done():
             self._draining = asyncio.create_task(self._drain())

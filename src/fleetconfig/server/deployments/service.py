@@ -3,7 +3,9 @@
 The Platform API, the dashboard and the agent API change deployments only through
 :class:`DeploymentService`. It computes every status change with :mod:`.lifecycle` (which
 checks each move against its tables), keeps the device-wide rules in one transaction, and
-itself registers the after-commit notification of the devices that must act:
+records every status change it makes (:mod:`fleetconfig.server.changes`: the audit trail
+and the webhook outbox, written in the same transaction), and itself registers the
+after-commit notification of the devices that must act:
 
 - a device has at most one current deployment (target ``deployed``). The database enforces it
   with a partial unique index; each write first locks the device rows (PostgreSQL; SQLite
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -27,6 +29,8 @@ from sqlalchemy import ColumnElement
 from sqlalchemy.exc import DBAPIError
 
 from fleetconfig.server.auth.context import Context
+from fleetconfig.server.changes.log import record
+from fleetconfig.server.changes.model import NOWHERE, SYSTEM, Actor, Change, Origin
 from fleetconfig.server.config_schemas.repository import config_schemas_by_id
 from fleetconfig.server.deployments import lifecycle
 from fleetconfig.server.deployments.bulk import (
@@ -76,6 +80,7 @@ class DeviceReports:
 
     device_id: str
     reports: Sequence[DeviceReport]
+    origin: Origin = NOWHERE
 
 
 @dataclass(frozen=True)
@@ -85,18 +90,27 @@ class ReportOutcome:
 
 
 class DeploymentService:
-    def __init__(self, work: UnitOfWork, workspace_id: str, notifier: DeviceNotifier) -> None:
+    def __init__(
+        self,
+        work: UnitOfWork,
+        workspace_id: str,
+        notifier: DeviceNotifier,
+        actor: Actor = SYSTEM,
+        origin: Origin = NOWHERE,
+    ) -> None:
         self.work = work
         self.session = work.session
         self.workspace_id = workspace_id
         self.notifier = notifier
+        self.actor = actor  # who asks (device reports name their device themselves)
+        self.origin = origin
         self.repository = DeploymentRepository(self.session, workspace_id)
         self.bulk = BulkRepository(self.session, workspace_id)
 
     @classmethod
     def of(cls, ctx: Context) -> DeploymentService:
         """The service for one request of the Platform API or the dashboard."""
-        return cls(ctx, ctx.workspace_id, services(ctx.request).push)
+        return cls(ctx, ctx.workspace_id, services(ctx.request).push, ctx.actor, ctx.origin)
 
     async def get(self, deployment_id: str) -> Deployment:
         row = await self.repository.get(deployment_id)
@@ -133,7 +147,7 @@ class DeploymentService:
         if parent is not None and parent.target_status == TargetStatus.STAGED:
             changes[parent.id] = lifecycle.archive(parent, now)
             rows.append(Row.of(parent))
-        await self._write(changes, {row.id: row for row in rows}, [device.id])
+        await self._write(changes, {row.id: row for row in rows}, [device.id], "deployments.create")
 
         deployment = Deployment(
             id=ids.new_id(ids.DEPLOYMENT),
@@ -147,6 +161,7 @@ class DeploymentService:
         initial = lifecycle.create_deployed(now) if deploying else lifecycle.create_staged(now)
         lifecycle.apply(deployment, initial)
         self.repository.add(deployment, request.config_instance_ids)
+        self._record_created("deployments.create", [Row.of(deployment)])
         try:
             await self.session.flush()
         except DBAPIError as error:
@@ -351,7 +366,13 @@ class DeploymentService:
                     lifecycle.after(row.state, change).status,
                 )
             )
-        await self._write(changes, {row.id: row for row in rows}, device_ids)
+        await self._write(
+            changes,
+            {row.id: row for row in rows},
+            device_ids,
+            f"deployments.{action}",
+            requested={row.id for row in selected},
+        )
         # Staged and drifted deployments never reach a device: only a new target is news.
         self._notify_on_commit(targeted)
         return result
@@ -402,8 +423,9 @@ class DeploymentService:
                 }
             )
             result.items.append(ItemOutcome(device_id, deployment_id, "staged", "staged"))
-        await self._write(changes, {row.id: row for row in rows}, device_ids)
+        await self._write(changes, {row.id: row for row in rows}, device_ids, "deployments.stage")
         await self.bulk.insert(new_rows, request.config_instance_ids)
+        self._record_created("deployments.stage", [_row_of(values) for values in new_rows])
         return result
 
     # -- what devices report -------------------------------------------------------------
@@ -435,12 +457,22 @@ class DeploymentService:
                 answers.append(not_found("deployment", unknown_ids[0]))
                 continue
             outcomes: list[ReportOutcome] = []
+            device = Actor("device", batch.device_id)
             for report in batch.reports:
                 row = rows[report.deployment_id]
                 changes = lifecycle.apply_device_report(row, report.report)
                 if changes:
+                    before = lifecycle.State.of(row)
                     lifecycle.enforce(row, changes, lifecycle.Actor.DEVICE)
                     lifecycle.apply(row, changes)
+                    if before.status != lifecycle.State.of(row).status:
+                        self._record(
+                            "deployments.report",
+                            Row.of(row),
+                            before,
+                            actor=device,
+                            origin=batch.origin,
+                        )
                 outcomes.append(ReportOutcome(row, bool(changes)))
             answers.append(outcomes)
         # One flush: the ORM sends rows changed in the same columns as one executemany.
@@ -467,14 +499,60 @@ class DeploymentService:
         self.work.on_commit(notify)
 
     async def _write(
-        self, changes: dict[str, lifecycle.Changes], rows: dict[str, Row], device_ids: list[str]
+        self,
+        changes: dict[str, lifecycle.Changes],
+        rows: dict[str, Row],
+        device_ids: list[str],
+        operation: str,
+        requested: set[str] = frozenset(),  # type: ignore[assignment]
     ) -> None:
+        """Write the status changes (each checked against the lifecycle) and record them:
+        those of ``requested`` deployments as the operation, the others as its consequence."""
         for deployment_id, change in changes.items():
             lifecycle.enforce(rows[deployment_id].state, change, lifecycle.Actor.SERVER)
         try:
             await self.bulk.write_changes(changes)
         except DBAPIError as error:
             raise _race_or(error, device_ids) from None
+        for deployment_id, change in changes.items():
+            if not change:
+                continue
+            row = rows[deployment_id]
+            after = lifecycle.after(row.state, change)
+            cause = None if deployment_id in requested else _consequence(row.state, after)
+            self._record(operation, replace(row, state=after), row.state, cause=cause)
+
+    def _record(
+        self,
+        operation: str,
+        row: Row,
+        before: lifecycle.State | None,
+        *,
+        cause: str | None = None,
+        actor: Actor | None = None,
+        origin: Origin | None = None,
+    ) -> None:
+        record(
+            self.work,
+            [
+                Change(
+                    workspace_id=self.workspace_id,
+                    actor=actor or self.actor,
+                    origin=origin or self.origin,
+                    operation=operation,
+                    object_type="deployment",
+                    object_id=row.id,
+                    before=None if before is None else _snapshot(before),
+                    after=_snapshot(row.state),
+                    related={"device_id": row.device_id, "release_id": row.release_id},
+                    cause=cause,
+                )
+            ],
+        )
+
+    def _record_created(self, operation: str, rows: Iterable[Row]) -> None:
+        for row in rows:
+            self._record(operation, row, None)
 
 
 _PAST = {"deploy": "deployed", "archive": "archived", "restage": "restaged"}
@@ -483,6 +561,34 @@ _OPERATIONS: dict[str, lifecycle.Operation] = {
     "archive": lifecycle.archive,
     "restage": lifecycle.restage,
 }
+
+
+def _row_of(values: dict[str, Any]) -> Row:
+    """A new deployment's row as inserted."""
+    return Row(
+        id=values["id"],
+        device_id=values["device_id"],
+        release_id=values["release_id"],
+        state=lifecycle.State(values["target_status"], values["activity_status"]),
+    )
+
+
+def _snapshot(state: lifecycle.State) -> dict[str, Any]:
+    return {
+        "status": state.status,
+        "target_status": state.target_status,
+        "activity_status": state.activity_status,
+        "error_status": state.error_status,
+    }
+
+
+def _consequence(before: lifecycle.State, after: lifecycle.State) -> str:
+    """Why a deployment the operation did not name changed along with it."""
+    if before.target_status == TargetStatus.DEPLOYED:
+        return "superseded"
+    if after.activity_status == ActivityStatus.DRIFTED:
+        return "drifted"
+    return "replaced"
 
 
 def _current(rows: Sequence[Row]) -> Row | None:
