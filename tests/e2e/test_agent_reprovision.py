@@ -110,6 +110,8 @@ def test_a_device_moves_to_a_new_machine(
         old, "provision", workspace_token, "--server", server.base_url, "--name", name
     )
     assert provisioned.returncode == 0, provisioned.stderr
+    # The way to start it names the directories it was provisioned into.
+    assert f"fleetconfig-agent run --state-dir {old.state_dir.absolute()}" in provisioned.stdout
     (device,) = ok(api, "GET", "/devices", params={"name": name})["data"]
     old.device_id = new.device_id = device["id"]
     ok(api, "POST", f"/devices/{device['id']}/group", json={"group_id": group["id"]})

@@ -234,7 +234,7 @@ def provision(
         raise _fail(f"cannot write to {settings.state_dir}: {error}", 2) from None
     print(f"Provisioned as device {name} ({activated.identity.device_id}).")
     print(f"State directory: {settings.state_dir}")
-    print("Start the agent with: fleetconfig-agent run")
+    print(f"Start the agent with: {run_command(state_dir, root, socket)}")
 
 
 @app.command()
