@@ -1,6 +1,7 @@
 """What the server's ``fleetconfig`` extension of a deployment says, for people: why it is
 retrying or failed (message, failing path, attempts, next retry), which of its files
-were modified on the robot, and whether the robot's software confirmed or rejected it. The official client keeps the extension as an extra field."""
+were modified on the robot, and whether the robot's software confirmed or rejected it.
+The official client keeps the extension as an extra field."""
 
 from __future__ import annotations
 
