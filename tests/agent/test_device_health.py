@@ -258,3 +258,26 @@ async def test_plain_http_by_hand(agent: Agent) -> None:
     head, _, payload = answer.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200")
     assert json.loads(payload)["status"] == "confirmed"
+
+
+async def test_sdk_0_4_2_raw_helpers(agent: Agent) -> None:
+    """The test environment's ``miru-device-sdk`` (0.4.2): ``client.post``/``client.get``."""
+    import miru_device_sdk
+
+    deployed(agent.store)
+    sdk = miru_device_sdk.AsyncMiru(max_retries=0)  # MIRU_AGENT_SOCKET is set by the fixture
+    said = await sdk.post(
+        "/fleetconfig/deployment/health",
+        cast_to=object,
+        body={"status": "rejected", "reason": "calibration drift"},
+    )
+    assert isinstance(said, dict) and said["status"] == "rejected"
+    shown = await sdk.get("/fleetconfig/deployment/health", cast_to=object)
+    assert isinstance(shown, dict) and shown["reason"] == "calibration drift"
+    try:
+        await sdk.post("/fleetconfig/deployment/health", cast_to=object, body={"status": "no"})
+    except miru_device_sdk.BadRequestError as error:
+        assert error.status_code == 400
+    else:
+        raise AssertionError("a bad status was taken")
+    await sdk.close()
