@@ -75,6 +75,9 @@ async def test_confirmed_then_rejected_with_a_reason(world: World, recorded: lis
     )
     rejected = health("rejected", "2020-01-01T10:05:00Z", "arm limits out of range")
     assert await shown_health(world, deployment["id"]) == rejected
+    # The device's extension says it of its latest deployment too.
+    device = await world.api.ok("GET", f"/devices/{world.agent.device_id}")
+    assert device["fleetconfig"]["latest_deployment"]["health"] == rejected
 
     operations = [(c.operation, c.object_id, c.actor.kind, c.actor.id) for c in recorded]
     device = ("device", world.agent.device_id)

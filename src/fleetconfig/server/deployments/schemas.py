@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 from pydantic import PrivateAttr, StrictStr
 from sqlalchemy import select
@@ -101,7 +102,18 @@ def render_error(row: Deployment | DeploymentFields) -> dict[str, Any] | None:
 HEALTH_UNKNOWN = "unknown"
 
 
-def render_health(row: Deployment | DeploymentFields) -> dict[str, Any]:
+class HasHealth(Protocol):
+    """A deployment row, its fields, or a device's latest deployment."""
+
+    @property
+    def health_status(self) -> str | None: ...
+    @property
+    def health_reason(self) -> str | None: ...
+    @property
+    def health_reported_at(self) -> datetime | None: ...
+
+
+def render_health(row: HasHealth) -> dict[str, Any]:
     """What the robot's software said of the deployment's config: ``confirmed``,
     ``rejected`` (with its reason), or ``unknown`` (nothing yet)."""
     return {
