@@ -170,7 +170,9 @@ def check_instances(client: Miru, release: Release, instance_ids: list[str]) -> 
 
 
 def deployments_table(deployments: list[Deployment]) -> Table:
-    grid = output.table("id", "device", "release", "status", "target", "created", "reason")
+    grid = output.table(
+        "id", "device", "release", "status", "target", "health", "created", "reason"
+    )
     for deployment in deployments:
         grid.add_row(
             deployment.id,
@@ -178,6 +180,7 @@ def deployments_table(deployments: list[Deployment]) -> Table:
             escape(deployment.release.version if deployment.release else deployment.release_id),
             output.status_text(deployment.status),
             deployment.target_status,
+            output.status_text(details.health_text(deployment)),
             output.when(deployment.created_at),
             escape(details.reason(deployment)),
         )

@@ -40,6 +40,10 @@ STATUS_STYLES: dict[str, str] = {
     "archived": "dim",
     "retrying": "magenta",
     "failed": "bold red",
+    # what the robot's software said of a deployment's config
+    "confirmed": "green",
+    "rejected": "bold red",
+    "not confirmed": "yellow",
 }
 
 

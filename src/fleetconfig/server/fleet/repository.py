@@ -40,6 +40,9 @@ _LATEST_COLUMNS = (
     Deployment.file_changes,
     Deployment.modified_at,
     Deployment.updated_at,
+    Deployment.health_status,
+    Deployment.health_reason,
+    Deployment.health_reported_at,
 )
 
 
