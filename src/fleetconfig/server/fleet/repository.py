@@ -7,20 +7,22 @@ A device's latest deployment (see :mod:`.health`) is found by a correlated subqu
 
 from __future__ import annotations
 
-import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import ColumnElement, Select, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fleetconfig.protocol import ActivityStatus, DeviceStatus, ErrorStatus
+from fleetconfig.protocol import DeviceStatus, ErrorStatus
 from fleetconfig.server.fleet import health
 from fleetconfig.server.fleet.health import Latest
+from fleetconfig.server.fleet.rollout import SERIES, Series, rollout_series
 from fleetconfig.server.models import Deployment, Device, Release
+
+__all__ = ["SERIES", "FleetRepository", "Series"]
 
 SortKey = Literal["name", "status", "release", "last_connected", "updated"]
 # Sorts on the device's own columns (no join needed).
@@ -94,23 +96,6 @@ class Overview:
     modified: int
     releases: list[ReleaseCounts]
     never_deployed: int
-
-
-SERIES = ("deployed", "queued", "retrying", "failed")
-
-
-@dataclass
-class Series:
-    """A release's rollout over time: at each instant, how many deployments were in each of
-    :data:`SERIES`."""
-
-    release_id: str
-    times: list[datetime]
-    counts: dict[str, list[int]]
-
-    @property
-    def peak(self) -> int:
-        return max((sum(column) for column in zip(*self.counts.values(), strict=True)), default=0)
 
 
 def _latest_id(workspace_id: str) -> Any:
@@ -265,66 +250,43 @@ class FleetRepository:
                 )
             ).all()
         }
-        # Each device's latest deployment in one pass over the deployments (a window), not
-        # a lookup per device.
-        rank = (
-            func.row_number()
-            .over(
-                partition_by=Deployment.device_id,
-                order_by=(Deployment.targeted_at.desc(), Deployment.id.desc()),
-            )
-            .label("rank")
-        )
-        ranked = (
-            select(
-                Deployment.release_id,
-                Deployment.activity_status,
-                Deployment.error_status,
-                Deployment.modified_at,
-                rank,
-            )
-            .where(
-                Deployment.workspace_id == self.workspace_id,
-                Deployment.targeted_at.is_not(None),
-            )
-            .subquery()
-        )
-        latest = select(ranked).where(ranked.c.rank == 1).subquery()
+        # Each device's latest deployment through the (device_id, targeted_at) index: the
+        # work grows with the devices, not with the history of deployments behind them
+        # (a window over every deployment did, and was slower already at one per device).
         grouped = (
             select(
-                latest.c.release_id,
+                Deployment.release_id,
                 Release.version,
-                latest.c.activity_status,
-                latest.c.error_status,
+                Release.created_at,
+                Deployment.activity_status,
+                Deployment.error_status,
                 func.count(),
-                func.count(latest.c.modified_at),
+                func.count(Deployment.modified_at),
             )
-            .join(Release, Release.id == latest.c.release_id)
+            .select_from(Device)
+            .join(Deployment, Deployment.id == _latest_id(self.workspace_id))
+            .join(Release, Release.id == Deployment.release_id)
+            .where(Device.workspace_id == self.workspace_id)
             .group_by(
-                latest.c.release_id,
+                Deployment.release_id,
                 Release.version,
-                latest.c.activity_status,
-                latest.c.error_status,
+                Release.created_at,
+                Deployment.activity_status,
+                Deployment.error_status,
             )
         )
         releases: dict[str, ReleaseCounts] = {}
         failed = retrying = modified = 0
-        for release_id, version, activity, error, count, with_changes in (
+        for release_id, version, created_at, activity, error, count, with_changes in (
             await self.session.execute(grouped)
         ).all():
-            item = releases.setdefault(release_id, ReleaseCounts(release_id, version, _EPOCH))
+            item = releases.setdefault(release_id, ReleaseCounts(release_id, version, created_at))
             status = activity if error == ErrorStatus.NONE else error
             item.by_status[status] += int(count)
             item.modified += int(with_changes)
             modified += int(with_changes)
             failed += int(count) if error == ErrorStatus.FAILED else 0
             retrying += int(count) if error == ErrorStatus.RETRYING else 0
-        if releases:
-            created = await self.session.execute(
-                select(Release.id, Release.created_at).where(Release.id.in_(list(releases)))
-            )
-            for release_id, created_at in created.all():
-                releases[release_id].created_at = created_at
         ordered = sorted(releases.values(), key=lambda item: (item.created_at, item.version))
         devices = sum(by_status.values())
         never = devices - sum(item.devices for item in releases.values())
@@ -343,85 +305,5 @@ class FleetRepository:
         self, release_ids: Sequence[str], now: datetime, points: int = 30
     ) -> dict[str, Series]:
         """Each release's rollout from its first deployment to ``now``, at ``points``
-        instants, rebuilt from the deployments' own timestamps (one query).
-
-        A deployment is queued from ``targeted_at``, deployed from ``deployed_at``, and
-        counts no more once archived (replaced); one that is retrying or failed counts as
-        such from ``error_since``. A retry that recovered leaves no trace in the rows, so
-        past retrying counts show only deployments that are still retrying.
-        """
-        if not release_ids:
-            return {}
-        statement = select(
-            Deployment.release_id,
-            Deployment.targeted_at,
-            Deployment.deployed_at,
-            Deployment.archived_at,
-            Deployment.activity_status,
-            Deployment.error_status,
-            Deployment.error_since,
-        ).where(
-            Deployment.workspace_id == self.workspace_id,
-            Deployment.release_id.in_(list(release_ids)),
-            Deployment.targeted_at.is_not(None),
-        )
-        # Per release and series: sorted instants where a deployment enters / leaves it.
-        enter: dict[str, dict[str, list[datetime]]] = defaultdict(lambda: defaultdict(list))
-        leave: dict[str, dict[str, list[datetime]]] = defaultdict(lambda: defaultdict(list))
-        first: dict[str, datetime] = {}
-        for release_id, targeted, deployed, archived, activity, error, since in (
-            await self.session.execute(statement)
-        ).all():
-            assert targeted is not None  # selected so
-            first[release_id] = min(first.get(release_id, targeted), targeted)
-            gone = archived if activity == ActivityStatus.ARCHIVED else None
-            for name, entered, left in _intervals(targeted, deployed, gone, error, since):
-                enter[release_id][name].append(entered)
-                if left is not None:
-                    leave[release_id][name].append(left)
-        result: dict[str, Series] = {}
-        for release_id in release_ids:
-            began = first.get(release_id)
-            if began is None:
-                continue
-            span = max(now - began, timedelta(seconds=1))
-            times = [began + span * index / (points - 1) for index in range(points)]
-            counts: dict[str, list[int]] = {}
-            for name in SERIES:
-                starts = sorted(enter[release_id][name])
-                ends = sorted(leave[release_id][name])
-                counts[name] = [
-                    bisect.bisect_right(starts, at) - bisect.bisect_right(ends, at) for at in times
-                ]
-            result[release_id] = Series(release_id, times, counts)
-        return result
-
-
-_EPOCH = datetime(1970, 1, 1)
-
-
-def _intervals(
-    targeted: datetime,
-    deployed: datetime | None,
-    gone: datetime | None,
-    error: str,
-    since: datetime | None,
-) -> list[tuple[str, datetime, datetime | None]]:
-    """The spans during which one deployment counted in each series."""
-    spans: list[tuple[str, datetime, datetime | None]] = []
-    failing = error in (ErrorStatus.RETRYING, ErrorStatus.FAILED) and since is not None
-    queued_end: datetime | None
-    if failing:
-        assert since is not None
-        queued_end = min(deployed, since) if deployed is not None else since
-    else:
-        queued_end = deployed if deployed is not None else gone
-    spans.append(("queued", targeted, queued_end))
-    if deployed is not None and (not failing or (since is not None and deployed < since)):
-        deployed_end = since if failing else gone
-        spans.append(("deployed", deployed, deployed_end))
-    if failing:
-        assert since is not None
-        # A failed deployment stays on the chart (it is the device's latest until replaced).
-        spans.append((error, since, None if error == ErrorStatus.FAILED else gone))
-    return [(name, start, end) for name, start, end in spans if end is None or end > start]
+        instants (see :mod:`.rollout`)."""
+        return await rollout_series(self.session, self.workspace_id, release_ids, now, points)
