@@ -3,6 +3,7 @@ device's page (deployment history, config diff between two deployments)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from fleetconfig.server.dashboard.diff import diff_deployments
+from fleetconfig.server.dashboard.group_filter import group_filter
 from fleetconfig.server.dashboard.repository import DashboardRepository
 from fleetconfig.server.dashboard.web import (
     DashboardRoute,
@@ -78,13 +80,14 @@ def device_query(request: Request) -> DeviceQuery:
     )
 
 
-def _query_string(query: DeviceQuery, **changes: Any) -> str:
+def _query_string(query: DeviceQuery, group: str, **changes: Any) -> str:
     """The address of the list with ``changes`` (``offset``, ``sort``, ``dir``) applied."""
     values: dict[str, Any] = {
         "q": query.name,
         "status": list(query.statuses),
         "release": query.release_id or "",
         "error": query.error or "",
+        "group": group,
         "sort": query.sort,
         "dir": "desc" if query.descending else "asc",
         "offset": query.offset,
@@ -101,7 +104,8 @@ def _query_string(query: DeviceQuery, **changes: Any) -> str:
 
 async def _device_list(user: User, request: Request) -> dict[str, Any]:
     user.principal.require(("devices:read", "devices:provision"))
-    query = device_query(request)
+    groups = await group_filter(user, request)
+    query = replace(device_query(request), group_ids=groups.ids)
     session = user.ctx.session
     dashboard = DashboardRepository(session, user.workspace_id)
     counts = await dashboard.device_status_counts()
@@ -115,6 +119,7 @@ async def _device_list(user: User, request: Request) -> dict[str, Any]:
         plain = DeviceQuery(
             name=query.name,
             statuses=query.statuses,
+            group_ids=query.group_ids,
             sort=query.sort if query.sort in ("name", "status", "last_connected") else "name",
             descending=query.descending,
             offset=query.offset,
@@ -125,7 +130,8 @@ async def _device_list(user: User, request: Request) -> dict[str, Any]:
     return {
         "rows": rows,
         "query": query,
-        "qs": lambda **changes: _query_string(query, **changes),
+        "qs": lambda **changes: _query_string(query, groups.chosen_id, **changes),
+        "groups": groups,
         "releases": releases,
         "statuses": DEVICE_STATUSES,
         "error_filters": health.ERROR_FILTERS,

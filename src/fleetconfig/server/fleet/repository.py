@@ -53,6 +53,7 @@ class DeviceQuery:
     statuses: tuple[str, ...] = ()  # device statuses
     release_id: str | None = None  # the latest deployment's release
     error: str | None = None  # one of health.ERROR_FILTERS
+    group_ids: tuple[str, ...] = ()  # in one of these groups (a group and those below it)
     sort: str = "name"
     descending: bool = False
     offset: int = 0
@@ -196,6 +197,8 @@ class FleetRepository:
             conditions.append(func.lower(Device.name).like(f"%{pattern}%", escape="\\"))
         if query.statuses:
             conditions.append(Device.status.in_(query.statuses))
+        if query.group_ids:
+            conditions.append(Device.group_id.in_(query.group_ids))
         if query.release_id:
             conditions.append(Deployment.release_id == query.release_id)
         if query.error == health.FAILED:
@@ -239,14 +242,20 @@ class FleetRepository:
 
     # -- the overview ----------------------------------------------------------------------
 
-    async def overview(self) -> Overview:
+    def _devices_of(self, group_ids: Sequence[str] | None) -> list[ColumnElement[bool]]:
+        conditions = [Device.workspace_id == self.workspace_id]
+        if group_ids is not None:
+            conditions.append(Device.group_id.in_(list(group_ids)))
+        return conditions
+
+    async def overview(self, group_ids: Sequence[str] | None = None) -> Overview:
+        """The fleet's counts; with ``group_ids``, of the devices in those groups only."""
+        devices_of = self._devices_of(group_ids)
         by_status = {
             status: int(count)
             for status, count in (
                 await self.session.execute(
-                    select(Device.status, func.count())
-                    .where(Device.workspace_id == self.workspace_id)
-                    .group_by(Device.status)
+                    select(Device.status, func.count()).where(*devices_of).group_by(Device.status)
                 )
             ).all()
         }
@@ -266,7 +275,7 @@ class FleetRepository:
             .select_from(Device)
             .join(Deployment, Deployment.id == _latest_id(self.workspace_id))
             .join(Release, Release.id == Deployment.release_id)
-            .where(Device.workspace_id == self.workspace_id)
+            .where(*devices_of)
             .group_by(
                 Deployment.release_id,
                 Release.version,
@@ -302,8 +311,17 @@ class FleetRepository:
         )
 
     async def rollout(
-        self, release_ids: Sequence[str], now: datetime, points: int = 30
+        self,
+        release_ids: Sequence[str],
+        now: datetime,
+        points: int = 30,
+        group_ids: Sequence[str] | None = None,
     ) -> dict[str, Series]:
         """Each release's rollout from its first deployment to ``now``, at ``points``
-        instants (see :mod:`.rollout`)."""
-        return await rollout_series(self.session, self.workspace_id, release_ids, now, points)
+        instants (see :mod:`.rollout`); with ``group_ids``, on the devices in those groups."""
+        devices = None
+        if group_ids is not None:
+            devices = select(Device.id).where(*self._devices_of(group_ids))
+        return await rollout_series(
+            self.session, self.workspace_id, release_ids, now, points, devices
+        )

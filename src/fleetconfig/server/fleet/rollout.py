@@ -113,7 +113,9 @@ def _whole_postgresql(element: whole_part, compiler: Any, **kw: Any) -> str:
     return f"CAST(floor({compiler.process(element.clauses, **kw)}) AS INTEGER)"
 
 
-def _of_releases(workspace_id: str, release_ids: Sequence[str]) -> tuple[Any, ...]:
+def _of_releases(
+    workspace_id: str, release_ids: Sequence[str], devices: Any = None
+) -> tuple[Any, ...]:
     """The targeted deployments of the releases, read through the release index: the charted
     releases' rows, not the workspace's whole history. The workspace is checked on the
     releases (a deployment is in its release's workspace), which leaves SQLite, planning
@@ -121,10 +123,13 @@ def _of_releases(workspace_id: str, release_ids: Sequence[str]) -> tuple[Any, ..
     in_workspace = select(Release.id).where(
         Release.workspace_id == workspace_id, Release.id.in_(list(release_ids))
     )
-    return (Deployment.release_id.in_(in_workspace), Deployment.targeted_at.is_not(None))
+    conditions = [Deployment.release_id.in_(in_workspace), Deployment.targeted_at.is_not(None)]
+    if devices is not None:
+        conditions.append(Deployment.device_id.in_(devices))
+    return tuple(conditions)
 
 
-def _spans(workspace_id: str, release_ids: Sequence[str]) -> Any:
+def _spans(workspace_id: str, release_ids: Sequence[str], devices: Any) -> Any:
     """One row per deployment with the spans of :func:`intervals` as columns: for each
     series the instant it enters (NULL when it never counts there) and the instant it
     leaves (NULL while it still counts)."""
@@ -158,7 +163,7 @@ def _spans(workspace_id: str, release_ids: Sequence[str]) -> Any:
             *span("deployed", is_deployed, deployed, deployed_end),
             *span("error", failing, since, error_end),
         )
-        .where(*_of_releases(workspace_id, release_ids))
+        .where(*_of_releases(workspace_id, release_ids, devices))
         .subquery("spans")
     )
 
@@ -169,14 +174,16 @@ async def rollout_series(
     release_ids: Sequence[str],
     now: datetime,
     points: int = 30,
+    devices: Any = None,
 ) -> dict[str, Series]:
     """Each release's rollout from its first deployment to ``now`` at ``points`` instants
-    (two statements, each answering a few rows per release)."""
+    (two statements, each answering a few rows per release); ``devices``, a query of
+    device ids, limits it to their deployments."""
     if not release_ids:
         return {}
     first = await session.execute(
         select(Deployment.release_id, func.min(Deployment.targeted_at))
-        .where(*_of_releases(workspace_id, release_ids))
+        .where(*_of_releases(workspace_id, release_ids, devices))
         .group_by(Deployment.release_id)
     )
     began: dict[str, datetime] = {}
@@ -187,7 +194,7 @@ async def rollout_series(
         return {}
     spans = {release_id: max(now - at, timedelta(seconds=1)) for release_id, at in began.items()}
     steps = {release_id: span.total_seconds() / (points - 1) for release_id, span in spans.items()}
-    spans_of = _spans(workspace_id, list(began))
+    spans_of = _spans(workspace_id, list(began), devices)
     # The bucket of an instant: the index of the first chart instant at or after it (0 for
     # the release's first deployment itself), from the seconds since that deployment.
     origin = case(

@@ -30,6 +30,48 @@ class GroupRepository(WorkspaceRepository[Group]):
         )
         return {row.id: row.parent_id for row in (await self.session.execute(statement)).all()}
 
+    async def tree(self, limit: int) -> list[tuple[Group, int]]:
+        """The workspace's groups (at most ``limit``) in tree order: each after its parent,
+        siblings by name, with its depth."""
+        statement = (
+            select(Group)
+            .where(Group.workspace_id == self.workspace_id)
+            .order_by(Group.name, Group.id)
+            .limit(limit)
+        )
+        rows = list((await self.session.execute(statement)).scalars())
+        return tree_order(rows)
+
+
+def tree_order(rows: list[Group]) -> list[tuple[Group, int]]:
+    """``rows`` (sorted by name) depth first from the roots, with each one's depth; a group
+    whose parent is not among them counts as a root."""
+    known = {row.id for row in rows}
+    children: dict[str | None, list[Group]] = {}
+    for row in rows:
+        children.setdefault(row.parent_id if row.parent_id in known else None, []).append(row)
+    ordered: list[tuple[Group, int]] = []
+    stack = [(row, 0) for row in reversed(children.get(None, []))]
+    while stack:
+        row, depth = stack.pop()
+        ordered.append((row, depth))
+        stack.extend((child, depth + 1) for child in reversed(children.get(row.id, [])))
+    return ordered
+
+
+def subtree_ids(tree: list[tuple[Group, int]], group_id: str) -> list[str]:
+    """The group and every group below it, from :func:`tree_order`'s list."""
+    ids: list[str] = []
+    inside_depth: int | None = None
+    for row, depth in tree:
+        if inside_depth is not None and depth <= inside_depth:
+            break
+        if row.id == group_id:
+            inside_depth = depth
+        if inside_depth is not None:
+            ids.append(row.id)
+    return ids
+
 
 def _check_name(name: str) -> str:
     stripped = name.strip()
