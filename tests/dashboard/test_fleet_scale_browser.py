@@ -164,7 +164,9 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
                     select(Device.workspace_id).where(Device.id == probe.json()["id"])
                 )
             ).scalar_one()
-            await connection.execute(Device.__table__.delete().where(Device.id == probe.json()["id"]))
+            await connection.execute(
+                Device.__table__.delete().where(Device.id == probe.json()["id"])
+            )
             await connection.commit()
         await engine.dispose()
         await _seed(url, workspace_id)
@@ -201,7 +203,7 @@ async def test_the_device_list_at_10000_devices_is_one_readable_page(
     rows = page.locator("#devices-table tbody tr[data-device-id]")
     await playwright_expect(rows).to_have_count(DEVICES_PER_PAGE)
     await playwright_expect(page.locator("#match-count")).to_have_text(f"{DEVICES} devices")
-    await playwright_expect(page.locator(".pager")).to_contain_text(f"1–50 of {DEVICES}")
+    await playwright_expect(page.locator(".pager")).to_contain_text(f"1\N{EN DASH}50 of {DEVICES}")
     await _bounded(page)
     # Readable: the rows' text is not shrunk to fit, and the first rows are on screen.
     size = await rows.first.evaluate("row => parseFloat(getComputedStyle(row).fontSize)")
