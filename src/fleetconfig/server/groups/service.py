@@ -112,9 +112,7 @@ class GroupService:
     async def rename(self, group_id: str, name: str | None) -> Group:
         row = await self.get(group_id)
         if name is not None and _check_name(name) != row.name:
-            row.name = _check_name(name)
-            row.updated_at = utcnow()
-            await self._flush_named(row)
+            await self._flush_named(row, name=_check_name(name), updated_at=utcnow())
         return row
 
     async def move(self, group_id: str, parent_id: str | None) -> Group:
@@ -144,14 +142,21 @@ class GroupService:
             seen.add(current)
             current = (await self.repository.parent_ids({current})).get(current)
 
-    async def _flush_named(self, row: Group) -> None:
+    async def _flush_named(self, row: Group, **changes: object) -> None:
+        """Write ``row`` with ``changes`` in a savepoint: a name taken is a 409 and leaves
+        the transaction usable. The changes are made inside the savepoint, since starting
+        it flushes what is pending (a rename made before it failed outside, and the
+        request's transaction with it: a 500)."""
+        name = str(changes.get("name", row.name))  # the row is expired once rolled back
         try:
             async with self.session.begin_nested():
+                for key, value in changes.items():
+                    setattr(row, key, value)
                 self.session.add(row)
                 await self.session.flush()
         except IntegrityError:
             raise Conflict(
-                f"A group named {row.name!r} already exists", "name_taken", name=row.name
+                f"A group named {name!r} already exists", "name_taken", name=name
             ) from None
 
     async def set_device_group(self, device_id: str, group_id: str | None) -> Device:
