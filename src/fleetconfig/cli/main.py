@@ -66,6 +66,10 @@ def serve(
     """Run the server: Platform API under /beta, agent API, dashboard."""
     import uvicorn
 
+    from fleetconfig import lifeline
+
+    lifeline.hold_from_environment()  # started by ``fleetconfig demo``: end with it
+
     from fleetconfig.server.settings import Settings
 
     settings = Settings()
