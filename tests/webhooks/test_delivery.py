@@ -5,6 +5,7 @@ by both secrets during a rotation; on the database under test."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -186,7 +187,7 @@ async def test_a_failing_receiver_is_retried_with_backoff(api: ApiCaller, tmp_pa
     assert len({r["headers"]["Fleetconfig-Event-Id"] for r in received}) == 1
     assert all(r["verified"] for r in received)
     times = [r["received_at"] for r in received]
-    gaps = [later - earlier for earlier, later in zip(times, times[1:], strict=False)]
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
     base = FAST["webhook_backoff_base_seconds"]
     assert gaps[0] >= 0.5 * base - 0.05, gaps
     assert gaps[2] > gaps[0], gaps  # doubling (with jitter between half and all of it)
