@@ -88,13 +88,25 @@ class Receiver:
         lines = self.log.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines if line.strip()]
 
+    def _answered(self, count: int) -> list[dict[str, Any]] | None:
+        got = self.received()
+        return got if len([r for r in got if r["answered"] == 200]) >= count else None
+
     async def wait_for(self, count: int, within: float = 30.0) -> list[dict[str, Any]]:
+        """Everything received once ``count`` requests were answered 200."""
         deadline = time.monotonic() + within
         while time.monotonic() < deadline:
-            got = self.received()
-            if len([r for r in got if r["answered"] == 200]) >= count:
+            if (got := self._answered(count)) is not None:
                 return got
             await asyncio.sleep(0.05)
+        raise AssertionError(f"the receiver got {self.received()!r}, not {count} deliveries")
+
+    def wait_sync(self, count: int, within: float = 30.0) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            if (got := self._answered(count)) is not None:
+                return got
+            time.sleep(0.05)
         raise AssertionError(f"the receiver got {self.received()!r}, not {count} deliveries")
 
 
