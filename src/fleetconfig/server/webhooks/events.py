@@ -74,8 +74,9 @@ class Event:
     body: str
 
 
-def event_of(change: Change) -> Event | None:
-    event_type = event_type_of(change)
+def event_of(change: Change, event_type: str | None = None) -> Event | None:
+    """The event ``change`` is (of ``event_type`` when already known), or None."""
+    event_type = event_type or event_type_of(change)
     if event_type is None:
         return None
     event_id = ids.new_id(EVENT)

@@ -228,6 +228,23 @@ class WebhookWorker:
         now = utcnow()
         window = timedelta(seconds=self.settings.webhook_retry_window_seconds)
         async with self.database.session(write=True) as session:
+            # An endpoint deleted meanwhile took its deliveries with it: nothing to record.
+            still_there = set(
+                (
+                    await session.execute(
+                        select(WebhookDelivery.id).where(
+                            WebhookDelivery.id.in_([item.delivery.id for item in claimed])
+                        )
+                    )
+                ).scalars()
+            )
+            kept = [
+                (item, outcome)
+                for item, outcome in zip(claimed, outcomes, strict=True)
+                if item.delivery.id in still_there
+            ]
+            if not kept:
+                return
             await session.execute(
                 insert(WebhookAttempt),
                 [
@@ -239,10 +256,10 @@ class WebhookWorker:
                         "response_snippet": outcome.snippet,
                         "duration_ms": outcome.duration_ms,
                     }
-                    for item, outcome in zip(claimed, outcomes, strict=True)
+                    for item, outcome in kept
                 ],
             )
-            for item, outcome in zip(claimed, outcomes, strict=True):
+            for item, outcome in kept:
                 delivery = item.delivery
                 attempts = delivery.attempts + 1
                 values: dict[str, object] = {
