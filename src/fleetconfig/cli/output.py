@@ -72,6 +72,24 @@ def to_data(value: Any) -> Any:
     return value
 
 
+def slots(schema: Any) -> list[dict[str, Any]]:
+    """A config schema's instance slots as plain data (typed in SDK 0.11.0, extra fields in
+    older releases, which parse everglades answers leniently)."""
+    found = to_data(getattr(schema, "instance_slots", None))
+    return [slot for slot in found if isinstance(slot, dict)] if isinstance(found, list) else []
+
+
+def slot_files(schema: Any) -> str:
+    """Where a schema's instances go: ``key: path`` per slot (just the path for one slot)."""
+    found = slots(schema)
+    if len(found) == 1:
+        return str(found[0].get("filepath", ""))
+    return ", ".join(
+        f"{slot.get('key')}{'' if slot.get('required', True) else '?'}: {slot.get('filepath')}"
+        for slot in found
+    )
+
+
 def print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(to_data(value), indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
