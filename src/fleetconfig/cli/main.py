@@ -18,6 +18,7 @@ from fleetconfig.cli.groups import groups_app
 from fleetconfig.cli.instances import instances_app
 from fleetconfig.cli.releases import releases_app
 from fleetconfig.cli.schemas import schemas_app
+from fleetconfig.cli.webhooks import webhooks_app
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -51,6 +52,7 @@ app.add_typer(groups_app, name="groups", rich_help_panel=FLEET)
 app.add_typer(schemas_app, name="schemas", rich_help_panel=FLEET)
 app.add_typer(instances_app, name="instances", rich_help_panel=FLEET)
 app.add_typer(deployments.deployments_app, name="deployments", rich_help_panel=FLEET)
+app.add_typer(webhooks_app, name="webhooks", rich_help_panel=FLEET)
 app.command("deploy", rich_help_panel=FLEET)(deployments.deploy_now)
 app.command("demo")(demo.demo)
 console = Console()

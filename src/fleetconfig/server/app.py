@@ -47,6 +47,7 @@ from fleetconfig.server.platform_api import platform_router
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.services import AppServices
 from fleetconfig.server.settings import Settings
+from fleetconfig.server.webhooks.worker import WebhookWorker
 
 logger = logging.getLogger("fleetconfig.server")
 
@@ -138,6 +139,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
     # Push to agents: streams held here, plus the PostgreSQL relay and MQTT when configured.
     push = push or PushHub.from_settings(settings)
     authenticator = Authenticator(database)
+    webhooks = WebhookWorker(database, settings) if settings.webhook_worker else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -149,9 +151,13 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         await app.state.services.signing_keys.load(database)
         await authenticator.start()
         await push.start(database)
+        if webhooks is not None:
+            await webhooks.start()
         try:
             yield
         finally:
+            if webhooks is not None:
+                await webhooks.stop()
             await push.stop()
             await authenticator.stop()
             await database.dispose()
@@ -175,6 +181,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         authenticator=authenticator,
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         reports=ReportQueue(database, push),
+        webhooks=webhooks,
     )
     # Older spellings, until every reader goes through ``services(request)``.
     app.state.settings = settings

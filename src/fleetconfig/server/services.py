@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from fleetconfig.server.kit.rate_limit import RateLimiter
     from fleetconfig.server.push.hub import PushHub
     from fleetconfig.server.settings import Settings
+    from fleetconfig.server.webhooks.worker import WebhookWorker
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,8 @@ class AppServices:
     authenticator: Authenticator
     rate_limiter: RateLimiter
     reports: ReportQueue
+    # None when the settings turn delivery off in this process (the outbox still fills).
+    webhooks: WebhookWorker | None = None
 
 
 def services(request: Request) -> AppServices:
