@@ -7,8 +7,10 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.server.audit.sink import write_audit_events
 from fleetconfig.server.changes.model import Change
 
 Sink = Callable[[AsyncSession, Sequence[Change]], Awaitable[None]]
 
-SINKS: tuple[Sink, ...] = ()
+# One sink a line: the audit trail, the webhook outbox.
+SINKS: tuple[Sink, ...] = (write_audit_events,)

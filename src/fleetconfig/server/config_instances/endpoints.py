@@ -80,7 +80,7 @@ async def create_config_instance(
 ) -> Response:
     expand = expand_param(request.query_params, "config_instance", is_list=False)
     body = await parse_body(request, CreateConfigInstanceRequest)
-    row = await ConfigInstanceService(ctx.session, ctx.workspace_id).create(
+    row = await ConfigInstanceService.of(ctx.recorder).create(
         body.config_schema_id, body.content.format, body.content.data, body.slot_key
     )
     (rendered,) = await render_config_instances(ctx.session, [row], expand.tree)

@@ -154,7 +154,7 @@ async def devices_fragment(request: Request, user: User = Depends(reader)) -> Re
 async def create_device(request: Request, user: User = Depends(writer)) -> Response:
     user.principal.require(("devices:write", "devices:provision"))
     name = (await read_form(request)).get("name", "").strip()
-    device = await DeviceService(user.ctx.session, user.workspace_id).create(name)
+    device = await DeviceService.of(user.ctx.recorder).create(name)
     await user.ctx.commit()
     return render(
         request,
@@ -171,9 +171,7 @@ async def issue_activation_token(
     user.principal.require(("devices:provision",))
     form = await read_form(request)
     settings = services(request).settings
-    token, expires_at = await DeviceService(
-        user.ctx.session, user.workspace_id
-    ).issue_activation_token(
+    token, expires_at = await DeviceService.of(user.ctx.recorder).issue_activation_token(
         device_id,
         services(request).signing_keys.token_key,
         settings.activation_token_ttl_seconds,

@@ -147,9 +147,7 @@ async def create_instance(
     user.principal.require(("config_instances:write",))
     schema = await _schema(user, schema_id)
     data = (await read_form(request)).get("data", "")
-    instance = await ConfigInstanceService(user.ctx.session, user.workspace_id).create(
-        schema.id, "json", data
-    )
+    instance = await ConfigInstanceService.of(user.ctx.recorder).create(schema.id, "json", data)
     await user.ctx.commit()
     deploy = await _deploy_form(user, schema, instance.id, ImmutableMultiDict())
     return render(request, "_instance_created.html", {"user": user, "instance": instance, **deploy})

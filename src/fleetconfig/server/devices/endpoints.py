@@ -55,7 +55,7 @@ async def create_device(
 ) -> Response:
     expand = expand_param(request.query_params, "device", is_list=False)
     body = await parse_body(request, CreateDeviceRequest)
-    row = await DeviceService(ctx.session, ctx.workspace_id).create(body.name)
+    row = await DeviceService.of(ctx.recorder).create(body.name)
     (rendered,) = await _rendered(ctx, [row], expand.tree)
     await ctx.commit()
     return json_response(rendered)
@@ -109,7 +109,7 @@ async def update_device(
 ) -> Response:
     expand = expand_param(request.query_params, "device", is_list=False)
     body = await parse_body(request, UpdateDeviceRequest)
-    row = await DeviceService(ctx.session, ctx.workspace_id).rename(device_id, body.name)
+    row = await DeviceService.of(ctx.recorder).rename(device_id, body.name)
     (rendered,) = await _rendered(ctx, [row], expand.tree)
     await ctx.commit()
     return json_response(rendered)
@@ -130,9 +130,7 @@ async def set_device_group(
     the device out of its group."""
     expand = expand_param(request.query_params, "device", is_list=False)
     body = await parse_body(request, SetDeviceGroupRequest)
-    row = await GroupService(ctx.session, ctx.workspace_id).set_device_group(
-        device_id, body.group_id
-    )
+    row = await GroupService.of(ctx.recorder).set_device_group(device_id, body.group_id)
     (rendered,) = await _rendered(ctx, [row], expand.tree)
     await ctx.commit()
     return json_response(rendered)
@@ -150,7 +148,7 @@ async def issue_activation_token(
     body = await parse_body(request, IssueActivationTokenRequest)
     signing_key = services(request).signing_keys.token_key
     settings = services(request).settings
-    token, expires_at = await DeviceService(ctx.session, ctx.workspace_id).issue_activation_token(
+    token, expires_at = await DeviceService.of(ctx.recorder).issue_activation_token(
         device_id, signing_key, settings.activation_token_ttl_seconds, body.allow_reactivation
     )
     await ctx.commit()
@@ -175,7 +173,7 @@ async def create_device_provisioning_token(
     ``POST /provisioning_tokens`` issues workspace-bound ones only."""
     device = await DeviceService(ctx.session, ctx.workspace_id).get(device_id)
     token, expires_at = await issue_provisioning_token(
-        ctx.session, ctx.workspace_id, services(request).signing_keys.token_key, device_id=device.id
+        ctx.recorder, services(request).signing_keys.token_key, device_id=device.id
     )
     await ctx.commit()
     return json_response({"token": token, "expires_at": isoformat(expires_at)})

@@ -1,0 +1,269 @@
+"""The audit trail: every write operation of the Platform API and of the agent API leaves an
+event naming its actor and request; the trail is filtered, paged and exported; a refused
+request leaves none (it is written in the change's own transaction)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+
+from fleetconfig.server.kit.versions import EVERGLADES, RAINIER
+from tests.api.test_deployments import Fleet
+from tests.support import (
+    AGENT_API_VERSION,
+    AgentCaller,
+    ApiCaller,
+    DeviceKey,
+    activate,
+    unique_name,
+)
+
+# Write methods that change nothing (ping waits for the device) or only the caller's own
+# credentials (a session token, a pong): not in the trail, by design (docs/audit.md).
+NOT_CHANGES = {"pingDevice", "agentIssueDeviceToken", "agentPongDevice"}
+
+
+@dataclass
+class Calls:
+    """Each write operation called, with the request id and the actor the trail must show."""
+
+    seen: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+
+    async def check(
+        self,
+        operation_id: str,
+        response: httpx.Response,
+        actor: tuple[str, str],
+    ) -> Any:
+        assert response.status_code == 200, (operation_id, response.status_code, response.text)
+        request_id = response.headers["x-request-id"]
+        self.seen.setdefault(operation_id, []).append((request_id, *actor))
+        return (
+            response.json()
+            if response.headers["content-type"].startswith("application/json")
+            else None
+        )
+
+
+def agent_headers(token: str) -> dict[str, str]:
+    return {"Miru-Version": AGENT_API_VERSION, "Authorization": f"Bearer {token}"}
+
+
+def write_operations(app: FastAPI) -> set[str]:
+    document = app.openapi()
+    return {
+        operation["operationId"]
+        for item in document["paths"].values()
+        for method, operation in item.items()
+        if method in ("post", "put", "patch", "delete")
+    }
+
+
+async def events(api: ApiCaller, **filters: str) -> list[dict[str, Any]]:
+    body = await api.ok("GET", "/audit_events", params={"limit": 100, **filters})
+    return list(body["data"])
+
+
+async def test_every_write_operation_is_in_the_trail(
+    app: FastAPI, api: ApiCaller, workspace: tuple[str, str, str]
+) -> None:
+    key_actor = ("api_key", workspace[1])
+    http = api.client
+    calls = Calls()
+    fleet = Fleet(api)
+
+    async def platform(operation_id: str, method: str, path: str, **kwargs: Any) -> Any:
+        caller = kwargs.pop("caller", api)
+        return await calls.check(
+            operation_id, await caller.request(method, path, **kwargs), key_actor
+        )
+
+    slug = unique_name("cfg")
+    config_type = await platform(
+        "createConfigType", "POST", "/config_types", json={"name": slug, "slug": slug}
+    )
+    await platform(
+        "updateConfigType", "PATCH", f"/config_types/{config_type['id']}", json={"name": slug + "x"}
+    )
+    schema = await platform(
+        "createConfigSchema",
+        "POST",
+        "/config_schemas",
+        json={
+            "config_type_ref": {"slug": slug},
+            "language": "jsonschema",
+            "format": "json",
+            "documents": [{"name": "a.json", "data": '{"type": "object"}'}],
+            "instance_filepath": f"/srv/miru/configs/{slug}.json",
+        },
+    )
+    instance = await platform(
+        "createConfigInstance",
+        "POST",
+        "/config_instances",
+        json={"config_schema_id": schema["id"], "content": {"format": "json", "data": "{}"}},
+    )
+    await platform(
+        "createGitCommit",
+        "POST",
+        "/git_commits",
+        json={"sha": "abcdef12", "message": "m", "origin": "https://github.com/o/r.git"},
+    )
+    releases = [
+        await platform(
+            "createRelease",
+            "POST",
+            "/releases",
+            json={"version": f"v9.{n}.0-{slug}", "config_schema_ids": [schema["id"]]},
+        )
+        for n in range(3)
+    ]
+    device = await platform("createDevice", "POST", "/devices", json={"name": unique_name("r")})
+    await platform(
+        "updateDevice", "PATCH", f"/devices/{device['id']}", json={"name": unique_name("r")}
+    )
+    everglades = ApiCaller(http, api.key, version=EVERGLADES)
+    groups = [
+        await platform(
+            "createGroup", "POST", "/groups", json={"name": unique_name("g")}, caller=everglades
+        )
+        for _ in range(2)
+    ]
+    child = groups[1]["id"]
+    await platform(
+        "updateGroup",
+        "PATCH",
+        f"/groups/{child}",
+        json={"name": unique_name("g")},
+        caller=everglades,
+    )
+    await platform(
+        "moveGroup",
+        "POST",
+        f"/groups/{child}/move",
+        json={"parent_id": groups[0]["id"]},
+        caller=everglades,
+    )
+    await platform(
+        "setDeviceGroup",
+        "POST",
+        f"/devices/{device['id']}/group",
+        json={"group_id": child},
+        caller=everglades,
+    )
+
+    def staged(release: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "json": {
+                "target_status": "staged",
+                "description": "audit",
+                "device_id": device["id"],
+                "release_id": release["id"],
+                "config_instance_ids": [instance["id"]],
+            }
+        }
+
+    # Deploying one drifts the device's other staged deployment, which can then be restaged.
+    deployed = await platform("createDeployment", "POST", "/deployments", **staged(releases[0]))
+    drifted = await platform("createDeployment", "POST", "/deployments", **staged(releases[1]))
+    await platform("deployDeployment", "POST", f"/deployments/{deployed['id']}/deploy")
+    await platform("restageDeployment", "POST", f"/deployments/{drifted['id']}/restage")
+    await platform("archiveDeployment", "POST", f"/deployments/{drifted['id']}/archive")
+    bulk = await platform(
+        "bulkStageDeployments",
+        "POST",
+        "/deployments/bulk_stage",
+        json={
+            "release_id": releases[1]["id"],
+            "device_ids": [device["id"]],
+            "config_instance_ids": [instance["id"]],
+            "description": "bulk",
+        },
+    )
+    (item,) = bulk["data"]
+    bystander = await platform("createDeployment", "POST", "/deployments", **staged(releases[2]))
+    selection = {"json": {"deployment_ids": [item["deployment_id"]]}}
+    await platform("bulkDeployDeployments", "POST", "/deployments/bulk_deploy", **selection)
+    selection = {"json": {"deployment_ids": [bystander["id"]]}}
+    await platform("bulkRestageDeployments", "POST", "/deployments/bulk_restage", **selection)
+    await platform("bulkArchiveDeployments", "POST", "/deployments/bulk_archive", **selection)
+
+    # The device side: activation (tetons), then provision and reprovision (rainier).
+    other = await fleet.device()
+    issued = await platform(
+        "createDeviceActivationToken", "POST", f"/devices/{other}/activation_token", json={}
+    )
+    key = DeviceKey.generate()
+    await calls.check(
+        "agentActivateDevice", await activate(http, issued["token"], key), ("device", other)
+    )
+    agent = AgentCaller(http, other, key)
+    await agent.refresh()
+    await calls.check(
+        "agentUpdateDevice",
+        await agent.patch(f"/devices/{other}", json={"agent_version": "v9.9.9"}),
+        ("device", other),
+    )
+    rainier = ApiCaller(http, api.key, version=RAINIER)
+    workspace_token = await platform(
+        "createProvisioningToken", "POST", "/provisioning_tokens", caller=rainier
+    )
+    provisioned = await http.post(
+        "/agent/v1/devices/provision",
+        headers=agent_headers(workspace_token["token"]),
+        json={
+            "public_key_pem": DeviceKey.generate().public_pem,
+            "agent_version": "v0.1.0",
+            "name": unique_name("prov"),
+        },
+    )
+    new_device = provisioned.json()["id"]
+    await calls.check("agentProvisionDevice", provisioned, ("device", new_device))
+    bound = await platform(
+        "createDeviceProvisioningToken",
+        "POST",
+        f"/devices/{new_device}/provisioning_token",
+        caller=rainier,
+    )
+    await calls.check(
+        "agentReprovisionDevice",
+        await http.post(
+            "/agent/v1/devices/reprovision",
+            headers=agent_headers(bound["token"]),
+            json={"public_key_pem": DeviceKey.generate().public_pem, "agent_version": "v0.2.0"},
+        ),
+        ("device", new_device),
+    )
+    # Reports: a deployment of the activated device, moving forward.
+    for release, operation_id in ((releases[0], "agentUpdateDeployment"), (releases[1], "")):
+        if operation_id:
+            target = await fleet.made(other, release["id"], [instance["id"]], target="deployed")
+            response = await agent.patch(
+                f"/deployments/{target['id']}", json={"activity_status": "deployed"}
+            )
+        else:
+            # A device running a release gets another one staged, then deployed.
+            target = await fleet.made(other, release["id"], [instance["id"]])
+            await api.ok("POST", f"/deployments/{target['id']}/deploy")
+            operation_id = "agentReportDeployments"
+            response = await agent.request(
+                "POST",
+                "/deployments/reports",
+                json={"reports": [{"deployment_id": target["id"], "activity_status": "deployed"}]},
+            )
+        await calls.check(operation_id, response, ("device", other))
+
+    # Every write operation was called (a new one fails here until it is added above) ...
+    assert set(calls.seen) == write_operations(app) - NOT_CHANGES
+    # ... and each call is in the trail, by its request id, with its actor.
+    for operation_id, seen in calls.seen.items():
+        for request_id, kind, actor_id in seen:
+            found = await events(api, request_id=request_id)
+            assert found, f"{operation_id} left no audit event"
+            assert {(event["actor"]["kind"], event["actor"]["id"]) for event in found} == {
+                (kind, actor_id)
+            }, operation_id
+            assert all(event["origin"]["request_id"] == request_id for event in found)
