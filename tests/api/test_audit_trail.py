@@ -4,6 +4,7 @@ request leaves none (it is written in the change's own transaction)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +19,7 @@ from tests.support import (
     ApiCaller,
     DeviceKey,
     activate,
+    assert_error,
     unique_name,
 )
 
@@ -267,3 +269,96 @@ async def test_every_write_operation_is_in_the_trail(
                 (kind, actor_id)
             }, operation_id
             assert all(event["origin"]["request_id"] == request_id for event in found)
+
+
+async def test_filters_paging_and_export(api: ApiCaller, workspace: tuple[str, str, str]) -> None:
+    fleet = Fleet(api)
+    release = await fleet.release("a")
+    instances = await fleet.instances("a")
+    robots = [await fleet.device() for _ in range(3)]
+    made = [await fleet.made(robot, release, instances) for robot in robots]
+    await api.ok("POST", f"/deployments/{made[0]['id']}/deploy")
+
+    mine = await events(api, device_id=robots[0])
+    # Newest first: the deploy, the deployment's creation, the device's creation.
+    assert [(event["operation"], event["object_type"]) for event in mine] == [
+        ("deployments.deploy", "deployment"),
+        ("deployments.create", "deployment"),
+        ("devices.create", "device"),
+    ]
+    assert mine[0]["before"]["status"] == "staged"
+    assert mine[0]["after"]["status"] == "queued"
+    assert mine[0]["related"] == {"device_id": robots[0], "release_id": release}
+    assert mine[0]["actor"] == {"kind": "api_key", "id": workspace[1], "name": "test"}
+    assert mine[2]["before"] is None
+
+    by_release = await events(api, release_id=release)
+    assert len(by_release) == 5  # the release, three creations, the deploy
+    assert {event["object_type"] for event in by_release} == {"release", "deployment"}
+    two = await events(api, operation="deployments.create", object_type="deployment")
+    assert {event["object_id"] for event in two} == {row["id"] for row in made}
+    assert await events(api, actor_kind="device") == []
+    assert_error(
+        await api.get("/audit_events", params={"actor_kind": "robot"}), 400, "invalid_request"
+    )
+
+    # Paging like every list: offset and limit, has_more.
+    first = await api.ok("GET", "/audit_events", params={"release_id": release, "limit": 2})
+    rest = await api.ok(
+        "GET", "/audit_events", params={"release_id": release, "limit": 2, "offset": 2}
+    )
+    assert (first["has_more"], len(first["data"]), first["offset"]) == (True, 2, 0)
+    assert [event["id"] for event in first["data"] + rest["data"]] == [
+        event["id"] for event in by_release[:4]
+    ]
+
+    # Time windows: since is inclusive, until exclusive.
+    at = mine[1]["at"]
+    since = await events(api, device_id=robots[0], since=at)
+    until = await events(api, device_id=robots[0], until=at)
+    assert mine[1] in since and mine[1] not in until
+    assert len(since) + len(until) == 3
+    assert_error(
+        await api.get("/audit_events", params={"since": "yesterday"}), 400, "invalid_request"
+    )
+
+    # The export: every match, oldest first, one JSON object a line.
+    exported = await api.request("GET", "/audit_events/export", params={"release_id": release})
+    assert exported.status_code == 200
+    assert exported.headers["content-type"].startswith("application/x-ndjson")
+    lines = [json.loads(line) for line in exported.text.splitlines()]
+    assert lines == list(reversed(by_release))
+
+
+async def test_a_refused_change_writes_no_event(api: ApiCaller) -> None:
+    fleet = Fleet(api)
+    device = await fleet.device()
+    name = (await api.ok("GET", f"/devices/{device}"))["name"]
+    other = await fleet.device()
+    before = await events(api, device_id=other)
+    # Refused after the service had started: the name is taken (409), nothing is kept.
+    refused = await api.patch(f"/devices/{other}", json={"name": name})
+    assert_error(refused, 409, "conflict")
+    assert await events(api, device_id=other) == before
+    assert await events(api, request_id=refused.headers["x-request-id"]) == []
+
+
+async def test_reading_the_trail_needs_audit_read(key_with: Any) -> None:
+    devices_only = await key_with("devices:manage")
+    assert_error(await devices_only.get("/audit_events"), 403, "forbidden")
+    assert_error(await devices_only.get("/audit_events/export"), 403, "forbidden")
+    reader = await key_with("audit:read")
+    assert (await reader.get("/audit_events")).status_code == 200
+    # Nothing can write it: there is no such operation.
+    assert (await reader.post("/audit_events", json={})).status_code in (404, 405)
+
+
+async def test_a_workspace_sees_only_its_own_trail(app: FastAPI, api: ApiCaller) -> None:
+    from fleetconfig.server.auth.scopes import MANAGE_ALL
+    from tests.conftest import new_workspace_key
+
+    device = await Fleet(api).device()
+    _, _, secret = await new_workspace_key(app, list(MANAGE_ALL))
+    stranger = ApiCaller(api.client, secret)
+    assert await events(stranger, device_id=device) == []
+    assert len(await events(api, device_id=device)) == 1
