@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fleetconfig.cli import demo, deployments, login
+from fleetconfig.cli.audit import audit_app
 from fleetconfig.cli.client import EPILOG
 from fleetconfig.cli.devices import devices_app
 from fleetconfig.cli.groups import groups_app
@@ -52,6 +53,7 @@ app.add_typer(groups_app, name="groups", rich_help_panel=FLEET)
 app.add_typer(schemas_app, name="schemas", rich_help_panel=FLEET)
 app.add_typer(instances_app, name="instances", rich_help_panel=FLEET)
 app.add_typer(deployments.deployments_app, name="deployments", rich_help_panel=FLEET)
+app.add_typer(audit_app, name="audit", rich_help_panel=FLEET)
 app.command("deploy", rich_help_panel=FLEET)(deployments.deploy_now)
 app.command("demo")(demo.demo)
 console = Console()
