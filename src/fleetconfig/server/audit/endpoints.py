@@ -82,6 +82,7 @@ async def list_audit_events(request: Request, ctx: Context = reading("audit:read
 @router.get(
     "/export",
     operation_id="exportAuditEvents",
+    response_class=StreamingResponse,  # documented as JSON lines only
     responses=raw_responses(
         "Every matching audit event, oldest first, one JSON object a line.",
         # Each line is an AuditEvent (the list's items).
