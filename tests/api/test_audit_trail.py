@@ -362,3 +362,27 @@ async def test_a_workspace_sees_only_its_own_trail(app: FastAPI, api: ApiCaller)
     stranger = ApiCaller(api.client, secret)
     assert await events(stranger, device_id=device) == []
     assert len(await events(api, device_id=device)) == 1
+
+
+async def test_the_rollout_engine_s_changes_are_in_its_rollout_s_trail(
+    app: FastAPI, api: ApiCaller, workspace: tuple[str, str, str]
+) -> None:
+    from fleetconfig.server.changes.model import Actor
+    from fleetconfig.server.deployments.bulk import BulkSelectionRequest
+    from fleetconfig.server.deployments.service import DeploymentService
+    from fleetconfig.server.kit.unit_of_work import UnitOfWork
+
+    fleet = Fleet(api)
+    release = await fleet.release("a")
+    device = await fleet.device()
+    staged = await fleet.made(device, release, await fleet.instances("a"))
+    workspace_id = workspace[0]
+    async with app.state.database.session(write=True) as session:
+        work = UnitOfWork(session=session)
+        engine = Actor("rollout", "rol_test", "wave 1")
+        service = DeploymentService(work, workspace_id, app.state.services.push, engine)
+        await service.act_on_many("deploy", BulkSelectionRequest(deployment_ids=[staged["id"]]))
+        await work.commit()
+    (event,) = await events(api, rollout_id="rol_test")
+    assert (event["operation"], event["object_id"]) == ("deployments.deploy", staged["id"])
+    assert event["actor"] == {"kind": "rollout", "id": "rol_test", "name": "wave 1"}

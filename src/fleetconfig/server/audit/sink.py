@@ -28,6 +28,9 @@ def _row(change: Change) -> dict[str, Any]:
     indexed = {name: related.get(name) for name in INDEXED_RELATED}
     if own in indexed and indexed[own] is None:
         indexed[own] = change.object_id
+    # What the rollout engine does belongs to its rollout's trail.
+    if change.actor.kind == "rollout" and indexed["rollout_id"] is None:
+        indexed["rollout_id"] = change.actor.id
     return {
         "workspace_id": change.workspace_id,
         "at": change.at,
