@@ -386,3 +386,24 @@ async def test_the_rollout_engine_s_changes_are_in_its_rollout_s_trail(
     (event,) = await events(api, rollout_id="rol_test")
     assert (event["operation"], event["object_id"]) == ("deployments.deploy", staged["id"])
     assert event["actor"] == {"kind": "rollout", "id": "rol_test", "name": "wave 1"}
+
+
+def test_the_sink_stores_times_as_the_orm_does() -> None:
+    """The sink bypasses the column types (one JSON parameter for every row): its times must
+    be what SQLAlchemy itself would store, or the ORM would misread and missort them."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from sqlalchemy.dialects import sqlite
+
+    from fleetconfig.server.audit.sink import _TABLE, stored_time
+    from fleetconfig.server.changes.model import NOWHERE, SYSTEM, Change
+
+    dialect = sqlite.dialect()
+    orm = _TABLE.c.at.type.dialect_impl(dialect).bind_processor(dialect)
+    assert orm is not None
+    for at in (
+        datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2))),
+    ):
+        change = Change("wsp", SYSTEM, NOWHERE, "x", "y", "z", None, None, at=at)
+        assert stored_time(change) == orm(at)
