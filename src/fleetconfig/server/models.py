@@ -364,10 +364,19 @@ class IdempotencyKey(Base):
 class AuditEvent(Base):
     """One change in the audit trail: append-only, written in the change's own transaction
     (:mod:`fleetconfig.server.audit.sink`). No foreign keys: the trail outlives the objects it
-    names. ``seq`` orders it (ids are random); the indexes serve the per-object views."""
+    names. ``seq`` orders it (ids are random); the indexes serve the per-object views, and
+    are few: each costs every change (a workspace's trail reads ``seq`` backwards)."""
 
     __tablename__ = "audit_events"
-    __table_args__ = (Index("ix_audit_events_ws_seq", "workspace_id", "seq"),)
+    __table_args__ = (
+        # Most events belong to no rollout.
+        Index(
+            "ix_audit_events_rollout_id",
+            "rollout_id",
+            sqlite_where=text("rollout_id IS NOT NULL"),
+            postgresql_where=text("rollout_id IS NOT NULL"),
+        ),
+    )
 
     seq: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
@@ -388,5 +397,5 @@ class AuditEvent(Base):
     # The related ids the trail is queried by, as columns; all of them in ``related``.
     device_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     release_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
-    rollout_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    rollout_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     related: Mapped[dict[str, str]] = mapped_column(JSON)
