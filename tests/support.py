@@ -600,3 +600,13 @@ def rate_limited(app: Any, per_second: float, burst: int) -> Iterator[None]:
         yield
     finally:
         app.state.services = original
+
+
+def recorder(session: Any, workspace_id: str) -> Any:
+    """A recorder for a test that calls a service on a session of its own: the service
+    records its changes (on a unit of work the test does not commit through)."""
+    from fleetconfig.server.changes.model import NOWHERE, SYSTEM
+    from fleetconfig.server.changes.recorder import Recorder
+    from fleetconfig.server.kit.unit_of_work import UnitOfWork
+
+    return Recorder(UnitOfWork(session=session), workspace_id, SYSTEM, NOWHERE)

@@ -52,6 +52,8 @@ def summary(changes: list[Change]) -> list[tuple[str, str, str | None, Any, Any]
             None if change.after is None else change.after["status"],
         )
         for change in changes
+        # Other write paths record too (a release, a device); these tests are of deployments.
+        if change.object_type == "deployment"
     ]
 
 

@@ -20,7 +20,7 @@ from fleetconfig.server.config_schemas.schemas import (
 )
 from fleetconfig.server.config_schemas.service import ConfigSchemaService
 from tests.conftest import new_workspace_key
-from tests.support import ApiCaller, assert_error, count_queries, unique_name
+from tests.support import ApiCaller, assert_error, count_queries, recorder, unique_name
 
 SCHEMA_JSON = """{
   "type": "object",
@@ -546,14 +546,15 @@ async def test_racing_creates_of_one_schema_end_with_one_schema(
     )
     database = app.state.database
     async with database.session(write=True) as first, database.session(write=True) as second:
-        winner = await ConfigSchemaService(first, workspace[0]).create(request)
+        winner = await ConfigSchemaService.of(recorder(first, workspace[0])).create(request)
 
         async def commit_first_later() -> None:
             await asyncio.sleep(0.3)
             await first.commit()
 
         loser, _ = await asyncio.gather(
-            ConfigSchemaService(second, workspace[0]).create(request), commit_first_later()
+            ConfigSchemaService.of(recorder(second, workspace[0])).create(request),
+            commit_first_later(),
         )
         await second.commit()
     assert loser.id == winner.id

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fleetconfig.server.auth.scopes import MANAGE_ALL
 from fleetconfig.server.git_commits.service import GitCommitService
 from tests.conftest import new_workspace_key
-from tests.support import ApiCaller, assert_error
+from tests.support import ApiCaller, assert_error, recorder
 
 SHA = "a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0"
 
@@ -314,7 +314,9 @@ async def test_racing_creates_of_one_sha_end_with_one_commit(
     workspace_id = workspace[0]
     origin = "https://github.com/acme/robot"
     async with database.session(write=True) as first, database.session(write=True) as second:
-        winner = await GitCommitService(first, workspace_id).create(SHA, "first", origin)
+        winner = await GitCommitService.of(recorder(first, workspace_id)).create(
+            SHA, "first", origin
+        )
 
         async def commit_first_later() -> None:
             await asyncio.sleep(0.3)
@@ -324,7 +326,7 @@ async def test_racing_creates_of_one_sha_end_with_one_commit(
         # the unique constraint and re-reads; on SQLite the second transaction waits for the
         # write lock and then finds the row.
         loser, _ = await asyncio.gather(
-            GitCommitService(second, workspace_id).create(SHA, "second", origin),
+            GitCommitService.of(recorder(second, workspace_id)).create(SHA, "second", origin),
             commit_first_later(),
         )
         await second.commit()

@@ -142,6 +142,8 @@ async def test_every_operation_declares_its_answers(app: FastAPI) -> None:
             assert set(ok["content"]) >= {"application/json", "application/octet-stream"}, where
         elif path.endswith("/stream"):
             assert set(ok["content"]) == {"text/event-stream"}, where
+        elif path.endswith("/export"):
+            assert set(ok["content"]) == {"application/x-ndjson"}, where
         else:
             assert set(ok["content"]) == {"application/json"}, where
             assert ok["content"]["application/json"]["schema"]["$ref"].startswith(
@@ -495,6 +497,16 @@ async def test_every_answer_matches_the_document(
         json={"enabled": False},
     )
     await call("deleteWebhookEndpoint", "DELETE", f"/webhook_endpoints/{hook['id']}")
+
+    # The audit trail (extension) of everything above, and its export.
+    trail = await call(
+        "listAuditEvents", "GET", "/audit_events", params={"device_id": device["id"]}
+    )
+    assert trail["data"]
+    exported = await call(
+        "exportAuditEvents", "GET", "/audit_events/export", params={"device_id": device["id"]}
+    )
+    assert len(exported.splitlines()) >= len(trail["data"])
 
     # The stream answers 200 only to a live agent (the push tests hold one open); its refusal
     # is checked here like any other answer.

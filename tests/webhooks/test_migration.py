@@ -20,7 +20,7 @@ from fleetconfig.server.settings import Settings
 from tests.push_fakes import FakeTransport
 from tests.support import ApiCaller, backend, drop_pg_database, fresh_database_url
 
-PARENT = "0007_deployment_health"
+PARENT = "0008_audit_trail"
 
 
 async def create_endpoint(url: str, data_dir: Path, secret: str) -> httpx.Response:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fleetconfig.cli import demo, deployments, login
+from fleetconfig.cli.audit import audit_app
 from fleetconfig.cli.client import EPILOG
 from fleetconfig.cli.devices import devices_app
 from fleetconfig.cli.groups import groups_app
@@ -21,7 +22,8 @@ from fleetconfig.cli.schemas import schemas_app
 from fleetconfig.cli.webhooks import webhooks_app
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from fleetconfig.server.changes.model import Actor
+    from fleetconfig.server.kit.unit_of_work import UnitOfWork
 
 T = TypeVar("T")
 
@@ -53,6 +55,7 @@ app.add_typer(schemas_app, name="schemas", rich_help_panel=FLEET)
 app.add_typer(instances_app, name="instances", rich_help_panel=FLEET)
 app.add_typer(deployments.deployments_app, name="deployments", rich_help_panel=FLEET)
 app.add_typer(webhooks_app, name="webhooks", rich_help_panel=FLEET)
+app.add_typer(audit_app, name="audit", rich_help_panel=FLEET)
 app.command("deploy", rich_help_panel=FLEET)(deployments.deploy_now)
 app.command("demo")(demo.demo)
 console = Console()
@@ -102,10 +105,27 @@ def db_upgrade() -> None:
     console.print("Database is up to date.")
 
 
-def _run_on_database(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Migrate, then run ``work(session)`` in one committed transaction."""
+def _cli_actor() -> Actor:
+    """Who the audit trail names for keys made or revoked on the server's machine: the
+    system, run by this login."""
+    import getpass
+    import socket
+
+    from fleetconfig.server.changes.model import Actor
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return Actor("system", "cli", f"fleetconfig CLI ({user}@{socket.gethostname()})")
+
+
+def _run_on_database(work: Callable[[UnitOfWork], Awaitable[T]]) -> T:
+    """Migrate, then run ``work(unit)`` in one committed transaction (a unit of work, whose
+    commit writes the audit trail)."""
     from fleetconfig.server import migrate
     from fleetconfig.server.kit.db import Database
+    from fleetconfig.server.kit.unit_of_work import UnitOfWork
     from fleetconfig.server.settings import Settings
 
     settings = Settings()
@@ -117,8 +137,9 @@ def _run_on_database(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         database = Database(settings.resolved_database_url)
         try:
             async with database.session(write=True) as session:
-                result = await work(session)
-                await session.commit()
+                unit = UnitOfWork(session=session)
+                result = await work(unit)
+                await unit.commit()
                 return result
         finally:
             await database.dispose()
@@ -139,7 +160,9 @@ def apikey_create(
     from fleetconfig.server.auth.api_keys import create_key
 
     try:
-        created = _run_on_database(lambda session: create_key(session, name, scope))
+        created = _run_on_database(
+            lambda unit: create_key(unit.session, name, scope, work=unit, actor=_cli_actor())
+        )
     except ValueError as error:
         err_console.print(f"[red]Error:[/red] {error}")
         raise typer.Exit(2) from None
@@ -166,7 +189,7 @@ def apikey_list(
     from fleetconfig.server.auth.api_keys import list_keys
     from fleetconfig.server.kit.clock import isoformat
 
-    keys = _run_on_database(list_keys)
+    keys = _run_on_database(lambda unit: list_keys(unit.session))
     rows = [
         {
             "id": key.id,
@@ -201,7 +224,9 @@ def apikey_revoke(
     """Revoke an API key: requests with it fail at once."""
     from fleetconfig.server.auth.api_keys import revoke_key
 
-    key = _run_on_database(lambda session: revoke_key(session, key_id))
+    key = _run_on_database(
+        lambda unit: revoke_key(unit.session, key_id, work=unit, actor=_cli_actor())
+    )
     if key is None:
         err_console.print(f"[red]Error:[/red] no API key with id {key_id}")
         raise typer.Exit(1)

@@ -42,6 +42,7 @@ from fleetconfig.server.kit.http import json_response
 from fleetconfig.server.kit.limits import out_of_descriptors
 from fleetconfig.server.kit.middleware import APIMiddleware
 from fleetconfig.server.kit.rate_limit import RateLimiter
+from fleetconfig.server.kit.unit_of_work import UnitOfWork
 from fleetconfig.server.kit.versions import LATEST, check_version
 from fleetconfig.server.platform_api import platform_router
 from fleetconfig.server.push.hub import PushHub
@@ -124,8 +125,9 @@ async def prepare_database(settings: Settings, database: Database) -> None:
         settings.ensure_data_dir()
     await asyncio.to_thread(migrate.upgrade, settings.resolved_database_url)
     async with database.session(write=True) as session:
-        created = await bootstrap_admin_key(session)
-        await session.commit()
+        work = UnitOfWork(session=session)  # its commit writes the key to the audit trail
+        created = await bootstrap_admin_key(work)
+        await work.commit()
     if created is not None:
         print_admin_key(settings, created.secret)
 

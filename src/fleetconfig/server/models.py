@@ -10,6 +10,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     ForeignKey,
     Index,
@@ -358,3 +359,43 @@ class IdempotencyKey(Base):
     response_body: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class AuditEvent(Base):
+    """One change in the audit trail: append-only, written in the change's own transaction
+    (:mod:`fleetconfig.server.audit.sink`). No foreign keys: the trail outlives the objects it
+    names. ``seq`` orders it (ids are random); the indexes serve the per-object views, and
+    are few: each costs every change (a workspace's trail reads ``seq`` backwards)."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        # Most events belong to no rollout.
+        Index(
+            "ix_audit_events_rollout_id",
+            "rollout_id",
+            sqlite_where=text("rollout_id IS NOT NULL"),
+            postgresql_where=text("rollout_id IS NOT NULL"),
+        ),
+    )
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    workspace_id: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor_kind: Mapped[str] = mapped_column(String(16))
+    actor_id: Mapped[str] = mapped_column(String(64))
+    actor_name: Mapped[str] = mapped_column(String(128))
+    request_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    address: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    operation: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(64), index=True)
+    cause: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    # The related ids the trail is queried by, as columns; all of them in ``related``.
+    device_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    release_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    rollout_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    related: Mapped[dict[str, str]] = mapped_column(JSON)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends
 
 from fleetconfig.server.api_versions import check_request
+from fleetconfig.server.audit.endpoints import router as audit_events
 from fleetconfig.server.config_instances.endpoints import router as config_instances
 from fleetconfig.server.config_schemas.endpoints import router as config_schemas
 from fleetconfig.server.config_types.endpoints import router as config_types
@@ -34,6 +35,7 @@ def platform_router() -> APIRouter:
         groups,
         provisioning_tokens,
         webhooks,
+        audit_events,
     ):
         router.include_router(resource)
     return router

@@ -15,9 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.agent_api.service import IdentityService, session_claims
 from fleetconfig.server.agent_api.tokens import SessionClaims
+from fleetconfig.server.auth.context import origin_of
+from fleetconfig.server.changes.model import Actor
+from fleetconfig.server.changes.recorder import Recorder
 from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import MissingAPIVersion, Unauthorized, UnsupportedAPIVersion
+from fleetconfig.server.kit.unit_of_work import UnitOfWork
 from fleetconfig.server.kit.versions import AGENT_API_VERSION
 from fleetconfig.server.models import Device
 from fleetconfig.server.services import services
@@ -56,17 +60,24 @@ def database(request: Request) -> Database:
     return services(request).database
 
 
-@dataclass
-class AgentContext:
-    """An authenticated device's request: its session, its device row, its token's claims."""
+@dataclass(kw_only=True)
+class AgentContext(UnitOfWork):
+    """An authenticated device's request: its session (a unit of work, whose commit writes
+    the audit trail of what the device changed), its device row, its token's claims."""
 
     request: Request
-    session: AsyncSession
     device: Device
     claims: SessionClaims
 
-    async def commit(self) -> None:
-        await self.session.commit()
+    @property
+    def recorder(self) -> Recorder:
+        """The device's changes, recorded as its own."""
+        return device_recorder(self, self.request, self.device)
+
+
+def device_recorder(work: UnitOfWork, request: Request, device: Device) -> Recorder:
+    actor = Actor("device", device.id, device.name)
+    return Recorder(work, device.workspace_id, actor, origin_of(request))
 
 
 async def authenticate_device(

@@ -59,6 +59,7 @@ from fleetconfig.server.kit.params import (
     list_param,
     page_param,
 )
+from fleetconfig.server.kit.unit_of_work import UnitOfWork
 from fleetconfig.server.models import Deployment, Device
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.services import services
@@ -117,8 +118,10 @@ async def _bind_device(request: Request, model: type[Any], bind: Binding) -> Res
     token = bearer_token(request)
     body = await parse_body(request, model)
     async with database(request).session(write=True) as session:
-        device = await bind(IdentityService(session, token_secret(request)), token, body, utcnow())
-        await session.commit()
+        work = UnitOfWork(session=session)  # its commit writes the audit trail
+        identity = IdentityService(session, token_secret(request), work, origin_of(request))
+        device = await bind(identity, token, body, utcnow())
+        await work.commit()
     await _push(request).end_sessions(device.id, device.session_id)
     return json_response(render_device(device))
 
@@ -185,7 +188,7 @@ async def update_device(
     device_id: str, request: Request, ctx: AgentContext = Depends(device_write_context)
 ) -> Response:
     body = await parse_body(request, UpdateDeviceRequest)
-    device = await DeviceAgentService(ctx.session, ctx.device).update_device(
+    device = await DeviceAgentService(ctx.session, ctx.device, ctx.recorder).update_device(
         device_id, body, utcnow()
     )
     await ctx.commit()

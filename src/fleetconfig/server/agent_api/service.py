@@ -28,8 +28,10 @@ from fleetconfig.server.agent_api.schemas import (
     UpdateDeviceRequest,
 )
 from fleetconfig.server.agent_api.tokens import SessionClaims, TokenRejected
+from fleetconfig.server.changes.model import NOWHERE, Actor, Origin
+from fleetconfig.server.changes.recorder import Recorder, required
 from fleetconfig.server.devices.activation import decode_activation_token
-from fleetconfig.server.devices.service import DeviceService
+from fleetconfig.server.devices.service import DeviceService, device_snapshot
 from fleetconfig.server.kit import ids
 from fleetconfig.server.kit.errors import (
     Conflict,
@@ -38,6 +40,7 @@ from fleetconfig.server.kit.errors import (
     ValidationFailed,
     not_found,
 )
+from fleetconfig.server.kit.unit_of_work import UnitOfWork
 from fleetconfig.server.kit.validation import check_length
 from fleetconfig.server.models import Deployment, Device, ProvisioningToken
 from fleetconfig.server.provisioning_tokens.tokens import (
@@ -52,6 +55,12 @@ MAX_AGENT_VERSION_CHARS = 64
 FORGET_TOKEN_USES_PROBABILITY = 1 / 32
 
 
+def required_work(work: UnitOfWork | None) -> UnitOfWork:
+    if work is None:
+        raise RuntimeError("binding a device changes it: pass IdentityService a unit of work")
+    return work
+
+
 def rejected(error: TokenRejected) -> Unauthorized:
     return Unauthorized(error.message, reason=error.reason)
 
@@ -61,9 +70,24 @@ def _check_agent_version(value: str) -> None:
 
 
 class IdentityService:
-    def __init__(self, session: AsyncSession, token_secret: str) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        token_secret: str,
+        work: UnitOfWork | None = None,
+        origin: Origin = NOWHERE,
+    ) -> None:
+        """``work`` (on ``session``) records what binding a device changes (the audit
+        trail): needed to activate or provision, not to authenticate."""
         self.session = session
         self.token_secret = token_secret
+        self.work = work
+        self.origin = origin
+
+    def _recorder(self, device_id: str, name: str, workspace_id: str) -> Recorder:
+        """The device's own: it binds itself with the token it was given."""
+        actor = Actor("device", device_id, name)
+        return Recorder(required_work(self.work), workspace_id, actor, self.origin)
 
     async def activate(self, bearer: str, body: ActivateDeviceRequest, now: datetime) -> Device:
         """Bind a key to the device named by the activation token and start a new session."""
@@ -93,14 +117,15 @@ class IdentityService:
                 "device_already_activated",
                 device_id=device.id,
             )
-        return await self._bind(device, body, now)
+        related = {"activation_token_id": record.id}
+        return await self._bind(device, body, now, "devices.activate", related)
 
     async def provision(self, bearer: str, body: ProvisionDeviceRequest, now: datetime) -> Device:
         """Spend a provisioning token (rainier): create the device of ``body.name``, or
         activate the not yet activated device of that name, and bind the key to it. A
         device-bound token provisions its own device (named ``body.name`` from now on)."""
         record, claims = await self._provisioning_token(bearer, now)
-        devices = DeviceService(self.session, record.workspace_id)
+        devices = DeviceService(self.session, record.workspace_id)  # reads only
         if claims.device_id is not None:
             existing: Device | None = await self._bound_device(claims.device_id, record)
         else:
@@ -113,9 +138,14 @@ class IdentityService:
                 device_id=existing.id,
             )
         await self._consume(record, now)
-        device = existing or await devices.create(body.name)
+        if existing is None:
+            new_id = ids.new_id(ids.DEVICE)
+            recorder = self._recorder(new_id, body.name, record.workspace_id)
+            existing = await DeviceService.of(recorder).create(body.name, device_id=new_id)
+        device = existing
         record.device_id = device.id
-        return await self._bind(device, body, now)
+        related = {"provisioning_token_id": record.id}
+        return await self._bind(device, body, now, "devices.provision", related)
 
     async def reprovision(
         self, bearer: str, body: ReprovisionDeviceRequest, now: datetime
@@ -136,7 +166,8 @@ class IdentityService:
             )
         device = await self._bound_device(claims.device_id, record)
         await self._consume(record, now)
-        return await self._bind(device, body, now)
+        related = {"provisioning_token_id": record.id}
+        return await self._bind(device, body, now, "devices.reprovision", related)
 
     async def _provisioning_token(
         self, bearer: str, now: datetime
@@ -187,8 +218,10 @@ class IdentityService:
         device: Device,
         body: ActivateDeviceRequest | ProvisionDeviceRequest | ReprovisionDeviceRequest,
         now: datetime,
+        operation: str,
+        related: dict[str, str],
     ) -> Device:
-        """Bind the caller's public key to ``device`` and start a new session."""
+        """Bind the caller's public key to ``device`` and start a new session; record it."""
         try:
             key = tokens.load_public_key(body.public_key_pem)
         except tokens.InvalidPublicKey as error:
@@ -205,8 +238,12 @@ class IdentityService:
                     "public_key_in_use",
                 )
         name = body.name if not isinstance(body, ReprovisionDeviceRequest) else None
+        before = device_snapshot(device)
         if name is not None and name != device.name:
-            await DeviceService(self.session, device.workspace_id).rename(device.id, name)
+            # Renamed as part of the binding (recorded with it): the rename needs no record.
+            check_length("/name", name)
+            await DeviceService(self.session, device.workspace_id).check_name_free(name)
+            device.name = name
         device.public_key_pem = tokens.public_key_pem(key)
         device.key_fingerprint = key_fingerprint
         device.session_id = ids.new_id(SESSION_PREFIX, 24)  # every older session token dies
@@ -215,6 +252,15 @@ class IdentityService:
         device.agent_version = body.agent_version
         device.updated_at = now
         await self.session.flush()
+        recorder = self._recorder(device.id, device.name, device.workspace_id)
+        recorder(
+            operation,
+            "device",
+            device.id,
+            before=before,
+            after=device_snapshot(device),
+            related={**related, "key_fingerprint": key_fingerprint},
+        )
         return device
 
     async def exchange(
@@ -289,9 +335,12 @@ def check_session(claims: SessionClaims, current_session_id: str | None) -> None
 
 
 class DeviceAgentService:
-    def __init__(self, session: AsyncSession, device: Device) -> None:
+    def __init__(
+        self, session: AsyncSession, device: Device, recorder: Recorder | None = None
+    ) -> None:
         self.session = session
         self.device = device
+        self.recorder = recorder  # needed to change the device
         self.scope = DeviceScope(session, device)
 
     def _own(self, device_id: str) -> Device:
@@ -305,9 +354,13 @@ class DeviceAgentService:
         device = self._own(device_id)
         if body.agent_version is not None and body.agent_version != device.agent_version:
             _check_agent_version(body.agent_version)
+            before = device_snapshot(device)
             device.agent_version = body.agent_version
             device.updated_at = now
             await self.session.flush()
+            required(self.recorder)(
+                "devices.update", "device", device.id, before=before, after=device_snapshot(device)
+            )
         return device
 
     async def deployment(self, deployment_id: str) -> Deployment:

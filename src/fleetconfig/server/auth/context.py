@@ -24,6 +24,7 @@ from fastapi import Depends, Request
 
 from fleetconfig.server.auth.principal import Principal
 from fleetconfig.server.changes.model import Actor, Origin
+from fleetconfig.server.changes.recorder import Recorder
 from fleetconfig.server.kit.unit_of_work import UnitOfWork
 from fleetconfig.server.kit.versions import LATEST
 from fleetconfig.server.services import services
@@ -53,6 +54,11 @@ class Context(UnitOfWork):
     @property
     def origin(self) -> Origin:
         return origin_of(self.request)
+
+    @property
+    def recorder(self) -> Recorder:
+        """What the services record this request's changes with (the audit trail)."""
+        return Recorder(self, self.workspace_id, self.actor, self.origin)
 
 
 def origin_of(request: Request) -> Origin:

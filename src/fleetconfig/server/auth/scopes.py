@@ -17,7 +17,10 @@ RESOURCES = (
     "provisioning_tokens",
     # fleetconfig extension (docs/webhooks.md).
     "webhooks",
+    # Extension: the audit trail (read only: nothing writes it but the write paths).
+    "audit",
 )
+READ_ONLY = frozenset({"audit"})
 EXTRA_ACTIONS = {
     "devices": ("provision",),
     "deployments": ("stage", "deploy", "archive"),
@@ -27,7 +30,8 @@ EXTRA_ACTIONS = {
 def all_scopes() -> list[str]:
     scopes: list[str] = []
     for resource in RESOURCES:
-        for action in ("read", "write", *EXTRA_ACTIONS.get(resource, ()), "manage"):
+        writes = () if resource in READ_ONLY else ("write", *EXTRA_ACTIONS.get(resource, ()))
+        for action in ("read", *writes, "manage"):
             scopes.append(f"{resource}:{action}")
     return scopes
 

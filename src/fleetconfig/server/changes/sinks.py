@@ -7,11 +7,14 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.server.audit.sink import write_audit_events
 from fleetconfig.server.changes.model import Change
 from fleetconfig.server.webhooks import outbox
 
 Sink = Callable[[AsyncSession, Sequence[Change]], Awaitable[None]]
 
+# One sink a line.
 SINKS: tuple[Sink, ...] = (
+    write_audit_events,  # the audit trail
     outbox.write,  # the webhook outbox
 )

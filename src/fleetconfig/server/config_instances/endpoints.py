@@ -92,7 +92,7 @@ async def create_config_instance(
         body.content.data,
         body.slot_key,
     )
-    row = await ConfigInstanceService(ctx.session, ctx.workspace_id).add(checked)
+    row = await ConfigInstanceService.of(ctx.recorder).add(checked)
     (rendered,) = await render_config_instances(ctx.session, [row], expand.tree)
     await ctx.commit()
     return json_response(rendered)

@@ -8,6 +8,7 @@ import json
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.server.changes.recorder import Recorder, RecordingService
 from fleetconfig.server.config_instances.repository import ConfigInstanceRepository
 from fleetconfig.server.config_schemas import cue, rules
 from fleetconfig.server.config_schemas.documents import (
@@ -32,10 +33,11 @@ from fleetconfig.server.models import ConfigInstance, ConfigSchema
 VALIDATORS = ValidatorCache(max_size=256)
 
 
-class ConfigInstanceService:
-    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
-        self.session = session
-        self.workspace_id = workspace_id
+class ConfigInstanceService(RecordingService):
+    def __init__(
+        self, session: AsyncSession, workspace_id: str, recorder: Recorder | None = None
+    ) -> None:
+        super().__init__(session, workspace_id, recorder)
         self.repository = ConfigInstanceRepository(session, workspace_id)
 
     async def get(self, config_instance_id: str) -> ConfigInstance:
@@ -75,6 +77,18 @@ class ConfigInstanceService:
     async def add(self, row: ConfigInstance) -> ConfigInstance:
         self.session.add(row)
         await self.session.flush()
+        self.record(
+            "config_instances.create",
+            "config_instance",
+            row.id,
+            before=None,
+            after={
+                "config_schema_id": row.config_schema_id,
+                "config_type_id": row.config_type_id,
+                "filepath": row.filepath,
+                "format": row.format,
+            },
+        )
         return row
 
     @staticmethod

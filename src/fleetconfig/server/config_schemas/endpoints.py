@@ -64,7 +64,7 @@ async def create_config_schema(
     body = await parse_body(request, CreateConfigSchemaRequest)
     if DEFAULT_INSTANCE_FORMAT_FROM_SCHEMA_FORMAT.covers(ctx.version):
         body = body.with_default_instance_format()
-    row = await ConfigSchemaService(ctx.session, ctx.workspace_id).create(body)
+    row = await ConfigSchemaService.of(ctx.recorder).create(body)
     (rendered,) = await render_config_schemas(ctx.session, [row], expand.tree)
     await ctx.commit()
     return json_response(rendered)

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.server.changes.recorder import Recorder, RecordingService
 from fleetconfig.server.config_schemas import cue, rules
 from fleetconfig.server.config_schemas.documents import (
     DocumentError,
@@ -39,10 +40,11 @@ def parse_json_schema_document(format: str, data: str) -> Any:
         raise rules.fail("/documents/0/data", str(error)) from None
 
 
-class ConfigSchemaService:
-    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
-        self.session = session
-        self.workspace_id = workspace_id
+class ConfigSchemaService(RecordingService):
+    def __init__(
+        self, session: AsyncSession, workspace_id: str, recorder: Recorder | None = None
+    ) -> None:
+        super().__init__(session, workspace_id, recorder)
         self.repository = ConfigSchemaRepository(session, workspace_id)
 
     async def get(self, config_schema_id: str) -> ConfigSchema:
@@ -138,6 +140,18 @@ class ConfigSchemaService:
             if existing is None:
                 raise
             return existing
+        self.record(
+            "config_schemas.create",
+            "config_schema",
+            row.id,
+            before=None,
+            after={
+                "config_type_id": row.config_type_id,
+                "digest": row.digest,
+                "language": row.language,
+                "git_commit_id": row.git_commit_id,
+            },
+        )
         return row
 
     @staticmethod

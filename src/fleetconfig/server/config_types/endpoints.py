@@ -60,7 +60,7 @@ async def create_config_type(
     request: Request, ctx: Context = writing("config_types:write")
 ) -> Response:
     body = await parse_body(request, CreateConfigTypeRequest)
-    row = await ConfigTypeService(ctx.session, ctx.workspace_id).create(body.name, body.slug)
+    row = await ConfigTypeService.of(ctx.recorder).create(body.name, body.slug)
     await ctx.commit()
     return json_response(render_config_type(row))
 
@@ -87,8 +87,6 @@ async def update_config_type(
     config_type_id: str, request: Request, ctx: Context = writing("config_types:write")
 ) -> Response:
     body = await parse_body(request, UpdateConfigTypeRequest)
-    row = await ConfigTypeService(ctx.session, ctx.workspace_id).update(
-        config_type_id, body.name, body.slug
-    )
+    row = await ConfigTypeService.of(ctx.recorder).update(config_type_id, body.name, body.slug)
     await ctx.commit()
     return json_response(render_config_type(row))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.server.changes.recorder import Recorder, RecordingService
 from fleetconfig.server.config_types.repository import ConfigTypeRepository
 from fleetconfig.server.kit import ids
 from fleetconfig.server.kit.clock import utcnow
@@ -12,10 +13,15 @@ from fleetconfig.server.kit.validation import check_length, check_slug
 from fleetconfig.server.models import ConfigType
 
 
-class ConfigTypeService:
-    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
-        self.session = session
-        self.workspace_id = workspace_id
+def _snapshot(row: ConfigType) -> dict[str, str]:
+    return {"name": row.name, "slug": row.slug}
+
+
+class ConfigTypeService(RecordingService):
+    def __init__(
+        self, session: AsyncSession, workspace_id: str, recorder: Recorder | None = None
+    ) -> None:
+        super().__init__(session, workspace_id, recorder)
         self.repository = ConfigTypeRepository(session, workspace_id)
 
     async def get(self, config_type_id: str) -> ConfigType:
@@ -37,6 +43,7 @@ class ConfigTypeService:
         )
         self.session.add(row)
         await self.session.flush()
+        self.record("config_types.create", "config_type", row.id, before=None, after=_snapshot(row))
         return row
 
     async def update(self, config_type_id: str, name: str | None, slug: str | None) -> ConfigType:
@@ -49,9 +56,13 @@ class ConfigTypeService:
         if name is not None and name != row.name:
             check_length("/name", name)
             await self._check_name_free(name)
+            before = _snapshot(row)
             row.name = name
             row.updated_at = utcnow()
             await self.session.flush()
+            self.record(
+                "config_types.update", "config_type", row.id, before=before, after=_snapshot(row)
+            )
         return row
 
     async def _check_name_free(self, name: str) -> None:

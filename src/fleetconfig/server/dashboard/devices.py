@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from fleetconfig.server.dashboard.diff import diff_deployments
 from fleetconfig.server.dashboard.group_filter import group_filter
@@ -35,7 +35,10 @@ from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.errors import InvalidRequest, NotFound
 from fleetconfig.server.kit.params import OrderBy, Page, int_param
 from fleetconfig.server.models import Deployment, Device, Group, ProvisioningToken, Release
-from fleetconfig.server.provisioning_tokens.service import issue_provisioning_token
+from fleetconfig.server.provisioning_tokens.service import (
+    issue_provisioning_token,
+    revoke_unused_token,
+)
 from fleetconfig.server.releases.repository import ReleaseRepository
 from fleetconfig.server.services import services
 
@@ -177,7 +180,7 @@ async def devices_fragment(request: Request, user: User = Depends(reader)) -> Re
 async def create_device(request: Request, user: User = Depends(writer)) -> Response:
     user.principal.require(("devices:write", "devices:provision"))
     name = (await read_form(request)).get("name", "").strip()
-    device = await DeviceService(user.ctx.session, user.workspace_id).create(name)
+    device = await DeviceService.of(user.ctx.recorder).create(name)
     await user.ctx.commit()
     return render(
         request,
@@ -194,9 +197,7 @@ async def issue_activation_token(
     user.principal.require(("devices:provision",))
     form = await read_form(request)
     settings = services(request).settings
-    token, expires_at = await DeviceService(
-        user.ctx.session, user.workspace_id
-    ).issue_activation_token(
+    token, expires_at = await DeviceService.of(user.ctx.recorder).issue_activation_token(
         device_id,
         services(request).signing_keys.token_key,
         settings.activation_token_ttl_seconds,
@@ -224,9 +225,7 @@ async def set_device_group(
     """Put the device in a group, or in none (the Platform API's extension operation)."""
     user.principal.require(("devices:write",), ("groups:read",))
     group_id = (await read_form(request)).get("group_id", "") or None
-    device = await GroupService(user.ctx.session, user.workspace_id).set_device_group(
-        device_id, group_id
-    )
+    device = await GroupService.of(user.ctx.recorder).set_device_group(device_id, group_id)
     groups = await _groups(user)
     await user.ctx.commit()
     return render(request, "_device_group.html", {"user": user, "device": device, "groups": groups})
@@ -281,8 +280,7 @@ async def create_provisioning_token(request: Request, user: User = Depends(write
         else None
     )
     token, expires_at = await issue_provisioning_token(
-        user.ctx.session,
-        user.workspace_id,
+        user.ctx.recorder,
         services(request).signing_keys.token_key,
         device_id=device.id if device else None,
     )
@@ -305,19 +303,7 @@ async def revoke_provisioning_token(
 ) -> Response:
     """Revoke an unused token: it expires now (an agent spending it gets 401 expired)."""
     user.principal.require(("devices:provision",), ("provisioning_tokens:write",))
-    now = utcnow()
-    revoked = await user.ctx.session.execute(
-        update(ProvisioningToken)
-        .where(
-            ProvisioningToken.id == token_id,
-            ProvisioningToken.workspace_id == user.workspace_id,
-            ProvisioningToken.used_at.is_(None),
-            ProvisioningToken.expires_at > now,
-        )
-        .values(expires_at=now)
-    )
-    if revoked.rowcount != 1:  # type: ignore[attr-defined]
-        raise NotFound(f"No unused, unexpired provisioning token {token_id}")
+    await revoke_unused_token(user.ctx.recorder, token_id)
     await user.ctx.commit()
     return await _tokens_fragment(request, user)
 

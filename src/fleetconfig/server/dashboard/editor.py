@@ -155,7 +155,7 @@ async def create_instance(
         services(request).database, user.workspace_id, schema_id, "json", data
     )
     schema = await _schema(user, schema_id)
-    instance = await ConfigInstanceService(user.ctx.session, user.workspace_id).add(checked)
+    instance = await ConfigInstanceService.of(user.ctx.recorder).add(checked)
     await user.ctx.commit()
     deploy = await _deploy_form(user, schema, instance.id, ImmutableMultiDict())
     return render(request, "_instance_created.html", {"user": user, "instance": instance, **deploy})

@@ -58,7 +58,7 @@ async def webhooks_page(request: Request, user: User = Depends(reader)) -> Respo
 @router.post("/webhooks/deliveries/{delivery_id}/redeliver")
 async def redeliver(delivery_id: str, request: Request, user: User = Depends(writer)) -> Response:
     user.principal.require(("webhooks:write",))
-    await WebhookService(user.ctx.session, user.workspace_id).redeliver(delivery_id)
+    await WebhookService.of(user.ctx.recorder).redeliver(delivery_id)
     await user.ctx.commit()
     if request.headers.get("HX-Request"):
         return Response(status_code=204, headers={"HX-Refresh": "true"})

@@ -8,8 +8,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fleetconfig.server.auth.context import Context, reading, writing
-from fleetconfig.server.changes.log import record
-from fleetconfig.server.changes.model import Change
 from fleetconfig.server.devices import wire
 from fleetconfig.server.devices.schemas import (
     CreateDeviceRequest,
@@ -57,7 +55,7 @@ async def create_device(
 ) -> Response:
     expand = expand_param(request.query_params, "device", is_list=False)
     body = await parse_body(request, CreateDeviceRequest)
-    row = await DeviceService(ctx.session, ctx.workspace_id).create(body.name)
+    row = await DeviceService.of(ctx.recorder).create(body.name)
     (rendered,) = await _rendered(ctx, [row], expand.tree)
     await ctx.commit()
     return json_response(rendered)
@@ -111,10 +109,7 @@ async def update_device(
 ) -> Response:
     expand = expand_param(request.query_params, "device", is_list=False)
     body = await parse_body(request, UpdateDeviceRequest)
-    service = DeviceService(ctx.session, ctx.workspace_id)
-    before = _recorded_fields(await service.get(device_id))
-    row = await service.rename(device_id, body.name)
-    _record_device_change(ctx, "devices.update", row, before)
+    row = await DeviceService.of(ctx.recorder).rename(device_id, body.name)
     (rendered,) = await _rendered(ctx, [row], expand.tree)
     await ctx.commit()
     return json_response(rendered)
@@ -135,11 +130,7 @@ async def set_device_group(
     the device out of its group."""
     expand = expand_param(request.query_params, "device", is_list=False)
     body = await parse_body(request, SetDeviceGroupRequest)
-    before = _recorded_fields(await DeviceService(ctx.session, ctx.workspace_id).get(device_id))
-    row = await GroupService(ctx.session, ctx.workspace_id).set_device_group(
-        device_id, body.group_id
-    )
-    _record_device_change(ctx, "devices.set_group", row, before)
+    row = await GroupService.of(ctx.recorder).set_device_group(device_id, body.group_id)
     (rendered,) = await _rendered(ctx, [row], expand.tree)
     await ctx.commit()
     return json_response(rendered)
@@ -157,7 +148,7 @@ async def issue_activation_token(
     body = await parse_body(request, IssueActivationTokenRequest)
     signing_key = services(request).signing_keys.token_key
     settings = services(request).settings
-    token, expires_at = await DeviceService(ctx.session, ctx.workspace_id).issue_activation_token(
+    token, expires_at = await DeviceService.of(ctx.recorder).issue_activation_token(
         device_id, signing_key, settings.activation_token_ttl_seconds, body.allow_reactivation
     )
     await ctx.commit()
@@ -182,7 +173,7 @@ async def create_device_provisioning_token(
     ``POST /provisioning_tokens`` issues workspace-bound ones only."""
     device = await DeviceService(ctx.session, ctx.workspace_id).get(device_id)
     token, expires_at = await issue_provisioning_token(
-        ctx.session, ctx.workspace_id, services(request).signing_keys.token_key, device_id=device.id
+        ctx.recorder, services(request).signing_keys.token_key, device_id=device.id
     )
     await ctx.commit()
     return json_response({"token": token, "expires_at": isoformat(expires_at)})
@@ -209,34 +200,6 @@ async def ping_device(
     if round_trip is None:
         return json_response({"code": "timeout"})
     return json_response({"code": "success", "round_trip_nanos": round_trip})
-
-
-def _recorded_fields(row: Device) -> dict[str, Any]:
-    return {"name": row.name, "group_id": row.group_id}
-
-
-def _record_device_change(
-    ctx: Context, operation: str, row: Device, before: dict[str, Any]
-) -> None:
-    """Record a change of the device (the audit trail, ``device.modified`` webhooks), if any."""
-    after = _recorded_fields(row)
-    if after == before:
-        return
-    record(
-        ctx,
-        [
-            Change(
-                workspace_id=ctx.workspace_id,
-                actor=ctx.actor,
-                origin=ctx.origin,
-                operation=operation,
-                object_type="device",
-                object_id=row.id,
-                before=before,
-                after=after,
-            )
-        ],
-    )
 
 
 async def _rendered(ctx: Context, rows: list[Device], expand: Expand) -> list[dict[str, Any]]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.protocol import DeviceStatus
+from fleetconfig.server.changes.recorder import Recorder, RecordingService
 from fleetconfig.server.devices.activation import (
     ActivationClaims,
     encode_activation_token,
@@ -23,10 +25,21 @@ from fleetconfig.server.models import ActivationToken, Device
 MAX_PING_TIMEOUT_NANOS = 10_000_000_000
 
 
-class DeviceService:
-    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
-        self.session = session
-        self.workspace_id = workspace_id
+def device_snapshot(row: Device) -> dict[str, Any]:
+    """What the audit trail keeps of a device, before and after a change."""
+    return {
+        "name": row.name,
+        "status": row.status,
+        "group_id": row.group_id,
+        "agent_version": row.agent_version,
+    }
+
+
+class DeviceService(RecordingService):
+    def __init__(
+        self, session: AsyncSession, workspace_id: str, recorder: Recorder | None = None
+    ) -> None:
+        super().__init__(session, workspace_id, recorder)
         self.repository = DeviceRepository(session, workspace_id)
 
     async def get(self, device_id: str) -> Device:
@@ -35,27 +48,33 @@ class DeviceService:
             raise not_found("device", device_id)
         return row
 
-    async def create(self, name: str) -> Device:
+    async def create(self, name: str, *, device_id: str | None = None) -> Device:
+        """A new device (``device_id``: one the caller made, to name its recorder's actor)."""
         check_length("/name", name)
-        await self._check_name_free(name)
+        await self.check_name_free(name)
         row = Device(
-            id=ids.new_id(ids.DEVICE),
+            id=device_id or ids.new_id(ids.DEVICE),
             workspace_id=self.workspace_id,
             name=name,
             status=DeviceStatus.INACTIVE,
         )
         self.session.add(row)
         await self.session.flush()
+        self.record("devices.create", "device", row.id, before=None, after=device_snapshot(row))
         return row
 
     async def rename(self, device_id: str, name: str | None) -> Device:
         row = await self.get(device_id)
         if name is not None and name != row.name:
             check_length("/name", name)
-            await self._check_name_free(name)
+            await self.check_name_free(name)
+            before = device_snapshot(row)
             row.name = name
             row.updated_at = utcnow()
             await self.session.flush()
+            self.record(
+                "devices.update", "device", row.id, before=before, after=device_snapshot(row)
+            )
         return row
 
     async def issue_activation_token(
@@ -78,9 +97,17 @@ class DeviceService:
             )
         )
         await self.session.flush()
+        self.record(
+            "devices.activation_token",
+            "activation_token",
+            claims.token_id,
+            before=None,
+            after={"allow_reactivation": allow_reactivation, "expires_at": expires_at.isoformat()},
+            related={"device_id": device.id},
+        )
         return encode_activation_token(signing_key, claims, expires_at), expires_at
 
-    async def _check_name_free(self, name: str) -> None:
+    async def check_name_free(self, name: str) -> None:
         if await self.repository.get_by_name(name) is not None:
             raise Conflict(
                 f"A device named {name!r} already exists", "device_name_taken", name=name

@@ -55,9 +55,7 @@ async def create_git_commit(
     request: Request, ctx: Context = writing("git_commits:write")
 ) -> Response:
     body = await parse_body(request, CreateGitCommitRequest)
-    row = await GitCommitService(ctx.session, ctx.workspace_id).create(
-        body.sha, body.message, body.origin
-    )
+    row = await GitCommitService.of(ctx.recorder).create(body.sha, body.message, body.origin)
     await ctx.commit()
     return json_response(render_git_commit(row))
 

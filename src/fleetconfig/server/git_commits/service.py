@@ -8,6 +8,7 @@ import re
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.server.changes.recorder import Recorder, RecordingService
 from fleetconfig.server.config_schemas.rules import check_text, fail
 from fleetconfig.server.git_commits.remotes import InvalidRemote, parse_remote, without_credentials
 from fleetconfig.server.git_commits.repository import GitCommitRepository
@@ -33,10 +34,11 @@ def truncate_message(message: str) -> str:
     return encoded[:MAX_MESSAGE_BYTES].decode("utf-8", "ignore")
 
 
-class GitCommitService:
-    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
-        self.session = session
-        self.workspace_id = workspace_id
+class GitCommitService(RecordingService):
+    def __init__(
+        self, session: AsyncSession, workspace_id: str, recorder: Recorder | None = None
+    ) -> None:
+        super().__init__(session, workspace_id, recorder)
         self.repository = GitCommitRepository(session, workspace_id)
 
     async def get(self, git_commit_id: str) -> GitCommit:
@@ -95,4 +97,11 @@ class GitCommitService:
             if existing is None:
                 raise
             return existing
+        self.record(
+            "git_commits.create",
+            "git_commit",
+            row.id,
+            before=None,
+            after={"sha": row.sha, "origin": row.origin},
+        )
         return row

@@ -60,7 +60,7 @@ async def list_groups(request: Request, ctx: Context = reading("groups:read")) -
 async def create_group(request: Request, ctx: Context = writing("groups:write")) -> Response:
     expand_param(request.query_params, "group", is_list=False)  # refuse a bad one first
     body = await parse_body(request, CreateGroupRequest)
-    row = await GroupService(ctx.session, ctx.workspace_id).create(body.name, body.parent_id)
+    row = await GroupService.of(ctx.recorder).create(body.name, body.parent_id)
     response = await _rendered(ctx, row)
     await ctx.commit()
     return response
@@ -82,7 +82,7 @@ async def update_group(
 ) -> Response:
     expand_param(request.query_params, "group", is_list=False)
     body = await parse_body(request, UpdateGroupRequest)
-    row = await GroupService(ctx.session, ctx.workspace_id).rename(group_id, body.name)
+    row = await GroupService.of(ctx.recorder).rename(group_id, body.name)
     response = await _rendered(ctx, row)
     await ctx.commit()
     return response
@@ -99,7 +99,7 @@ async def move_group(
 ) -> Response:
     expand_param(request.query_params, "group", is_list=False)
     body = await parse_body(request, MoveGroupRequest)
-    row = await GroupService(ctx.session, ctx.workspace_id).move(group_id, body.parent_id)
+    row = await GroupService.of(ctx.recorder).move(group_id, body.parent_id)
     response = await _rendered(ctx, row)
     await ctx.commit()
     return response

@@ -7,7 +7,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.server.changes.recorder import Recorder, RecordingService
 from fleetconfig.server.devices.repository import DeviceRepository
+from fleetconfig.server.devices.service import device_snapshot
 from fleetconfig.server.kit import ids
 from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.errors import Conflict, ValidationFailed, not_found
@@ -82,10 +84,15 @@ def _check_name(name: str) -> str:
     return stripped
 
 
-class GroupService:
-    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
-        self.session = session
-        self.workspace_id = workspace_id
+def _snapshot(row: Group) -> dict[str, str | None]:
+    return {"name": row.name, "parent_id": row.parent_id}
+
+
+class GroupService(RecordingService):
+    def __init__(
+        self, session: AsyncSession, workspace_id: str, recorder: Recorder | None = None
+    ) -> None:
+        super().__init__(session, workspace_id, recorder)
         self.repository = GroupRepository(session, workspace_id)
 
     async def get(self, group_id: str) -> Group:
@@ -107,12 +114,15 @@ class GroupService:
             updated_at=now,
         )
         await self._flush_named(row)
+        self.record("groups.create", "group", row.id, before=None, after=_snapshot(row))
         return row
 
     async def rename(self, group_id: str, name: str | None) -> Group:
         row = await self.get(group_id)
         if name is not None and _check_name(name) != row.name:
+            before = _snapshot(row)
             await self._flush_named(row, name=_check_name(name), updated_at=utcnow())
+            self.record("groups.update", "group", row.id, before=before, after=_snapshot(row))
         return row
 
     async def move(self, group_id: str, parent_id: str | None) -> Group:
@@ -121,9 +131,11 @@ class GroupService:
             await self.get(parent_id)
             await self._check_not_below(group_id, parent_id)
         if row.parent_id != parent_id:
+            before = _snapshot(row)
             row.parent_id = parent_id
             row.updated_at = utcnow()
             await self.session.flush()
+            self.record("groups.move", "group", row.id, before=before, after=_snapshot(row))
         return row
 
     async def _check_not_below(self, group_id: str, new_parent_id: str) -> None:
@@ -169,7 +181,16 @@ class GroupService:
         if group_id is not None:
             await self.get(group_id)
         if device.group_id != group_id:
+            before = device_snapshot(device)
             device.group_id = group_id
             device.updated_at = utcnow()
             await self.session.flush()
+            self.record(
+                "devices.set_group",
+                "device",
+                device.id,
+                before=before,
+                after=device_snapshot(device),
+                related={"group_id": group_id or before["group_id"] or ""},
+            )
         return device

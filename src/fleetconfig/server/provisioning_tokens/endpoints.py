@@ -25,7 +25,7 @@ async def create_provisioning_token(
     request: Request, ctx: Context = writing("devices:provision", "provisioning_tokens:write")
 ) -> Response:
     token, expires_at = await issue_provisioning_token(
-        ctx.session, ctx.workspace_id, services(request).signing_keys.token_key, device_id=None
+        ctx.recorder, services(request).signing_keys.token_key, device_id=None
     )
     await ctx.commit()
     return json_response({"token": token, "expires_at": isoformat(expires_at)})

@@ -50,7 +50,7 @@ async def list_releases(request: Request, ctx: Context = reading("releases:read"
 async def create_release(request: Request, ctx: Context = writing("releases:write")) -> Response:
     expand = expand_param(request.query_params, "release", is_list=False)
     body = await parse_body(request, CreateReleaseRequest)
-    row = await ReleaseService(ctx.session, ctx.workspace_id).create(
+    row = await ReleaseService.of(ctx.recorder).create(
         body.version, body.config_schema_ids, body.git_commit_ref
     )
     [rendered] = await render_releases(ctx.session, [row], expand.tree)

@@ -6,6 +6,7 @@ import re
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.server.changes.recorder import Recorder, RecordingService
 from fleetconfig.server.kit import ids
 from fleetconfig.server.kit.errors import Conflict, NotFound, ValidationFailed, not_found
 from fleetconfig.server.models import Release, ReleaseConfigSchema
@@ -20,10 +21,11 @@ SEMVER = re.compile(
 )
 
 
-class ReleaseService:
-    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
-        self.session = session
-        self.workspace_id = workspace_id
+class ReleaseService(RecordingService):
+    def __init__(
+        self, session: AsyncSession, workspace_id: str, recorder: Recorder | None = None
+    ) -> None:
+        super().__init__(session, workspace_id, recorder)
         self.repository = ReleaseRepository(session, workspace_id)
 
     async def get(self, release_id: str) -> Release:
@@ -63,6 +65,17 @@ class ReleaseService:
             for position, schema_id in enumerate(config_schema_ids)
         )
         await self.session.flush()
+        self.record(
+            "releases.create",
+            "release",
+            release.id,
+            before=None,
+            after={
+                "version": version,
+                "config_schema_ids": list(config_schema_ids),
+                "git_commit_id": git_commit_id,
+            },
+        )
         return release
 
     async def _check_schemas(self, schema_ids: list[str]) -> None:

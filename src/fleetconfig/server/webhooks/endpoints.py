@@ -59,7 +59,7 @@ async def list_endpoints(request: Request, ctx: Context = reading("webhooks:read
 )
 async def create_endpoint(request: Request, ctx: Context = writing("webhooks:write")) -> Response:
     body = await parse_body(request, CreateWebhookEndpointRequest)
-    service = WebhookService(ctx.session, ctx.workspace_id)
+    service = WebhookService.of(ctx.recorder)
     row = await service.create(body.url, body.event_types, body.description, body.enabled)
     response = await _rendered(service, row, with_secret=True)
     await ctx.commit()
@@ -86,7 +86,7 @@ async def update_endpoint(
     endpoint_id: str, request: Request, ctx: Context = writing("webhooks:write")
 ) -> Response:
     body = await parse_body(request, UpdateWebhookEndpointRequest)
-    service = WebhookService(ctx.session, ctx.workspace_id)
+    service = WebhookService.of(ctx.recorder)
     row = await service.update(endpoint_id, body.model_dump(exclude_none=True))
     response = await _rendered(service, row)
     await ctx.commit()
@@ -99,7 +99,7 @@ async def update_endpoint(
     responses=responses(WebhookEndpointBody, "The endpoint as it was; its deliveries are gone."),
 )
 async def delete_endpoint(endpoint_id: str, ctx: Context = writing("webhooks:write")) -> Response:
-    service = WebhookService(ctx.session, ctx.workspace_id)
+    service = WebhookService.of(ctx.recorder)
     row = await service.get(endpoint_id)
     response = await _rendered(service, row)
     await service.delete(endpoint_id)
@@ -117,7 +117,7 @@ async def rotate_secret(
     endpoint_id: str, request: Request, ctx: Context = writing("webhooks:write")
 ) -> Response:
     body = await parse_body(request, RotateSecretRequest)
-    service = WebhookService(ctx.session, ctx.workspace_id)
+    service = WebhookService.of(ctx.recorder)
     row = await service.rotate_secret(endpoint_id, body.grace_period_seconds)
     response = await _rendered(service, row, with_secret=True)
     await ctx.commit()
@@ -150,7 +150,7 @@ async def list_deliveries(
 async def redeliver(
     delivery_id: str, request: Request, ctx: Context = writing("webhooks:write")
 ) -> Response:
-    service = WebhookService(ctx.session, ctx.workspace_id)
+    service = WebhookService.of(ctx.recorder)
     row = await service.redeliver(delivery_id)
     response = json_response(render_delivery(row, []))
     await ctx.commit()

@@ -59,7 +59,8 @@ def event_type_of(change: Change) -> str | None:
             return DEVICE_ONLINE
         if change.operation == DEVICE_OFFLINE_OPERATION:
             return DEVICE_OFFLINE
-        return DEVICE_MODIFIED
+        # A device made by the API is not news to anyone yet; every later change is.
+        return None if change.operation == "devices.create" else DEVICE_MODIFIED
     if change.object_type == "rollout":
         return ROLLOUT_EVENTS.get(change.operation)
     return None

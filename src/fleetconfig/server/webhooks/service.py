@@ -8,8 +8,8 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.server.changes.recorder import RecordingService
 from fleetconfig.server.kit import ids
 from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.errors import not_found
@@ -39,11 +39,12 @@ def delivery_number(delivery_id: str) -> int | None:
     return int(number)
 
 
-class WebhookService:
-    def __init__(self, session: AsyncSession, workspace_id: str) -> None:
-        self.session = session
-        self.workspace_id = workspace_id
+def _snapshot(row: WebhookEndpoint) -> dict[str, Any]:
+    """What the audit trail keeps of an endpoint: never its secrets."""
+    return {"url": row.url, "description": row.description, "enabled": row.enabled}
 
+
+class WebhookService(RecordingService):
     async def list_endpoints(self, offset: int, limit: int) -> tuple[list[WebhookEndpoint], bool]:
         rows = list(
             (
@@ -99,11 +100,16 @@ class WebhookService:
         self.session.add(row)
         await self.session.flush()
         await self._subscribe(row.id, event_types)
+        after = {**_snapshot(row), "event_types": sorted(event_types)}
+        self.record("webhooks.create", "webhook_endpoint", row.id, before=None, after=after)
         return row
 
     async def update(self, endpoint_id: str, changes: dict[str, Any]) -> WebhookEndpoint:
         row = await self.get(endpoint_id)
+        before = _snapshot(row)
         event_types = changes.pop("event_types", None)
+        if event_types is not None:
+            before["event_types"] = (await self.event_types([row.id]))[row.id]
         for name, value in changes.items():
             setattr(row, name, value)
         row.updated_at = utcnow()
@@ -113,6 +119,10 @@ class WebhookService:
             )
             await self._subscribe(row.id, event_types)
         await self.session.flush()
+        after = _snapshot(row)
+        if event_types is not None:
+            after["event_types"] = sorted(event_types)
+        self.record("webhooks.update", "webhook_endpoint", row.id, before=before, after=after)
         return row
 
     async def delete(self, endpoint_id: str) -> WebhookEndpoint:
@@ -129,6 +139,9 @@ class WebhookService:
         )
         await self.session.delete(row)
         await self.session.flush()
+        self.record(
+            "webhooks.delete", "webhook_endpoint", row.id, before=_snapshot(row), after=None
+        )
         return row
 
     async def rotate_secret(self, endpoint_id: str, grace_seconds: int) -> WebhookEndpoint:
@@ -144,6 +157,14 @@ class WebhookService:
         row.secret = new_secret()
         row.updated_at = now
         await self.session.flush()
+        expires = row.previous_secret_expires_at
+        self.record(
+            "webhooks.rotate_secret",
+            "webhook_endpoint",
+            row.id,
+            before=None,
+            after={"previous_secret_expires_at": expires.isoformat() if expires else None},
+        )
         return row
 
     async def _subscribe(self, endpoint_id: str, event_types: list[str]) -> None:
@@ -222,6 +243,14 @@ class WebhookService:
         )
         self.session.add(copy)
         await self.session.flush()
+        self.record(
+            "webhooks.redeliver",
+            "webhook_delivery",
+            f"{DELIVERY}{copy.id}",
+            before=None,
+            after={"event_id": copy.event_id, "event_type": copy.event_type},
+            related={"webhook_endpoint_id": copy.endpoint_id, "redelivery_of": delivery_id},
+        )
         return copy
 
     async def recent_counts(self, endpoint_ids: Sequence[str]) -> dict[str, dict[str, int]]:

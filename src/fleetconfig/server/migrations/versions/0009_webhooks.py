@@ -1,7 +1,7 @@
 """webhooks: endpoints, subscriptions, the delivery outbox and its attempt log
 
 Revision ID: 0009_webhooks
-Revises: 0007_deployment_health
+Revises: 0008_audit_trail
 Create Date: 2026-12-02 07:00:00
 
 New tables only. Keys that held every resource's ``manage`` scope (the admin key, keys made
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_webhooks"
-down_revision: str | None = "0007_deployment_health"
+down_revision: str | None = "0008_audit_trail"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -30,6 +30,7 @@ OLD_MANAGE_ALL = {
         "deployments",
         "groups",
         "provisioning_tokens",
+        "audit",
     )
 }
 NEW_MANAGE = "webhooks:manage"
