@@ -43,6 +43,7 @@ from fleetconfig.server.kit.rate_limit import RateLimiter
 from fleetconfig.server.kit.versions import LATEST, check_version
 from fleetconfig.server.platform_api import platform_router
 from fleetconfig.server.push.hub import PushHub
+from fleetconfig.server.rollouts.engine import RolloutEngine
 from fleetconfig.server.services import AppServices
 from fleetconfig.server.settings import Settings
 
@@ -136,6 +137,12 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
     # Push to agents: streams held here, plus the PostgreSQL relay and MQTT when configured.
     push = push or PushHub.from_settings(settings)
     authenticator = Authenticator(database)
+    rollouts = RolloutEngine(
+        database,
+        push,
+        tick_seconds=settings.rollout_tick_seconds,
+        lease_seconds=settings.rollout_lease_seconds,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -147,9 +154,11 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         await app.state.services.signing_keys.load(database)
         await authenticator.start()
         await push.start(database)
+        await rollouts.start()
         try:
             yield
         finally:
+            await rollouts.stop()
             await push.stop()
             await authenticator.stop()
             await database.dispose()
@@ -173,6 +182,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         authenticator=authenticator,
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         reports=ReportQueue(database, push),
+        rollouts=rollouts,
     )
     # Older spellings, until every reader goes through ``services(request)``.
     app.state.settings = settings

@@ -15,6 +15,7 @@ from fleetconfig.server.groups.endpoints import router as groups
 from fleetconfig.server.principal.endpoints import router as principal
 from fleetconfig.server.provisioning_tokens.endpoints import router as provisioning_tokens
 from fleetconfig.server.releases.endpoints import router as releases
+from fleetconfig.server.rollouts.endpoints import router as rollouts
 
 
 def platform_router() -> APIRouter:
@@ -32,6 +33,7 @@ def platform_router() -> APIRouter:
         deployments,
         groups,
         provisioning_tokens,
+        rollouts,
     ):
         router.include_router(resource)
     return router

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from fleetconfig.server.kit.db import Database
     from fleetconfig.server.kit.rate_limit import RateLimiter
     from fleetconfig.server.push.hub import PushHub
+    from fleetconfig.server.rollouts.engine import RolloutEngine
     from fleetconfig.server.settings import Settings
 
 
@@ -31,6 +32,7 @@ class AppServices:
     authenticator: Authenticator
     rate_limiter: RateLimiter
     reports: ReportQueue
+    rollouts: RolloutEngine
 
 
 def services(request: Request) -> AppServices:

@@ -15,6 +15,8 @@ RESOURCES = (
     # Everglades / rainier (API_VERSIONS.md section 3).
     "groups",
     "provisioning_tokens",
+    # Extensions.
+    "rollouts",
 )
 EXTRA_ACTIONS = {
     "devices": ("provision",),
