@@ -333,7 +333,12 @@ class RolloutService:
             await self._start_wave(rollout, number + 1, now, expect=(RUNNING,))
             return "advanced"
         # Failed: pause, or abort (and perhaps roll back).
-        reason = {**verdict.render(), "wave": number}
+        reason = {
+            "reason": verdict.reason,
+            "message": verdict.message,
+            "wave": number,
+            "device_ids": list(verdict.devices),
+        }
         await self._move(rollout, (RUNNING,), now)
         await self._set_wave(
             rollout.id, number, status="failed", ended_at=now, verdict=verdict.render()

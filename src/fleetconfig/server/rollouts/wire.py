@@ -24,17 +24,12 @@ class GateVerdict(ResponseModel):
 
 
 class StopReason(ResponseModel):
-    outcome: Literal["passed", "failed", "waiting"] | None = None
-    total: int | None = None
-    healthy: int | None = None
-    failing: int | None = None
-    deadline: datetime | None = None
     reason: str | None = Field(
         description="paused_by_hand, aborted_by_hand, or the failed gate's reason."
     )
     message: str
     wave: int
-    device_ids: list[str]
+    device_ids: list[str] = Field(description="The devices to blame (at most 100).")
 
 
 class RolloutWave(ResponseModel):
