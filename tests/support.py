@@ -145,9 +145,13 @@ class ServerProcess:
 
 
 def start_server(
-    data_dir: Path, database_url: str, extra_env: dict[str, str] | None = None
+    data_dir: Path,
+    database_url: str,
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> ServerProcess:
-    port = free_port()
+    """``port``: a given one (a server restarted where its agents expect it), else a free one."""
+    port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update(
