@@ -11,6 +11,9 @@ New tables only; no existing data changes. See ``fleetconfig.server.rollouts``:
 - ``rollout_devices``: each device's wave, deployment and previous deployment;
   ``active_device_id`` (unique) keeps a device in one unfinished rollout at a time;
 - ``rollout_driver``: the lease of the one server process driving rollouts (one row).
+
+Keys that held every ``manage`` scope (the admin key, ``--scope all``) get
+``rollouts:manage``, the new resource's, as ``all`` now means.
 """
 
 from collections.abc import Sequence
@@ -25,7 +28,35 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+MANAGE_ALL_BEFORE = {
+    f"{resource}:manage"
+    for resource in (
+        "config_types",
+        "config_schemas",
+        "config_instances",
+        "git_commits",
+        "releases",
+        "devices",
+        "deployments",
+        "groups",
+        "provisioning_tokens",
+    )
+}
+NEW_MANAGE = "rollouts:manage"
+
+
+def _grant_rollouts_to_all_keys() -> None:
+    keys = sa.table("api_keys", sa.column("id", sa.String()), sa.column("scopes", sa.JSON()))
+    bind = op.get_bind()
+    for key_id, scopes in bind.execute(sa.select(keys.c.id, keys.c.scopes)).all():
+        if set(scopes) >= MANAGE_ALL_BEFORE and NEW_MANAGE not in scopes:
+            bind.execute(
+                keys.update().where(keys.c.id == key_id).values(scopes=[*scopes, NEW_MANAGE])
+            )
+
+
 def upgrade() -> None:
+    _grant_rollouts_to_all_keys()
     op.create_table(
         "rollouts",
         sa.Column("id", sa.String(length=64), nullable=False),
