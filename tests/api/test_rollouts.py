@@ -19,8 +19,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.app import create_app
+from fleetconfig.server.changes import log
+from fleetconfig.server.changes.model import Change
 from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.models import Deployment
 from fleetconfig.server.push.hub import PushHub
@@ -434,3 +437,47 @@ async def test_only_one_engine_holds_the_lease(app: FastAPI) -> None:
     await second.release()
     assert await first.acquire(now + timedelta(seconds=43)) is True
     await first.release()
+
+
+async def test_every_move_is_recorded_with_who_made_it(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    changes: list[Change] = []
+
+    async def collect(_session: AsyncSession, batch: Any) -> None:
+        changes.extend(batch)
+
+    monkeypatch.setattr(log, "SINKS", (*log.SINKS, collect))
+    robots = await world.devices(2)
+    rollout = await world.rollout(robots, name="recorded")
+    path = f"/rollouts/{rollout['id']}"
+    for move in ("pause", "resume", "advance"):
+        await world.api.ok("POST", f"{path}/{move}")
+    await world.report(rollout["id"], 2)
+    await world.engine.step(rollout["id"])
+    assert (await world.get(rollout["id"]))["status"] == "finished"
+    mine = [change for change in changes if change.object_id == rollout["id"]]
+    assert [(c.operation, c.after["wave"] if c.after else None, c.actor.kind) for c in mine] == [
+        ("rollouts.create", 0, "api_key"),
+        ("rollouts.wave_started", 1, "api_key"),
+        ("rollouts.paused", 1, "api_key"),
+        ("rollouts.resumed", 1, "api_key"),
+        ("rollouts.advanced", 1, "api_key"),
+        ("rollouts.wave_started", 2, "api_key"),
+        ("rollouts.wave_passed", 2, "rollout"),
+        ("rollouts.finished", 2, "rollout"),
+    ]
+    for change in mine:
+        assert change.object_type == "rollout"
+        assert change.related == {"rollout_id": rollout["id"], "release_id": world.release}
+    assert mine[-1].actor.id == rollout["id"] and mine[-1].actor.name == "recorded"
+    assert mine[-1].after is not None and mine[-1].after["status"] == "finished"
+    # The deployments the waves made are the rollout's.
+    made = [
+        c
+        for c in changes
+        if c.object_type == "deployment"
+        and c.related.get("device_id") in robots
+        and c.operation != "deployments.report"  # the devices' own reports
+    ]
+    assert made and {(c.actor.kind, c.actor.id) for c in made} == {("rollout", rollout["id"])}

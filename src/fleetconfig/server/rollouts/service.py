@@ -81,8 +81,9 @@ class RolloutService:
 
     def _deployments(self, rollout: Rollout) -> DeploymentService:
         """The one write path of deployments, acting as the rollout."""
-        actor = Actor("rollout", rollout.id, rollout.name)
-        return DeploymentService(self.work, self.workspace_id, self.notifier, actor, self.origin)
+        return DeploymentService(
+            self.work, self.workspace_id, self.notifier, _engine_actor(rollout), self.origin
+        )
 
     # -- create ----------------------------------------------------------------------------
 
@@ -306,6 +307,8 @@ class RolloutService:
         rollout = await self.get(rollout_id)
         if rollout.status != RUNNING:
             return "idle"
+        # The engine's moves are the rollout's own (moves by hand name their person).
+        self.actor = _engine_actor(rollout)
         joined = await self._take_in_joiners(rollout, now)
         verdict = await self._verdict(rollout, now)
         if verdict.outcome == "waiting":
@@ -645,6 +648,10 @@ async def _deploy_plans(
         except APIError as refused:
             outcome[device_id] = (None, refused.message)
     return outcome
+
+
+def _engine_actor(rollout: Rollout) -> Actor:
+    return Actor("rollout", rollout.id, rollout.name)
 
 
 def _why(error: APIError | None) -> str:
