@@ -243,3 +243,54 @@ def test_a_server_killed_mid_rollout_is_carried_on_by_the_next(
         first.stop()
         if second is not None:
             second.stop()
+
+
+@pytest.mark.skipif(backend() != "postgresql", reason="SQLite is served by one process")
+def test_two_server_processes_drive_one_rollout_and_survive_losing_one(
+    tmp_path: Path, database: str
+) -> None:
+    """Both processes run the engine on one PostgreSQL database; the one the agents use stays,
+    the other is killed during wave 2: the rollout finishes, each wave started once."""
+    other = start_server(tmp_path / "other", database, ENGINE_ENV)
+    kept = start_server(tmp_path / "kept", database, ENGINE_ENV)
+    kept.admin_key = other.admin_key  # made once, by the first process on the empty database
+    try:
+        with platform(kept) as client, ExitStack() as stack:
+            fleet = make_fleet(client)
+            (path,) = fleet.paths
+            robots = agents(stack, client, kept, 3)
+            one, two, three = robots
+            for robot in (one, three):
+                robot.start()
+            for robot in (one, three):
+                robot.wait_ready()
+            instances, (content,) = fleet.instances({"speed": 7})
+            rollout = api(
+                other,
+                "POST",
+                "/rollouts",
+                {
+                    "release_id": fleet.release_id,
+                    "config_instance_ids": instances,
+                    "device_ids": [one.device_id, two.device_id, three.device_id],
+                    "waves": [1, 2, "100%"],
+                    "gate": {"window_seconds": 600},
+                },
+            )
+            wait_until(
+                lambda: api(kept, "GET", f"/rollouts/{rollout['id']}")["current_wave"] == 2, 30
+            )
+            other.process.kill()
+            other.process.wait()
+            two.start()
+            done = rollout_until(kept, rollout["id"], "finished")
+            assert [wave["status"] for wave in done["waves"]] == ["passed"] * 3
+            for robot in robots:
+                wait_until(lambda r=robot: read_or_none(r.host_path(path)) == content, 20)
+                of_release = [
+                    d for d in targets(kept, robot.device_id) if d["release_id"] == fleet.release_id
+                ]
+                assert len(of_release) == 1, of_release
+    finally:
+        other.stop()
+        kept.stop()
