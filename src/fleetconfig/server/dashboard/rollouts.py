@@ -38,11 +38,10 @@ MOVES = ("pause", "resume", "abort", "advance")
 
 async def _rendered(user: User, rows: list[Rollout]) -> list[dict[str, Any]]:
     service = RolloutService.of(user.ctx)
-    sizes, states = await service.repository.sizes_and_states([row.id for row in rows])
-    return [
-        render_rollout(row, await service.repository.waves(row.id), sizes[row.id], states[row.id])
-        for row in rows
-    ]
+    ids = [row.id for row in rows]
+    sizes, states = await service.repository.sizes_and_states(ids)
+    waves = await service.repository.waves_of(ids)
+    return [render_rollout(row, waves[row.id], sizes[row.id], states[row.id]) for row in rows]
 
 
 @router.get("/rollouts")

@@ -40,11 +40,10 @@ DRIVING = ("rollouts:write", "deployments:stage", "deployments:deploy")
 
 async def render_many(ctx: Context, rows: list[Rollout]) -> list[dict[str, object]]:
     service = RolloutService.of(ctx)
-    sizes, states = await service.repository.sizes_and_states([row.id for row in rows])
-    return [
-        render_rollout(row, await service.repository.waves(row.id), sizes[row.id], states[row.id])
-        for row in rows
-    ]
+    ids = [row.id for row in rows]
+    sizes, states = await service.repository.sizes_and_states(ids)
+    waves = await service.repository.waves_of(ids)
+    return [render_rollout(row, waves[row.id], sizes[row.id], states[row.id]) for row in rows]
 
 
 async def _answer(ctx: Context, row: Rollout, *, commit: bool) -> Response:

@@ -29,13 +29,19 @@ class RolloutRepository(WorkspaceRepository[Rollout]):
         statement = self.base().where(Rollout.id == rollout_id).with_for_update()
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def waves(self, rollout_id: str) -> list[RolloutWave]:
+    async def waves_of(self, rollout_ids: Sequence[str]) -> dict[str, list[RolloutWave]]:
+        """The waves of many rollouts in one query (for a list)."""
+        found: dict[str, list[RolloutWave]] = {rollout_id: [] for rollout_id in rollout_ids}
+        if not rollout_ids:
+            return found
         statement = (
             select(RolloutWave)
-            .where(RolloutWave.rollout_id == rollout_id)
-            .order_by(RolloutWave.number)
+            .where(RolloutWave.rollout_id.in_(list(rollout_ids)))
+            .order_by(RolloutWave.rollout_id, RolloutWave.number)
         )
-        return list((await self.session.execute(statement)).scalars())
+        for wave in (await self.session.execute(statement)).scalars():
+            found[wave.rollout_id].append(wave)
+        return found
 
     async def wave(self, rollout_id: str, number: int) -> RolloutWave | None:
         return await self.session.get(RolloutWave, (rollout_id, number))
