@@ -88,6 +88,24 @@ class DeviceSdk:
         """The call's model as JSON; raises ``SdkCallFailed`` with the SDK's error."""
         return await self._ok({"op": "call", "method": method, "args": args, "kwargs": kwargs})
 
+    async def raw(
+        self, verb: str, path: str, body: Any = None, query: dict[str, Any] | None = None
+    ) -> Any:
+        """The SDK's raw-request helper (``client.get``/``client.post``, ``cast_to=object``)
+        on ``path`` below its base URL; the decoded JSON, or ``SdkCallFailed``."""
+        return await self._ok(
+            {"op": "raw", "verb": verb, "path": path, "body": body, "query": query}
+        )
+
+    async def fails_raw(
+        self, verb: str, path: str, body: Any = None, query: dict[str, Any] | None = None
+    ) -> SdkCallFailed:
+        try:
+            value = await self.raw(verb, path, body, query)
+        except SdkCallFailed as failure:
+            return failure
+        raise AssertionError(f"{verb} {path} succeeded: {value!r}")
+
     async def call_type(self, method: str, *args: Any, **kwargs: Any) -> str:
         """The class name of what the call returned."""
         answer = await self.send({"op": "call", "method": method, "args": args, "kwargs": kwargs})

@@ -10,6 +10,9 @@ JSON command per line on standard input and answers one JSON line on standard ou
   ``{"ok": false, "error": {"class", "status", "body", "message"}}``.
 - ``{"op": "stream", "kwargs": {...}, "take": N}``: open ``events.stream`` and answer the first
   N events.
+- ``{"op": "raw", "verb": "post", "path": "/fleetconfig/...", "body": {...}}``: the SDK's
+  documented helper for routes it has no method for (``client.get``/``client.post`` with
+  ``cast_to=object``); answers the decoded JSON like ``call``.
 - ``{"op": "version"}``: the SDK's version.
 """
 
@@ -76,6 +79,17 @@ class Probe:
         )
         return {"ok": True, "type": type(value).__name__, "value": _dump(value)}
 
+    def raw(self, verb: str, path: str, body: Any, query: dict[str, Any] | None) -> dict[str, Any]:
+        options: dict[str, Any] = {"params": query} if query else {}
+        method = getattr(self.client, verb)
+        call = (
+            method(path, cast_to=object, options=options)
+            if verb == "get"
+            else method(path, cast_to=object, body=body, options=options)
+        )
+        value = _loop.run_until_complete(call) if self.is_async else call
+        return {"ok": True, "type": type(value).__name__, "value": _dump(value)}
+
     def stream(self, kwargs: dict[str, Any], take: int) -> dict[str, Any]:
         events: list[Any] = []
         if self.is_async:
@@ -109,6 +123,10 @@ class Probe:
             return self.make_client(command.get("options", {}), bool(command.get("async")))
         if op == "call":
             return self.call(command["method"], command.get("args", []), command.get("kwargs", {}))
+        if op == "raw":
+            return self.raw(
+                command["verb"], command["path"], command.get("body"), command.get("query")
+            )
         if op == "stream":
             return self.stream(command.get("kwargs", {}), int(command["take"]))
         raise ValueError(f"unknown op {op!r}")

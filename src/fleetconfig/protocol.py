@@ -50,6 +50,18 @@ class ErrorStatus(StrEnum):
     FAILED = "failed"
 
 
+class HealthStatus(StrEnum):
+    """What the robot's own software says of the config it was given (fleetconfig's
+    extension of the on-device API, carried to the server in the report's ``health``)."""
+
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+
+
+# The longest health reason the agent takes and the server keeps.
+MAX_HEALTH_REASON_CHARS = 1000
+
+
 class DeviceStatus(StrEnum):
     INACTIVE = "inactive"
     ACTIVATING = "activating"

@@ -368,3 +368,49 @@ async def test_a_taken_port_is_a_clear_error(tcp_agent: Agent, tmp_path: Path) -
     assert not (tmp_path / "device-api.json").exists()
     # The running agent's file is untouched.
     assert json.loads(discovery_file(tcp_agent).read_text())["port"] == tcp_port(tcp_agent)
+
+
+# -- fleetconfig's health extension, through the SDK's raw-request helper -------------------
+
+
+async def test_health_through_the_sdk_raw_helper(agent: Agent, sdk_0_8_1: DeviceSdk) -> None:
+    deployed_release(agent.store)
+    shown = await sdk_0_8_1.raw("get", "/fleetconfig/deployment/health")
+    assert (shown["deployment_id"], shown["status"]) == ("dpl_1", "unknown")
+    said = await sdk_0_8_1.raw(
+        "post",
+        "/fleetconfig/deployment/health",
+        {"status": "rejected", "reason": "joint limits exceed the arm's range"},
+    )
+    assert (said["status"], said["reason"]) == ("rejected", "joint limits exceed the arm's range")
+    again = await sdk_0_8_1.raw(
+        "get", "/fleetconfig/deployment/health", query={"deployment_id": "dpl_1"}
+    )
+    assert again["status"] == "rejected"
+    [report] = agent.store.pending_reports()
+    assert report.body["health"]["status"] == "rejected"
+    # Refusals are the SDK's usual errors, with the agent's code.
+    bad = await sdk_0_8_1.fails_raw("post", "/fleetconfig/deployment/health", {"status": "ok"})
+    assert (bad.cls, bad.status) == ("BadRequestError", 400)
+    assert bad.body["error"]["code"] == "invalid_request"
+    other = await sdk_0_8_1.fails_raw(
+        "post", "/fleetconfig/deployment/health", {"status": "confirmed", "deployment_id": "dpl_x"}
+    )
+    assert (other.cls, other.status) == ("ConflictError", 409)
+    assert other.body["error"]["code"] == "not_current_deployment"
+
+
+async def test_health_over_tcp_needs_the_token_like_the_rest(
+    tcp_agent: Agent, tcp_sdk: DeviceSdk
+) -> None:
+    deployed_release(tcp_agent.store)
+    said = await tcp_sdk.raw("post", "/fleetconfig/deployment/health", {"status": "confirmed"})
+    assert said["status"] == "confirmed"
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{tcp_port(tcp_agent)}") as http:
+        response = await http.post(
+            "/v0.2/fleetconfig/deployment/health", json={"status": "rejected", "reason": "x"}
+        )
+    assert response.status_code == 401
+    record = tcp_agent.store.get_deployment("dpl_1")
+    assert record is not None and record.health is not None
+    assert record.health.status == "confirmed"

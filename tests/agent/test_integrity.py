@@ -123,6 +123,8 @@ def test_a_store_of_the_previous_version_is_upgraded(tmp_path: Path) -> None:
     with Store(path):
         pass
     db = sqlite3.connect(path)
+    for column in ("health_status", "health_reason", "health_reported_at"):
+        db.execute(f"ALTER TABLE deployments DROP COLUMN {column}")
     db.execute("ALTER TABLE deployments DROP COLUMN file_changes")
     db.execute("ALTER TABLE deployments DROP COLUMN error_path")
     db.execute("PRAGMA user_version=1")

@@ -3,6 +3,7 @@ command: a native one, or CUE compiled to WebAssembly, see tests/cue_support.py)
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -139,3 +140,28 @@ async def test_cue_without_the_cue_command_is_refused(
         language="cue",
     )
     assert "FLEETCONFIG_CUE_COMMAND" in error["message"]
+
+
+@needs_cue
+async def test_a_cue_check_holds_no_write_lock(api: ApiCaller) -> None:
+    """The external cue runs for a while (hundreds of ms for the WebAssembly build); other
+    writers go on meanwhile: the check runs before the writing session's first statement,
+    which on SQLite would take the database's one write lock."""
+    config_type = await new_type(api)
+    schema = await api.ok(
+        "POST", "/config_schemas", json=cue_body(config_type, ("limits.cue", LIMITS))
+    )
+    finished: list[str] = []
+
+    async def create_instance() -> None:
+        body = instance_body(schema, '{"max_speed": 2, "name": "atlas"}')
+        await api.ok("POST", "/config_instances", json=body)
+        finished.append("instance")
+
+    async def other_writer() -> None:
+        await asyncio.sleep(0.05)  # once the check has started
+        await new_type(api)
+        finished.append("other")
+
+    await asyncio.gather(create_instance(), other_writer())
+    assert finished == ["other", "instance"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -17,6 +18,7 @@ from sqlalchemy import func, select, update
 from fleetconfig.server.app import create_app
 from fleetconfig.server.auth.scopes import MANAGE_ALL
 from fleetconfig.server.kit.clock import utcnow
+from fleetconfig.server.kit.versions import SUPPORTED_VERSIONS
 from fleetconfig.server.models import IdempotencyKey
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.settings import Settings
@@ -313,3 +315,61 @@ async def test_a_body_over_the_limit_is_refused_and_frees_nothing(api: ApiCaller
     body = {"name": unique_name("robot")}
     created = await api.post("/devices", json=body, headers={KEY: key})
     assert created.status_code == 200 and "idempotent-replayed" not in created.headers
+
+
+@pytest.mark.parametrize("version", SUPPORTED_VERSIONS)
+async def test_every_platform_post_declares_the_optional_header(
+    http: httpx.AsyncClient, version: str
+) -> None:
+    document = (await http.get("/openapi.json", params={"version": version})).json()
+    declared = document["components"]["parameters"]
+
+    def header_of(operation: dict[str, Any]) -> dict[str, Any] | None:
+        for parameter in operation.get("parameters", []):
+            resolved = (
+                declared[parameter["$ref"].rsplit("/", 1)[1]] if "$ref" in parameter else parameter
+            )
+            if resolved["in"] == "header" and resolved["name"].lower() == KEY.lower():
+                return dict(resolved)
+        return None
+
+    posts = {path: item["post"] for path, item in document["paths"].items() if "post" in item}
+    platform = {path: operation for path, operation in posts.items() if path.startswith("/beta/")}
+    assert "/beta/deployments" in platform and "/beta/config_schemas" in platform
+    for path, operation in platform.items():
+        header = header_of(operation)
+        assert header is not None, path
+        assert header["required"] is False, path
+        assert header["schema"]["maxLength"] == 255, path
+    # The agent API takes no idempotency keys and does not claim to.
+    agent = [path for path in posts if path.startswith("/agent/")]
+    assert agent and all(header_of(posts[path]) is None for path in agent)
+    # No other method declares it: only POSTs are made idempotent.
+    for item in document["paths"].values():
+        for method, operation in item.items():
+            if method != "post":
+                assert header_of(operation) is None
+
+
+@pytest.mark.parametrize(
+    "value", ["k", "idem-5f0c8e0e", "a b", "x" * 255, "", " a", "a ", "x" * 256, "é", "a\x7fb"]
+)
+async def test_the_declared_pattern_is_what_the_server_accepts(
+    http: httpx.AsyncClient, api: ApiCaller, value: str
+) -> None:
+    document = (await http.get("/openapi.json")).json()
+    schema = document["components"]["parameters"]["IdempotencyKey"]["schema"]
+    documented = (
+        schema["minLength"] <= len(value) <= schema["maxLength"]
+        and re.fullmatch(schema["pattern"], value) is not None
+    )
+    encoded = value.encode("utf-8")
+    response = await api.client.post(
+        "/beta/config_types",
+        headers=[*api.headers().items(), (KEY, encoded)],
+        json={"name": unique_name("idem"), "slug": unique_name("idem")},
+    )
+    refused = (
+        response.status_code == 400 and response.json()["error"]["params"].get("parameter") == KEY
+    )
+    assert documented == (not refused), (value, response.status_code, response.text)

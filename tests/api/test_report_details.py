@@ -153,4 +153,9 @@ async def test_bad_file_changes_are_refused_whole(world: World) -> None:
         assert response.status_code == 400, bad_attempts
     shown = await world.api.ok("GET", f"/deployments/{deployment['id']}")
     assert shown["status"] == "queued"
-    assert shown["fleetconfig"] == {"error": None, "file_changes": [], "modified_at": None}
+    assert shown["fleetconfig"] == {
+        "error": None,
+        "file_changes": [],
+        "modified_at": None,
+        "health": {"status": "unknown", "reason": None, "reported_at": None},
+    }

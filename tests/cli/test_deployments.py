@@ -346,21 +346,27 @@ def test_watch(cli: Cli, sdk: Miru, release_setup: ReleaseSetup) -> None:
     )
 
 
-def test_parent_replaces_a_staged_deployment(
-    cli: Cli, sdk: Miru, release_setup: ReleaseSetup
-) -> None:
+def test_parent_guards_the_current_target(cli: Cli, sdk: Miru, release_setup: ReleaseSetup) -> None:
     (name,) = make_devices(sdk, 1)
     args = ["--device", name, "--release", release_setup.version, *instance_args(release_setup)]
+    # The device has no target yet: naming one is refused (everglades' 409), and says so.
     first = cli.json("deployments", "stage", *args)
-    second = cli.json(
-        "deployments", "stage", *args, "--parent", first["id"], "--description", "fix"
+    refused_parent = cli.fails(
+        1, "deployments", "stage", *args, "--parent", first["id"], "--description", "fix"
     )
-    assert second["description"] == "fix"
-    assert cli.json("deployments", "get", first["id"])["status"] == "archived"
+    assert "current target is none" in refused_parent.stderr
+    assert cli.json("deployments", "get", first["id"])["status"] == "staged"
+    deployed = cli.json("deploy", *args, "--parent", "none")
+    assert deployed["parent_id"] is None
+    # Knowing the current target, the next deployment replaces it.
+    again = cli.json("deploy", *args, "--parent", deployed["id"], "--description", "fix")
+    assert (again["parent_id"], again["description"]) == (deployed["id"], "fix")
+    stale = cli.fails(1, "deploy", *args, "--parent", deployed["id"])
+    assert "current target" in stale.stderr and again["id"] in stale.stderr
     names = make_devices(sdk, 2)
     two = ["--device", names[0], "--device", names[1]]
     refused = cli.fails(2, "deployments", "stage", *two, "--release", release_setup.version,
-                        *instance_args(release_setup), "--parent", second["id"])  # fmt: skip
+                        *instance_args(release_setup), "--parent", again["id"])  # fmt: skip
     assert "--parent applies to a single device" in refused.stderr
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 
-from tests.cli.conftest import Cli
-from tests.support import unique_name
+import httpx
+
+from tests.cli.conftest import Cli, CliServer
+from tests.support import AGENT_API_VERSION, DeviceKey, unique_name
 
 
 def test_create_list_get_rename(cli: Cli) -> None:
@@ -83,3 +85,57 @@ def test_ping_of_an_offline_device_times_out_with_exit_1(cli: Cli) -> None:
     assert json.loads(answer.stdout)["code"] == "timeout"
     assert "did not answer" in cli.fails(1, "devices", "ping", name, "--timeout", "0.05").stderr
     assert cli("devices", "ping", name, "--timeout", "11").exit_code == 2  # over the API's maximum
+
+
+def test_provisioning_tokens_for_a_new_machine_and_for_a_device(
+    cli: Cli, cli_server: CliServer
+) -> None:
+    agent = httpx.Client(
+        base_url=cli_server.url + "/agent/v1", headers={"Miru-Version": AGENT_API_VERSION}
+    )
+    name = unique_name("robot")
+    plain = cli.ok("devices", "provisioning-token")
+    token = plain.stdout.strip()
+    assert token.count(".") == 2 and "fleetconfig-agent provision" in plain.stderr
+    provisioned = agent.post(
+        "/devices/provision",
+        headers={"Authorization": f"Bearer {token}"},
+        json={
+            "public_key_pem": DeviceKey.generate().public_pem,
+            "agent_version": "v1",
+            "name": name,
+        },
+    )
+    assert provisioned.status_code == 200, provisioned.text
+    device_id = provisioned.json()["id"]
+
+    bound = cli.json("devices", "provisioning-token", name)
+    assert bound["device_id"] == device_id and bound["expires_at"]
+    human = cli.ok("devices", "provisioning-token", device_id)
+    assert "fleetconfig-agent reprovision" in human.stderr and name in human.stderr
+    moved = agent.post(
+        "/devices/reprovision",
+        headers={"Authorization": f"Bearer {bound['token']}"},
+        json={"public_key_pem": DeviceKey.generate().public_pem, "agent_version": "v1"},
+    )
+    assert moved.status_code == 200 and moved.json()["id"] == device_id, moved.text
+    agent.close()
+    assert "No device named" in cli.fails(1, "devices", "provisioning-token", "nobody").stderr
+
+
+def test_devices_list_by_group_and_status(cli: Cli) -> None:
+    group = cli.json("groups", "create", unique_name("shelf"))
+    names = [unique_name("robot") for _ in range(3)]
+    for name in names:
+        cli.ok("devices", "create", name)
+    cli.ok("groups", "add", group["name"], names[0], names[1])
+    grouped = cli.json("devices", "list", "--group", group["name"])
+    assert sorted(item["name"] for item in grouped["data"]) == sorted(names[:2])
+    assert {item["group_id"] for item in grouped["data"]} == {group["id"]}
+    human = cli.ok("devices", "list", "--group", group["id"]).stdout
+    assert group["name"] in human and names[2] not in human
+    inactive = cli.json("devices", "list", "--status", "inactive", "--name", names[2])
+    assert [item["name"] for item in inactive["data"]] == [names[2]]
+    assert cli.json("devices", "list", "--status", "online", "--name", names[2])["data"] == []
+    shown = cli.ok("devices", "get", names[0]).stdout
+    assert f"{group['name']} ({group['id']})" in shown

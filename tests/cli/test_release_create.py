@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
 from miru_platform_sdk import Miru
 
 from fleetconfig.cli.schema_files import name_from_slug
 from tests.cli.conftest import Cli, CliServer, SchemaRepo, commit_all, git, json_schema, make_repo
-from tests.support import unique_name
+from tests.support import EVERGLADES, unique_name
 
 
 def release_versions(sdk: Miru, *versions: str) -> list[str]:
@@ -137,7 +138,17 @@ def test_ssh_gitlab_remote_and_schema_files_given_one_by_one(
     assert commit["repository_owner"] == "acme/fleet"
     (schema,) = result["config_schemas"]
     assert schema["file"] == "config/lidar.json"
-    assert schema["config_schema"]["instance_filepath"] == f"/srv/miru/configs/{slug}.json"
+    # The CLI speaks everglades: the schema's one default slot, at the server's default path.
+    assert schema["config_schema"]["instance_slots"] == [
+        {
+            "key": "default",
+            "name": "Default",
+            "filepath": f"/srv/miru/configs/{slug}.json",
+            "required": True,
+        }
+    ]
+    assert schema["config_schema"]["instance_format"] == "json"
+    assert "instance_filepath" not in schema["config_schema"]
     assert result["config_types"][0]["config_type"]["name"] == name_from_slug(slug)
 
 
@@ -307,3 +318,154 @@ def test_a_ci_key_with_the_documented_scopes_is_enough(
         env={"FLEETCONFIG_API_KEY": writer},
     )  # fmt: skip
     assert "403 forbidden" in refused.stderr and "releases:read" in refused.stderr
+
+
+# --- instance slots (everglades) -----------------------------------------------------------
+
+
+def slots_schema(slug: str, slots: object) -> str:
+    return json.dumps(
+        {
+            "x-miru-config-type": slug,
+            "x-miru-instance-slots": slots,
+            "type": "object",
+            "properties": {"side": {"type": "string"}},
+        },
+        indent=2,
+    )
+
+
+def test_slot_annotations_make_a_schema_with_several_slots(
+    cli: Cli, cli_server: CliServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_repo(tmp_path / "arms")
+    slug = unique_name("arm")
+    slots = [
+        {"key": "left", "name": "Left arm", "filepath": f"/srv/miru/{slug}//left.json"},
+        {
+            "key": "right",
+            "name": "Right arm",
+            "filepath": f"/srv/miru/{slug}/right.json",
+            "required": False,
+            "description": "Only on two-armed robots",
+        },
+    ]
+    (root / "schemas").mkdir()
+    (root / "schemas" / "arm.json").write_text(slots_schema(slug, slots))
+    (root / "schemas" / "base.json").write_text(json_schema(unique_name("base")))
+    commit_all(root)
+    monkeypatch.chdir(root)
+    version = f"v3.0.0-{unique_name('s')}"
+    human = cli.ok("release", "create", "--version", version, "--schemas", "schemas")
+    assert f"left: /srv/miru/{slug}/left.json, right?: /srv/miru/{slug}/right.json" in (
+        human.stdout.replace("\n", " ")
+    ), human.stdout
+
+    # The server holds both slots as annotated (paths normalised, required defaulting to true).
+    with httpx.Client(
+        base_url=cli_server.url + "/beta",
+        headers={"X-API-Key": cli_server.admin_key, "Miru-Version": EVERGLADES},
+    ) as api:
+        (release,) = api.get(
+            "/releases", params={"version": version, "expand": "config_schemas"}
+        ).json()["data"]
+    (arm,) = [s for s in release["config_schemas"] if "left" in str(s["instance_slots"])]
+    assert arm["instance_slots"] == [
+        {"key": "left", "name": "Left arm", "filepath": f"/srv/miru/{slug}/left.json",
+         "required": True},
+        {"key": "right", "name": "Right arm", "filepath": f"/srv/miru/{slug}/right.json",
+         "required": False, "description": "Only on two-armed robots"},
+    ]  # fmt: skip
+    assert arm["instance_format"] == "json"
+    shown = cli.ok("schemas", "get", arm["id"]).stdout
+    assert "Instance slots" in shown and "Only" not in shown  # the table: key, name, path
+    assert "left" in shown and f"/srv/miru/{slug}/right.json" in shown
+
+    # Again at a later version: the same schema is found, not made twice.
+    again = cli.json("release", "create", "--version", version + ".1", "--schemas", "schemas")
+    assert [item["created"] for item in again["config_schemas"]] == [False, False]
+
+    # An instance per slot, named by --slot; a multi-slot schema needs one (the server says).
+    (root / "left.json").write_text('{"side": "left"}')
+    (root / "base.yaml").write_text("max_speed: 2\n")
+    by_type = ["--release", version, "--type", slug]
+    no_slot = cli.fails(1, "instances", "create", *by_type, "--file", "left.json")
+    assert "slot" in no_slot.stderr, no_slot.stderr
+    left = cli.json("instances", "create", *by_type, "--slot", "left", "--file", "left.json")
+    assert (left["slot_key"], left["filepath"]) == ("left", f"/srv/miru/{slug}/left.json")
+    base_type = next(
+        item["config_type"]["slug"] for item in again["config_types"]
+        if item["config_type"]["slug"] != slug
+    )  # fmt: skip
+    base = cli.json(
+        "instances", "create", "--release", version, "--type", base_type, "--file", "base.yaml"
+    )
+    assert base["slot_key"] == "default" and base["filepath"].endswith(".json")
+    # The optional slot may be left out; the required one may not.
+    device = cli.json("devices", "create", unique_name("two-arms"))["name"]
+    target = ["--device", device, "--release", version]
+    missing = cli.fails(2, "deployments", "stage", *target, "--instance", base["id"])
+    assert "no instance given for slot left of Arm" in missing.stderr, missing.stderr
+    staged = cli.json(
+        "deployments", "stage", *target, "--instance", base["id"], "--instance", left["id"]
+    )
+    shown = cli.json("deployments", "get", staged["id"])
+    assert shown["status"] == "staged"
+    assert sorted(item["id"] for item in shown["config_instances"]) == sorted(
+        [base["id"], left["id"]]
+    )
+
+
+def test_bad_slot_annotations_are_refused_before_anything_is_created(
+    cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sdk: Miru
+) -> None:
+    root = make_repo(tmp_path / "bad")
+    slug, other = unique_name("arm"), unique_name("leg")
+    (root / "schemas").mkdir()
+    (root / "schemas" / "arm.json").write_text(
+        slots_schema(
+            slug,
+            [
+                {"key": "Left", "name": "Left", "filepath": "left.json", "colour": "red"},
+                {"key": "b", "name": "", "filepath": "/srv/b.json", "required": "yes"},
+                {"key": "b", "name": "B", "filepath": "/srv/shared.json"},
+            ],
+        )
+    )
+    (root / "schemas" / "leg.json").write_text(
+        slots_schema(other, [{"key": "a", "name": "A", "filepath": "/srv/shared.json"}])
+    )
+    commit_all(root)
+    monkeypatch.chdir(root)
+    version = f"v1.0.0-{unique_name('bad')}"
+    refused = cli.fails(2, "release", "create", "--version", version, "--schemas", "schemas")
+    for expected in (
+        "x-miru-instance-slots[0] has unknown fields: colour",
+        "x-miru-instance-slots[0].key must be",
+        "x-miru-instance-slots[0].filepath must be an absolute path",
+        "x-miru-instance-slots[1].name must be a non-empty text",
+        "x-miru-instance-slots[1].required must be true or false",
+        "key used twice: b",
+    ):
+        assert expected in refused.stderr, refused.stderr
+    assert_nothing_created(sdk, version, [slug, other])
+
+    # Valid files, but two schemas of one release writing the same file: refused too.
+    (root / "schemas" / "arm.json").write_text(
+        slots_schema(slug, [{"key": "a", "name": "A", "filepath": "/srv/shared.json"}])
+    )
+    commit_all(root)
+    clash = cli.fails(2, "release", "create", "--version", version, "--schemas", "schemas")
+    assert "instance file /srv/shared.json is written by 2 schemas" in clash.stderr
+    both = {
+        "x-miru-config-type": slug,
+        "x-miru-instance-filepath": "/srv/x.json",
+        "x-miru-instance-slots": [{"key": "a", "name": "A", "filepath": "/y"}],
+    }
+    (root / "schemas" / "arm.json").write_text(json.dumps(both))
+    commit_all(root)
+    assert (
+        "not both"
+        in cli.fails(2, "release", "create", "--version", version, "--schemas", "schemas").stderr
+    )
+    assert_nothing_created(sdk, version, [slug, other])

@@ -39,7 +39,17 @@ def test_reads_json_and_yaml_with_their_annotations(tmp_path: Path) -> None:
     assert localization.format == "yaml"
     assert localization.config_type_name == "Where Am I"
     assert localization.instance_filepath is None
-    assert localization.effective_instance_filepath == "/srv/miru/configs/localization.json"
+    # Everglades' default: a YAML schema's instances are YAML files.
+    assert localization.effective_instance_filepath == "/srv/miru/configs/localization.yaml"
+    assert localization.instance_slots is None
+    assert motion.instance_slots == (
+        {
+            "key": "default",
+            "name": "Default",
+            "filepath": "/etc/robot/motion.json",
+            "required": True,
+        },
+    )
     assert localization.text.startswith("# Where the robot thinks it is")
 
 

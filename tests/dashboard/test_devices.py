@@ -10,7 +10,14 @@ from sqlalchemy import update
 
 from fleetconfig.server.models import Device
 from tests.dashboard.conftest import Browser, Fleet, make_instance, stage
-from tests.support import ApiCaller, count_queries
+from tests.support import (
+    AGENT_API_VERSION,
+    EVERGLADES,
+    ApiCaller,
+    DeviceKey,
+    count_queries,
+    unique_name,
+)
 
 
 async def _set_status(app: FastAPI, device_id: str, status: str) -> None:
@@ -176,3 +183,73 @@ async def test_a_file_only_in_one_deployment_is_added(
     assert 'class="badge c-added">added<' in response.text
     assert 'class="badge c-unchanged">unchanged<' in response.text
     assert extra["filepath"] in response.text
+
+
+async def test_devices_are_filtered_by_group_and_moved_between_groups(
+    browser: Browser, api: ApiCaller, fleet: Fleet
+) -> None:
+    everglades = ApiCaller(api.client, api.key, version=EVERGLADES)
+    shelf = await everglades.ok("POST", "/groups", json={"name": unique_name("shelf")})
+    lab = await everglades.ok("POST", "/groups", json={"name": unique_name("lab")})
+    first, second = fleet.devices[0]["id"], fleet.devices[1]["id"]
+    await everglades.ok("POST", f"/devices/{first}/group", json={"group_id": shelf["id"]})
+
+    listed = await browser.get("/devices/list", params={"group": shelf["id"]}, htmx=True)
+    assert re.findall(r'data-device-id="(dvc_\w+)"', listed.text) == [first]
+    assert f'<a href="/devices?group={shelf["id"]}">{shelf["name"]}</a>' in listed.text
+    page = await browser.get("/devices")
+    assert f'<option value="{lab["id"]}">{lab["name"]}</option>' in page.text
+
+    # The device page moves a device to another group, then to none.
+    shown = await browser.get(f"/devices/{second}")
+    assert 'hx-post="/devices/' + second + '/group"' in shown.text
+    moved = await browser.post(f"/devices/{second}/group", {"group_id": lab["id"]})
+    assert moved.status_code == 200, moved.text
+    assert f"<strong>{lab['name']}</strong>" in moved.text
+    assert (await everglades.ok("GET", f"/devices/{second}"))["group_id"] == lab["id"]
+    out = await browser.post(f"/devices/{second}/group", {"group_id": ""})
+    assert out.status_code == 200 and "none" in out.text
+    assert (await everglades.ok("GET", f"/devices/{second}"))["group_id"] is None
+    missing = await browser.post(f"/devices/{second}/group", {"group_id": "grp_missing"})
+    assert missing.status_code == 404
+
+
+async def test_provisioning_tokens_are_issued_listed_and_revoked(
+    browser: Browser, api: ApiCaller, fleet: Fleet
+) -> None:
+    page = await browser.get("/devices")
+    assert "Provision a robot" in page.text
+    issued = await browser.post("/devices/provisioning-tokens", {"name": "arm 9"})
+    assert issued.status_code == 200, issued.text
+    command = re.search(r'<pre class="command"[^>]*>([^<]+)</pre>', issued.text)
+    assert command is not None
+    words = command.group(1).split()
+    assert words[:4] == ["fleetconfig-agent", "provision", "--server", "http://testserver"]
+    assert command.group(1).endswith("--name &#39;arm 9&#39;")  # quoted for the shell
+    token = words[words.index("--token") + 1]
+    listed = re.findall(r'data-token-id="(\w+)"', issued.text)
+    assert len(listed) >= 1
+
+    # A token for a device, to move it to a new machine.
+    device = fleet.devices[0]
+    bound = await browser.post("/devices/provisioning-tokens", {"device_id": device["id"]})
+    assert "fleetconfig-agent reprovision --server http://testserver --token" in bound.text
+    assert f"{device['name']}</a> (reprovision)" in bound.text
+
+    # Revoked: gone from the list, and refused by the agent API.
+    fragment = await browser.get("/devices/provisioning-tokens", htmx=True)
+    revoke_ids = re.findall(r'hx-post="/devices/provisioning-tokens/(\w+)/revoke"', fragment.text)
+    assert set(listed) <= set(revoke_ids) and len(revoke_ids) >= 2
+    for token_id in revoke_ids:
+        revoked = await browser.post(f"/devices/provisioning-tokens/{token_id}/revoke", {})
+        assert revoked.status_code == 200, revoked.text
+    assert "No unused provisioning tokens" in revoked.text
+    again = await browser.post(f"/devices/provisioning-tokens/{revoke_ids[0]}/revoke", {})
+    assert again.status_code == 404
+    refused = await api.client.post(
+        "/agent/v1/devices/provision",
+        headers={"Authorization": f"Bearer {token}", "Miru-Version": AGENT_API_VERSION},
+        json={"public_key_pem": DeviceKey.generate().public_pem, "agent_version": "v1"}
+        | {"name": unique_name("late")},
+    )
+    assert refused.status_code == 401 and "expired" in refused.text

@@ -105,6 +105,7 @@ def test_demo_lands_a_deployment_then_reuses_its_data_and_stops_cleanly(tmp_path
     assert first.returncode == 0, first.stdout + first.stderr
     assert time.monotonic() - started < 60
     assert "landed on disk" in first.stderr  # progress; the summary alone is on stdout
+    assert "Provisioning the agent" in first.stderr  # a provisioning token, spent by the agent
     summary = json.loads(first.stdout)
     assert summary["status"] == "deployed"
     assert Path(summary["file"]) == config
@@ -124,7 +125,7 @@ def test_demo_lands_a_deployment_then_reuses_its_data_and_stops_cleanly(tmp_path
     try:
         output = lines.until("Ctrl-C", timeout=60)
         assert device_id.group(1) in output  # the same device, not a new one
-        assert "Activating" not in output  # the agent kept its identity
+        assert "Provisioning" not in output  # the agent kept its identity
         api_key = re.search(r"MIRU_API_KEY=(\S+)", output)
         schema = re.search(r'config_schema_id="(\S+)"', output)
         release = re.search(r'release_id="(\S+)"', output)
@@ -160,3 +161,17 @@ def test_demo_lands_a_deployment_then_reuses_its_data_and_stops_cleanly(tmp_path
     assert not (data_dir / "agent" / "agent.sock").exists()
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+    # On another port the agent's identity names another server: the demo moves the device
+    # to it with a token issued for the device (fleetconfig-agent reprovision).
+    moved = subprocess.run(
+        demo_command(data_dir, free_port(), "--once", "--json"),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert "Provisioning the agent" in moved.stderr
+    again = json.loads(moved.stdout)
+    assert (again["device_id"], again["status"]) == (device_id.group(1), "deployed")

@@ -24,7 +24,7 @@ import httpx
 
 from fleetconfig.agent.clock import isoformat, utcnow
 from fleetconfig.agent.keys import DeviceKey, Identity, IdentityError
-from fleetconfig.agent.server_link import HttpServerLink
+from fleetconfig.agent.server_link import Binding, HttpServerLink
 from fleetconfig.agent.settings import AgentSettings
 from fleetconfig.agent.store import STORE_FILENAME, Store
 from fleetconfig.agent.sync import AGENT_VERSION
@@ -61,11 +61,12 @@ async def activate(
     name: str | None = None,
     *,
     transport: httpx.AsyncBaseTransport | None = None,
-    provisioning: bool = False,
+    binding: Binding = "activate",
 ) -> Activated:
-    """Make a key pair and bind it to a device with a one-time token: an activation token
-    (the device it names), or with ``provisioning`` a provisioning token (the device called
-    ``name``, created if new)."""
+    """Make a key pair and bind it to a device with a one-time token, as ``binding`` says:
+    ``activate`` with an activation token (the device it names), ``provision`` with a
+    provisioning token (the device called ``name``, created if new), ``reprovision`` with a
+    device-bound provisioning token (its device, moved to this key)."""
     server_url = server_url.strip().rstrip("/")
     if not server_url.startswith(("http://", "https://")):
         raise ValueError(f"the server URL must start with http:// or https:// (got {server_url!r})")
@@ -79,7 +80,7 @@ async def activate(
             key.public_pem(),
             AGENT_VERSION,
             name,
-            provisioning=provisioning,
+            binding=binding,
         )
     except BaseException:
         DeviceKey.discard(state_dir, PENDING_SUFFIX)

@@ -202,6 +202,7 @@ class AgentDaemon:
                 socket_path=settings.socket,
                 tcp_port=settings.device_api_tcp_port,
                 discovery_file=settings.device_api_discovery_file,
+                report_soon=syncer.request,
             )
             push = make_push_link(settings, link, identity.device_id, syncer, tokens)
             syncer.push = push

@@ -4,14 +4,17 @@ expect): HTTP on a Unix socket, and optionally on loopback TCP, for programs on 
 Base ``/v0.2``: ``GET /health``, ``/version``, ``/device``, ``POST /device/sync``,
 ``GET /deployments/current``, ``/deployments/{id}``, ``/releases/current``,
 ``/releases/{id}``, ``/git_commits/{id}`` and ``/events`` (server-sent events with replay).
+fleetconfig's extension: ``GET``/``POST /fleetconfig/deployment/health`` (robot software
+confirms or rejects the config it was given; :mod:`.device_health`).
 ``GET /file_rules/{id}`` and ``POST /calibrations`` (newer SDKs) answer 404 ``not_supported``:
 this agent has neither file rules nor calibrations. The official ``miru-device-sdk`` (0.4.2
 and 0.8.1) talks to it unchanged. The TCP listener (``loopback_tcp``) takes the same requests
 and requires the bearer token published in its discovery file.
 
-Everything is read from the ``Store``; the only action, ``POST /device/sync``, is handed to a
-``SyncRequester`` (the sync loop). New events wake ``/events`` streams through the store's
-event listeners, so a stream sees exactly the events committed to the log, in id order.
+Everything is read from the ``Store``; ``POST /device/sync`` is handed to a ``SyncRequester``
+(the sync loop), and a health verdict is stored and then the loop is asked to report it.
+New events wake ``/events`` streams through the store's event listeners, so a stream sees
+exactly the events committed to the log, in id order.
 """
 
 from __future__ import annotations
@@ -33,6 +36,11 @@ from typing import Any, Literal, Protocol
 import fleetconfig
 from fleetconfig.agent import http11, loopback_tcp
 from fleetconfig.agent.clock import EPOCH, isoformat
+from fleetconfig.agent.device_health import (
+    BadHealthRequest,
+    parse_health_request,
+    render_health,
+)
 from fleetconfig.agent.models import DeploymentRecord, Event
 from fleetconfig.agent.store import Store
 from fleetconfig.agent.unix_socket import DEFAULT_SOCKET_PATH, bind_unix_socket, systemd_socket
@@ -237,11 +245,15 @@ class DeviceApiServer:
         use_systemd_socket: bool = True,
         tcp_port: int | None = None,
         discovery_file: Path = loopback_tcp.DEFAULT_DISCOVERY_FILE,
+        report_soon: Callable[[str], None] | None = None,
     ) -> None:
         """``tcp_port`` (0: any free port) also serves the API on 127.0.0.1, publishing the
-        port and a new bearer token in ``discovery_file``; ``None`` serves the socket only."""
+        port and a new bearer token in ``discovery_file``; ``None`` serves the socket only.
+        ``report_soon(reason)`` asks the sync loop to send the outbox without waiting for its
+        next round (a health verdict is stored either way, and sent at the latest then)."""
         self.store = store
         self.sync = sync
+        self.report_soon = report_soon
         self.socket_path = socket_path
         self.tcp_port = tcp_port
         self.discovery_file = discovery_file
@@ -458,6 +470,11 @@ class DeviceApiServer:
                 return 200, render_git_commit(commit)
             case ["events"]:
                 _allow(method, "GET")  # a GET never reaches here: it streams
+            case ["fleetconfig", "deployment", "health"]:
+                _allow_any(method, ("GET", "POST"))
+                if method == "POST":
+                    return 200, self._record_health(request.body)
+                return 200, self._health(_query_value(request, "deployment_id"))
             case ["file_rules", _file_rule_id]:
                 _allow(method, "GET")
                 raise _not_supported("file_rules", "file rules")
@@ -507,6 +524,52 @@ class DeviceApiServer:
             "in_cooldown": result.in_cooldown,
             "cooldown_ends_at": _timestamp(result.cooldown_ends_at),
         }
+
+    def _health(self, deployment_id: str | None) -> dict[str, Any]:
+        if deployment_id is None:
+            record = self.store.current_deployment()
+            if record is None:
+                raise _no_current_deployment()
+        else:
+            record = self.store.get_deployment(deployment_id)
+            if record is None:
+                raise _not_found("deployment", deployment_id=deployment_id)
+        return render_health(record, report_pending=self.store.report_pending(record.id))
+
+    def _record_health(self, body: bytes) -> dict[str, Any]:
+        """Health is about the config on the robot now: the current deployment, and only
+        while it is still the agent's target (a newer one being applied makes it moot)."""
+        try:
+            verdict = parse_health_request(body)
+        except BadHealthRequest as error:
+            raise ApiError(400, "invalid_request", str(error), **error.params) from None
+        current = self.store.current_deployment()
+        if current is None:
+            raise _no_current_deployment()
+        if verdict.deployment_id is not None and verdict.deployment_id != current.id:
+            raise ApiError(
+                409,
+                "not_current_deployment",
+                f"deployment {verdict.deployment_id} is not the current deployment "
+                f"({current.id} is); health can be reported only for the config on the "
+                "robot now",
+                deployment_id=verdict.deployment_id,
+                current_deployment_id=current.id,
+            )
+        target = self.store.latest_target()
+        if target is not None and target.id != current.id:
+            raise ApiError(
+                409,
+                "deployment_superseded",
+                f"deployment {current.id} is being replaced by {target.id}; report health "
+                "for the new config once it is deployed (the deployment.deployed event)",
+                deployment_id=current.id,
+                target_deployment_id=target.id,
+            )
+        record = self.store.record_health(current.id, verdict.status, verdict.reason)
+        if self.report_soon is not None:
+            self.report_soon("health reported")
+        return render_health(record, report_pending=self.store.report_pending(record.id))
 
     def _current_release(self) -> dict[str, Any]:
         record = self.store.current_deployment()
@@ -626,6 +689,31 @@ def _allow(method: str, allowed: str) -> None:
         )
         error.headers.append(("allow", allowed))
         raise error
+
+
+def _allow_any(method: str, allowed: tuple[str, ...]) -> None:
+    if method not in allowed:
+        error = ApiError(
+            405,
+            "method_not_allowed",
+            f"use {' or '.join(allowed)} for this route",
+            allowed=list(allowed),
+        )
+        error.headers.append(("allow", ", ".join(allowed)))
+        raise error
+
+
+def _query_value(request: http11.Request, name: str) -> str | None:
+    values = request.query.get(name)
+    return values[-1] if values and values[-1] else None
+
+
+def _no_current_deployment() -> ApiError:
+    return ApiError(
+        404,
+        "not_found",
+        "current deployment not found (no config of this agent is on the robot yet)",
+    )
 
 
 def _error_response(error: ApiError, *, keep_alive: bool) -> bytes:

@@ -19,6 +19,15 @@ class ConfigInstanceRef:
 
 
 @dataclass(frozen=True)
+class Health:
+    """The robot software's verdict on a deployment's config, as it last said it."""
+
+    status: str  # a ``fleetconfig.protocol.HealthStatus``
+    reason: str | None
+    reported_at: datetime
+
+
+@dataclass(frozen=True)
 class DeploymentRecord:
     # Owned by the server.
     id: str
@@ -44,6 +53,9 @@ class DeploymentRecord:
     # Its files found changed on the device: one entry per path, newest state
     # ({filepath, change: modified|missing, detected_at, restored_at}).
     file_changes: tuple[dict[str, Any], ...] = ()
+    # Whether the robot's software confirmed or rejected this deployment's config (None:
+    # it has said nothing yet).
+    health: Health | None = None
 
     @property
     def status(self) -> str:

@@ -23,7 +23,7 @@ import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import httpx
 
@@ -38,6 +38,11 @@ from fleetconfig.protocol import (
 
 USER_AGENT = f"fleetconfig-agent/{__version__}"
 PAGE_LIMIT = 100
+# How a one-time token binds this agent's key to a device: the agent API operation
+# ``POST /devices/{binding}``. ``activate`` takes an activation token (it names its device);
+# ``provision`` a provisioning token and a name (the device of that name, created if new);
+# ``reprovision`` a device-bound provisioning token (its device moves to the new key).
+Binding = Literal["activate", "provision", "reprovision"]
 
 
 class LinkError(Exception):
@@ -114,7 +119,7 @@ class ServerLink(Protocol):
         agent_version: str,
         name: str | None,
         *,
-        provisioning: bool = False,
+        binding: Binding = "activate",
     ) -> dict[str, Any]: ...
 
     async def issue_token(self, assertion: str) -> SessionToken: ...
@@ -257,16 +262,15 @@ class HttpServerLink:
         agent_version: str,
         name: str | None,
         *,
-        provisioning: bool = False,
+        binding: Binding = "activate",
     ) -> dict[str, Any]:
-        """Bind the key with a one-time token: an activation token names its device; a
-        provisioning token (``provisioning``) creates or activates the device of ``name``."""
+        """Bind the key with a one-time token (see :data:`Binding`)."""
         body: dict[str, Any] = {"public_key_pem": public_key_pem, "agent_version": agent_version}
         if name is not None:
             body["name"] = name
         response = await self._plain(
             "POST",
-            "/devices/provision" if provisioning else "/devices/activate",
+            f"/devices/{binding}",
             json=body,
             headers={"Authorization": f"Bearer {activation_token}"},
         )

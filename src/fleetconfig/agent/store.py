@@ -37,6 +37,7 @@ from fleetconfig.agent.models import (
     DeploymentRecord,
     DeviceFacts,
     Event,
+    Health,
     StatusReport,
 )
 from fleetconfig.agent.state import (
@@ -104,6 +105,12 @@ _UPGRADES = {
         # Where the last error happened, and the files found changed on the device.
         "ALTER TABLE deployments ADD COLUMN error_path TEXT",
         "ALTER TABLE deployments ADD COLUMN file_changes TEXT",
+    ),
+    3: (
+        # What the robot's software said of the deployment's config (confirmed/rejected).
+        "ALTER TABLE deployments ADD COLUMN health_status TEXT",
+        "ALTER TABLE deployments ADD COLUMN health_reason TEXT",
+        "ALTER TABLE deployments ADD COLUMN health_reported_at TEXT",
     ),
 }
 _SCHEMA_VERSION = max(_UPGRADES)
@@ -380,6 +387,39 @@ class Store:
             data = event_types.modified_event_data(after, news)
             event_id = self._append_event(db, event_types.DEPLOYMENT_MODIFIED, data, now)
         self._notify(event_id)
+
+    def record_health(
+        self,
+        deployment_id: str,
+        status: str,
+        reason: str | None,
+        now: datetime | None = None,
+    ) -> DeploymentRecord:
+        """Save what the robot's software says of a deployment's config, with its report.
+
+        One transaction: the deployment row and its status report in the outbox (which now
+        carries ``health``), so the server learns it even across a restart or an outage.
+        """
+        now = now or utcnow()
+        with self._write() as db:
+            row = db.execute("SELECT * FROM deployments WHERE id = ?", (deployment_id,))
+            row.row_factory = sqlite3.Row
+            found = row.fetchone()
+            if found is None:
+                raise KeyError(deployment_id)
+            after = replace(_deployment(found), health=Health(status, reason, now))
+            db.execute(
+                "UPDATE deployments SET health_status = ?, health_reason = ?,"
+                " health_reported_at = ? WHERE id = ?",
+                (status, reason, isoformat(now), deployment_id),
+            )
+            self._enqueue_report(db, deployment_id, _report_body(after), now)
+        return after
+
+    def report_pending(self, deployment_id: str) -> bool:
+        """Whether a report of this deployment waits in the outbox (not acknowledged yet)."""
+        rows = self._read("SELECT 1 FROM outbox WHERE deployment_id = ?", (deployment_id,))
+        return bool(rows)
 
     def start_run(self) -> None:
         """Called once when the daemon starts (not by one-off commands like ``status``).
@@ -733,6 +773,9 @@ def _deployment(row: sqlite3.Row) -> DeploymentRecord:
         targeted_at=_when(row["targeted_at"]),
         error_path=row["error_path"],
         file_changes=tuple(json.loads(row["file_changes"] or "[]")),
+        health=None
+        if row["health_status"] is None
+        else Health(row["health_status"], row["health_reason"], parse(row["health_reported_at"])),
     )
 
 
@@ -757,6 +800,14 @@ def _report_body(record: DeploymentRecord) -> dict[str, Any]:
             body["next_retry_at"] = isoformat(record.next_retry_at)
     if record.file_changes:
         body["file_changes"] = list(record.file_changes)
+    if record.health is not None:
+        # fleetconfig's extension too: the robot software's verdict, sent with every later
+        # report of the deployment (the server keeps the newest by ``reported_at``).
+        body["health"] = {
+            "status": record.health.status,
+            "reason": record.health.reason,
+            "reported_at": isoformat(record.health.reported_at),
+        }
     return body
 
 

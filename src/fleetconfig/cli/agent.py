@@ -1,4 +1,5 @@
-"""The ``fleetconfig-agent`` command: activate, provision, run (the daemon), status, version.
+"""The ``fleetconfig-agent`` command: activate, provision, reprovision, run (the daemon),
+status, version.
 
 Every command takes ``--state-dir``, ``--root`` and ``--socket`` (or their
 ``FLEETCONFIG_AGENT_*`` variables), so several agents can run side by side without root;
@@ -222,7 +223,7 @@ def provision(
         print(f"Already provisioned as device {existing.device_id}; nothing to do.")
         return
     try:
-        activated = asyncio.run(run_activation(settings, server, token, name, provisioning=True))
+        activated = asyncio.run(run_activation(settings, server, token, name, binding="provision"))
     except ValueError as error:
         raise _fail(str(error), 2) from None
     except NetworkError as error:
@@ -233,7 +234,51 @@ def provision(
         raise _fail(f"cannot write to {settings.state_dir}: {error}", 2) from None
     print(f"Provisioned as device {name} ({activated.identity.device_id}).")
     print(f"State directory: {settings.state_dir}")
-    print("Start the agent with: fleetconfig-agent run")
+    print(f"Start the agent with: {run_command(state_dir, root, socket)}")
+
+
+@app.command()
+def reprovision(
+    server: Annotated[
+        str, typer.Option("--server", help="The server's URL, such as https://fleet.example.com.")
+    ],
+    token: Annotated[
+        str,
+        typer.Option(
+            "--token",
+            envvar="FLEETCONFIG_PROVISIONING_TOKEN",
+            help="A provisioning token issued for the device "
+            "(`fleetconfig devices provisioning-token DEVICE`; 5 minutes, one use).",
+        ),
+    ],
+    state_dir: StateDirOption = None,
+    root: RootOption = None,
+    socket: SocketOption = None,
+) -> None:
+    """Move an existing device to this machine (a replaced robot, a reinstalled disk, a new
+    key): a new key pair replaces the device's old one, whose sessions end. The device keeps
+    its name, group and deployments; this agent writes its current deployment on its first
+    sync. Stop the agent (if one runs here) before, and start it after."""
+    from fleetconfig.agent.activation import activate as run_activation
+    from fleetconfig.agent.server_link import NetworkError, ServerError
+
+    settings = _settings(state_dir, root, socket)
+    try:
+        activated = asyncio.run(run_activation(settings, server, token, binding="reprovision"))
+    except ValueError as error:
+        raise _fail(str(error), 2) from None
+    except NetworkError as error:
+        raise _fail(f"cannot reach the server: {error}", 3) from None
+    except ServerError as error:
+        raise _fail(f"reprovisioning refused: {error}", 1) from None
+    except OSError as error:
+        raise _fail(f"cannot write to {settings.state_dir}: {error}", 2) from None
+    device = activated.device
+    print(f"Reprovisioned as device {device.get('name', '')} ({activated.identity.device_id}).")
+    print(f"State directory: {settings.state_dir}")
+    if activated.replaced_device_id:
+        print(f"(This agent was device {activated.replaced_device_id} before; its state is reset.)")
+    print(f"Start the agent with: {run_command(state_dir, root, socket)}")
 
 
 @app.command()

@@ -27,6 +27,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
@@ -47,6 +48,11 @@ API_KEY_ENV = "FLEETCONFIG_API_KEY"
 CREDENTIALS_FILE = "credentials.json"
 API_PREFIX = "/beta"
 PAGE_SIZE = 100
+# The API version of every request the CLI sends (API_VERSIONS.md decision 9): slots,
+# groups and provisioning tokens are everglades'. Set on the client, whatever release of the
+# official SDK is installed, so ``MIRU_API_VERSION`` in the user's shell cannot change it.
+EVERGLADES = "2026-08-17.everglades"
+TETONS = "2026-03-09.tetons"
 
 
 # Shown under ``fleetconfig --help``.
@@ -196,10 +202,38 @@ def make_client(credentials: Credentials | None = None) -> Miru:
     return Miru(
         api_key=credentials.api_key,
         base_url=credentials.server + API_PREFIX,
+        miru_version=EVERGLADES,
         default_headers={"User-Agent": f"fleetconfig-cli/{__version__}"},
         max_retries=2,
         timeout=30.0,
     )
+
+
+def call(
+    client: Miru,
+    method: str,
+    path: str,
+    *,
+    body: dict[str, Any] | None = None,
+    params: dict[str, Any] | None = None,
+    version: str = EVERGLADES,
+) -> Any:
+    """One request as JSON in and out, through the official client (its key, retries and
+    errors), for what the installed SDK release has no typed method for: fleetconfig's
+    extensions, and everglades operations and fields that older SDK releases lack."""
+    options: Any = {"headers": {"Miru-Version": version}}
+    if params:
+        options["params"] = {key: value for key, value in params.items() if value is not None}
+    if method == "GET":
+        return client.get(path, cast_to=object, options=options)
+    if method == "PATCH":
+        return client.patch(path, cast_to=object, body=body or {}, options=options)
+    return client.post(path, cast_to=object, body=body or {}, options=options)
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An RFC 3339 timestamp of a raw answer, as the typed models give it."""
+    return datetime.fromisoformat(value) if value else None
 
 
 def error_envelope(body: object) -> dict[str, Any]:

@@ -2,8 +2,9 @@
 
 It starts ``fleetconfig serve`` (SQLite in the demo's data directory) and
 ``fleetconfig-agent run`` (``--root`` and socket in the same directory) as child processes,
-creates a config type, schema, release and device through the official Platform API client,
-activates the agent, deploys a config and waits for the file to land. Then it keeps both
+creates a config type, schema, release and device through the official Platform API client
+(on API version everglades, as the CLI), provisions the agent with a provisioning token,
+deploys a config and waits for the file to land. Then it keeps both
 running, prints how to deploy more (official client, CLI, device SDK) and reports every
 change of the file, until Ctrl-C stops both.
 
@@ -167,13 +168,23 @@ def _prepare_fleet(client: Miru) -> Fleet:
     types = client.config_types.list(slug=[CONFIG_TYPE_SLUG]).data
     if not types:
         client.config_types.create(name="Motion", slug=CONFIG_TYPE_SLUG)
-    # Creating a schema identical to an existing one returns that one.
-    schema = client.config_schemas.create(
-        config_type_ref={"slug": CONFIG_TYPE_SLUG},
-        documents=[{"name": "motion.schema.json", "data": json.dumps(SCHEMA, indent=2)}],
-        format="json",
-        language="jsonschema",
-        instance_filepath=DEVICE_PATH,
+    from miru_platform_sdk.types import ConfigSchema
+
+    # Creating a schema identical to an existing one returns that one. Sent as JSON: SDK
+    # 0.9.0's typed create has no instance_slots (everglades). The one slot is the one a
+    # tetons instance_filepath made, so a data directory of an earlier demo is reused.
+    slot = {"key": "default", "name": "Default", "filepath": DEVICE_PATH, "required": True}
+    schema = client.post(
+        "/config_schemas",
+        cast_to=ConfigSchema,
+        body={
+            "config_type_ref": {"slug": CONFIG_TYPE_SLUG},
+            "documents": [{"name": "motion.schema.json", "data": json.dumps(SCHEMA, indent=2)}],
+            "format": "json",
+            "language": "jsonschema",
+            "instance_format": "json",
+            "instance_slots": [slot],
+        },
     )
     releases = client.releases.list(version=[RELEASE_VERSION]).data
     release = releases[0] if releases else None
@@ -182,6 +193,24 @@ def _prepare_fleet(client: Miru) -> Fleet:
     devices = client.devices.list(name=[DEVICE_NAME]).data
     device = devices[0] if devices else client.devices.create(name=DEVICE_NAME)
     return Fleet(schema.id, release.id, device.id)
+
+
+def _provisioning(client: Miru, fleet: Fleet, identity: dict[str, Any]) -> tuple[list[str], str]:
+    """The agent command that binds this agent to the demo device, and its token.
+
+    A fresh agent and a device never activated: ``provision --name`` with a workspace
+    provisioning token, as a new robot is brought up. Otherwise (the agent belongs to another
+    server or device, say after the data directory moved): ``reprovision`` with a token
+    issued for the device, as a replaced robot computer is.
+    """
+    from fleetconfig.cli.client import call
+
+    device = client.devices.retrieve(fleet.device_id)
+    if not identity and device.status == "inactive":
+        issued = call(client, "POST", "/provisioning_tokens")
+        return ["provision", "--name", device.name], str(issued["token"])
+    issued = call(client, "POST", f"/devices/{fleet.device_id}/provisioning_token")
+    return ["reprovision"], str(issued["token"])
 
 
 def _identity(agent_dir: Path) -> dict[str, Any]:
@@ -257,7 +286,7 @@ def _instructions(
     console.print("[bold]With the official Python client[/bold] (miru-platform-sdk):")
     # The base URL is given in code, not as MIRU_BASE_URL: the device SDK reads that
     # variable too, and would then miss the agent in the same shell.
-    console.print(f"  export MIRU_API_KEY={api_key}")
+    console.print(f"  export MIRU_API_KEY={api_key} MIRU_API_VERSION=2026-08-17.everglades")
     snippet = (
         "  python - <<'EOF'\n"
         "  from miru_platform_sdk import Miru\n"
@@ -401,7 +430,11 @@ def demo(
 
         from miru_platform_sdk import Miru
 
-        with Miru(api_key=api_key, base_url=base_url + "/beta", max_retries=2) as client:
+        from fleetconfig.cli.client import EVERGLADES
+
+        with Miru(
+            api_key=api_key, base_url=base_url + "/beta", max_retries=2, miru_version=EVERGLADES
+        ) as client:
             fleet = _prepare_fleet(client)
             console.print(
                 f"Config type [bold]{CONFIG_TYPE_SLUG}[/bold], release [bold]{RELEASE_VERSION}"
@@ -421,27 +454,25 @@ def demo(
                 identity.get("device_id") != fleet.device_id
                 or identity.get("server_url") != base_url
             ):
-                console.print(f"Activating the agent ({key_bits}-bit device key) …")
-                token = client.devices.issue_activation_token(
-                    fleet.device_id, allow_reactivation=True
-                ).token
-                activation = subprocess.run(
+                command, token = _provisioning(client, fleet, identity)
+                console.print(f"Provisioning the agent ({key_bits}-bit device key) …")
+                provisioning = subprocess.run(
                     [
                         sys.executable,
                         "-m",
                         "fleetconfig.cli.agent",
-                        "activate",
+                        *command,
                         "--server",
                         base_url,
                         *agent_options,
                     ],
-                    env=dict(agent_env, FLEETCONFIG_ACTIVATION_TOKEN=token),
+                    env=dict(agent_env, FLEETCONFIG_PROVISIONING_TOKEN=token),
                     capture_output=True,
                     text=True,
                     timeout=120,
                 )
-                if activation.returncode != 0:
-                    raise DemoError(f"activation failed:\n{activation.stderr.strip()}")
+                if provisioning.returncode != 0:
+                    raise DemoError(f"provisioning failed:\n{provisioning.stderr.strip()}")
             console.print(f"Starting the agent (files under {root}) …")
             agent = _spawn(
                 "agent",

@@ -1,6 +1,7 @@
 """What the server's ``fleetconfig`` extension of a deployment says, for people: why it is
-retrying or failed (message, failing path, attempts, next retry) and which of its files
-were modified on the robot. The official client keeps the extension as an extra field."""
+retrying or failed (message, failing path, attempts, next retry), which of its files
+were modified on the robot, and whether the robot's software confirmed or rejected it.
+The official client keeps the extension as an extra field."""
 
 from __future__ import annotations
 
@@ -27,8 +28,25 @@ def file_changes(deployment: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
+def health(deployment: Any) -> dict[str, Any]:
+    value = extension(deployment).get("health")
+    return value if isinstance(value, dict) else {}
+
+
+def health_text(deployment: Any) -> str:
+    """``confirmed``, ``rejected``, ``not confirmed`` (the device's target, nothing said yet),
+    or '' (a deployment no robot runs, or a server without the extension)."""
+    status = health(deployment).get("status")
+    if status in ("confirmed", "rejected"):
+        return str(status)
+    if status == "unknown" and getattr(deployment, "target_status", None) == "deployed":
+        return "not confirmed"
+    return ""
+
+
 def reason(deployment: Any) -> str:
-    """One line: why it fails, else which files were modified on the robot, else ''."""
+    """One line: why it fails, else why the robot rejected it, else which files were
+    modified on the robot, else ''."""
     found = error(deployment)
     if found is not None:
         parts = [str(found.get("message") or "no reason given")]
@@ -39,6 +57,9 @@ def reason(deployment: Any) -> str:
         if found.get("next_retry_at"):
             parts.append(f"next retry {found['next_retry_at']}")
         return " · ".join(parts)
+    verdict = health(deployment)
+    if verdict.get("status") == "rejected":
+        return f"rejected by the robot: {verdict.get('reason') or 'no reason given'}"
     changes = file_changes(deployment)
     if changes:
         return "modified on robot: " + ", ".join(describe_change(item) for item in changes)
@@ -62,6 +83,14 @@ def detail_fields(deployment: Any) -> list[tuple[str, Any]]:
             ("Next retry", found.get("next_retry_at") or "-"),
             ("Failing since", found.get("since") or "-"),
         ]
+    verdict = health(deployment)
+    if verdict:
+        said = health_text(deployment) or "nothing said"
+        if verdict.get("reason"):
+            said += f": {verdict['reason']}"
+        if verdict.get("reported_at"):
+            said += f" (at {verdict['reported_at']})"
+        rows.append(("Robot health", said))
     changes = file_changes(deployment)
     rows.append(
         (

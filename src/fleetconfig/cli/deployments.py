@@ -133,27 +133,36 @@ def check_instances(client: Miru, release: Release, instance_ids: list[str]) -> 
     problems = [
         f"{item}: no such config instance" for item in instance_ids if item not in instances
     ]
-    covered: dict[str, list[str]] = {}
+    # Everglades' slot rules: at most one instance per slot of each schema, one for every
+    # required slot (a schema without slot annotations has one required slot, "default").
+    covered: dict[tuple[str, str], list[str]] = {}
     for item in instances.values():
         if item.config_schema_id not in schemas:
             problems.append(
                 f"{item.id} ({item.config_type_name}) is for schema {item.config_schema_id}, "
                 f"which release {release.version} does not include"
             )
-        covered.setdefault(item.config_schema_id, []).append(item.id)
+        slot_key = str(getattr(item, "slot_key", None) or "default")
+        covered.setdefault((item.config_schema_id, slot_key), []).append(item.id)
     for schema_id, schema in schemas.items():
-        owners = covered.get(schema_id, [])
-        if not owners:
-            problems.append(f"no instance given for {schema.config_type_name} (schema {schema_id})")
-        elif len(owners) > 1:
-            problems.append(
-                f"{len(owners)} instances given for {schema.config_type_name}: {', '.join(owners)}"
-            )
+        for slot in output.slots(schema) or [{"key": "default", "required": True}]:
+            key = str(slot.get("key"))
+            owners = covered.get((schema_id, key), [])
+            where = schema.config_type_name if key == "default" else f"slot {key} of "
+            where = where if key == "default" else where + schema.config_type_name
+            if not owners and slot.get("required", True):
+                problems.append(f"no instance given for {where} (schema {schema_id})")
+            elif len(owners) > 1:
+                problems.append(f"{len(owners)} instances given for {where}: {', '.join(owners)}")
     if problems:
         raise CliError(
             f"The config instances don't match release {release.version}",
             ExitCode.USAGE,
-            [*problems, "Give exactly one --instance per schema of the release."],
+            [
+                *problems,
+                "Give one --instance per schema of the release (per required slot, for a "
+                "schema with several slots).",
+            ],
         )
 
 
@@ -161,7 +170,9 @@ def check_instances(client: Miru, release: Release, instance_ids: list[str]) -> 
 
 
 def deployments_table(deployments: list[Deployment]) -> Table:
-    grid = output.table("id", "device", "release", "status", "target", "created", "reason")
+    grid = output.table(
+        "id", "device", "release", "status", "target", "health", "created", "reason"
+    )
     for deployment in deployments:
         grid.add_row(
             deployment.id,
@@ -169,6 +180,7 @@ def deployments_table(deployments: list[Deployment]) -> Table:
             escape(deployment.release.version if deployment.release else deployment.release_id),
             output.status_text(deployment.status),
             deployment.target_status,
+            output.status_text(details.health_text(deployment)),
             output.when(deployment.created_at),
             escape(details.reason(deployment)),
         )
@@ -325,7 +337,11 @@ def create_deployments(
         )
         if parent is not None and len(targets) != 1:
             raise CliError("--parent applies to a single device")
-        options: dict[str, Any] = {"parent_id": parent} if parent else {}
+        # Everglades' concurrency token (API_VERSIONS.md decision 6): the server refuses with
+        # 409 when the device's current target is not this one; "none" says it has none.
+        options: dict[str, Any] = {}
+        if parent is not None:
+            options["parent_id"] = None if parent.lower() == "none" else parent
 
         def create(device: Device) -> Deployment:
             return client.deployments.create(
@@ -410,7 +426,11 @@ InstancesOption = Annotated[
 ]
 ParentOption = Annotated[
     str | None,
-    typer.Option("--parent", help="The deployment this one replaces (single device only)."),
+    typer.Option(
+        "--parent",
+        help="The device's current target as you know it (a deployment id, or `none`): "
+        "refused if another deployment became its target meanwhile (single device only).",
+    ),
 ]
 
 

@@ -1,17 +1,31 @@
-"""``fleetconfig devices``: list, show, create, rename, activation tokens and pings.
+"""``fleetconfig devices``: list, show, create, rename, provisioning and activation tokens,
+pings.
 
 A device can be named by its id (``dvc_...``) or by its name wherever one is expected.
+Provisioning tokens are rainier's and everglades' way to bring up an agent
+(``fleetconfig-agent provision`` / ``reprovision``); activation tokens are tetons' (everglades
+has no such operation, so ``token`` sends that one request with the tetons header) and
+``fleetconfig-agent activate`` still takes them.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
 
 from fleetconfig.cli import output
-from fleetconfig.cli.client import CliError, ExitCode, command, make_client, resolve_device
+from fleetconfig.cli.client import (
+    TETONS,
+    CliError,
+    ExitCode,
+    call,
+    command,
+    make_client,
+    parse_time,
+    resolve_device,
+)
 from fleetconfig.cli.options import (
     AllOption,
     IdFilter,
@@ -26,7 +40,7 @@ if TYPE_CHECKING:
     from miru_platform_sdk.types import Device
 
 devices_app = typer.Typer(
-    help="Robots: list, create, rename, activation tokens, pings.",
+    help="Robots: list, create, rename, provisioning and activation tokens, pings.",
     no_args_is_help=True,
     rich_markup_mode="markdown",
 )
@@ -34,11 +48,21 @@ devices_app = typer.Typer(
 DeviceArgument = Annotated[str, typer.Argument(help="The device's id (dvc_...) or name.")]
 
 
+def device_group(device: Device) -> str:
+    """The device's group as ``name (grp_...)``, from ``expand=group``."""
+    group = output.to_data(getattr(device, "group", None))
+    if isinstance(group, dict):
+        return f"{group.get('name')} ({group.get('id')})"
+    return str(getattr(device, "group_id", None) or "—")
+
+
 def device_fields(device: Device) -> list[tuple[str, object]]:
     return [
         ("Name", device.name),
         ("ID", device.id),
         ("Status", output.status_text(device.status)),
+        ("Group", device_group(device)),
+        ("Description", getattr(device, "description", None) or "—"),
         ("Agent version", device.agent_version or "—"),
         ("Last connected", output.when(device.last_connected_at) or "never"),
         ("Last disconnected", output.when(device.last_disconnected_at) or "never"),
@@ -53,6 +77,17 @@ def list_devices(
     agent_version: Annotated[
         list[str] | None, typer.Option(help="Only these agent versions (repeatable).")
     ] = None,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only these statuses (repeatable): inactive, activating, online, offline, "
+            "archived."
+        ),
+    ] = None,
+    group: Annotated[
+        list[str] | None,
+        typer.Option(help="Only the devices of these groups (id or name; repeatable)."),
+    ] = None,
     ids: IdFilter = None,
     limit: LimitOption = 20,
     offset: OffsetOption = 0,
@@ -60,8 +95,16 @@ def list_devices(
     order_by: OrderOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List devices with their status."""
+    """List devices with their status and group."""
+    from fleetconfig.cli.groups import resolve_group
+
     with make_client() as client:
+        # Everglades filters that SDK 0.9.0's typed method lacks go in the query as they are.
+        query: dict[str, Any] = {}
+        if status:
+            query["status"] = status
+        if group:
+            query["group_id"] = [resolve_group(client, item)["id"] for item in group]
         page = fetch_page(
             client.devices.list,
             limit=limit,
@@ -71,16 +114,19 @@ def list_devices(
             name=name,
             agent_version=agent_version,
             id=ids,
+            expand=None if as_json else ["group"],
+            extra_query=query or None,
         )
     if as_json:
         output.print_json(page.envelope())
         return
-    grid = output.table("name", "id", "status", "agent", "last connected", "created")
+    grid = output.table("name", "id", "status", "group", "agent", "last connected", "created")
     for device in page.data:
         grid.add_row(
             escape(device.name),
             device.id,
             output.status_text(device.status),
+            escape(device_group(device)),
             escape(device.agent_version or ""),
             output.when(device.last_connected_at),
             output.when(device.created_at),
@@ -92,9 +138,11 @@ def list_devices(
 @devices_app.command("get")
 @command
 def get_device(device: DeviceArgument, as_json: JsonOption = False) -> None:
-    """Show one device."""
+    """Show one device, with its group."""
     with make_client() as client:
         found = resolve_device(client, device)
+        if not as_json and getattr(found, "group_id", None):
+            found = client.devices.retrieve(found.id, extra_query={"expand": ["group"]})
     if as_json:
         output.print_json(found)
         return
@@ -110,10 +158,10 @@ def create_device(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a device (inactive until its agent activates)."""
+    """Create a device (inactive until its agent activates or is provisioned)."""
     with make_client() as client:
         created = client.devices.create(name=name)
-        issued = client.devices.issue_activation_token(device_id=created.id) if token else None
+        issued = activation_token(client, created.id, False) if token else None
     if as_json:
         output.print_json(
             {**created.to_dict(mode="json"), **({"activation_token": issued} if issued else {})}
@@ -121,8 +169,21 @@ def create_device(
         return
     output.success(f"Created device [bold]{escape(created.name)}[/bold] ({created.id}).")
     if issued is not None:
-        output.note(f"Activation token (single use, expires {output.when(issued.expires_at)} UTC):")
-        print(issued.token)
+        expires = output.when(parse_time(issued["expires_at"]))
+        output.note(f"Activation token (single use, expires {expires} UTC):")
+        print(issued["token"])
+
+
+def activation_token(client: Any, device_id: str, allow_reactivation: bool) -> dict[str, Any]:
+    """Tetons' ``POST /devices/{id}/activation_token`` (the one tetons-only operation)."""
+    issued: dict[str, Any] = call(
+        client,
+        "POST",
+        f"/devices/{device_id}/activation_token",
+        body={"allow_reactivation": allow_reactivation},
+        version=TETONS,
+    )
+    return issued
 
 
 @devices_app.command("rename")
@@ -156,23 +217,68 @@ def issue_token(
     ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Issue a single-use activation token for a device's agent (valid 10 minutes).
+    """Issue a single-use activation token for a device's agent (tetons; valid 10 minutes),
+    for `fleetconfig-agent activate`. Newer: `fleetconfig devices provisioning-token`.
 
     The token alone is printed on standard output, so it can be piped into the agent's setup.
     """
     with make_client() as client:
         found = resolve_device(client, device)
-        issued = client.devices.issue_activation_token(
-            device_id=found.id, allow_reactivation=allow_reactivation
-        )
+        issued = activation_token(client, found.id, allow_reactivation)
     if as_json:
-        output.print_json({"device_id": found.id, **issued.to_dict(mode="json")})
+        output.print_json({"device_id": found.id, **issued})
         return
     output.note(
         f"Activation token for [bold]{escape(found.name)}[/bold] "
-        f"(single use, expires {output.when(issued.expires_at)} UTC):"
+        f"(single use, expires {output.when(parse_time(issued['expires_at']))} UTC):"
     )
-    print(issued.token)
+    print(issued["token"])
+
+
+@devices_app.command("provisioning-token")
+@command
+def issue_provisioning_token(
+    device: Annotated[
+        str | None,
+        typer.Argument(
+            help="A device (id or name) to bind the token to, for `fleetconfig-agent "
+            "reprovision`; without it, a token for `fleetconfig-agent provision --name NAME`."
+        ),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Issue a provisioning token (single use, valid 5 minutes).
+
+    Without DEVICE: any new machine spends it with `fleetconfig-agent provision --server URL
+    --token TOKEN --name NAME`, which creates the device NAME (or activates it if it was
+    never activated). With DEVICE: the token moves that device to the machine that spends it
+    with `fleetconfig-agent reprovision --server URL --token TOKEN` (a replaced robot
+    computer keeps its name, group and deployments). The token alone goes to standard output.
+    """
+    with make_client() as client:
+        found = resolve_device(client, device) if device is not None else None
+        path = (
+            f"/devices/{found.id}/provisioning_token"
+            if found is not None
+            else "/provisioning_tokens"
+        )
+        issued: dict[str, Any] = call(client, "POST", path)
+    if as_json:
+        output.print_json({"device_id": found.id if found else None, **issued})
+        return
+    expires = output.when(parse_time(issued["expires_at"]))
+    if found is None:
+        output.note(
+            f"Provisioning token (single use, expires {expires} UTC); on the robot run "
+            "[bold]fleetconfig-agent provision --server URL --token TOKEN --name NAME[/bold]:"
+        )
+    else:
+        output.note(
+            f"Provisioning token for [bold]{escape(found.name)}[/bold] (single use, expires "
+            f"{expires} UTC); on its new machine run "
+            "[bold]fleetconfig-agent reprovision --server URL --token TOKEN[/bold]:"
+        )
+    print(issued["token"])
 
 
 @devices_app.command("ping")

@@ -1,9 +1,9 @@
 """``fleetconfig groups``: list, create, rename, move, and put devices in a group.
 
-Groups are everglades' (``2026-08-17.everglades``); the CLI's official client (SDK 0.9.0)
-speaks tetons and has no groups, so these commands send raw requests through that same
-client (its credentials, retries and errors) with the everglades header. Putting a device in
-a group is fleetconfig's extension ``POST /beta/devices/{id}/group``.
+Groups are everglades' (``2026-08-17.everglades``, the CLI's API version). SDK 0.9.0 has no
+typed methods for them, so these commands send JSON requests through the official client
+(its credentials, retries and errors): :func:`fleetconfig.cli.client.call`. Putting a device
+in a group is fleetconfig's extension ``POST /beta/devices/{id}/group``.
 
 A group can be named by its id (``grp_...``) or by its name (when no other group has it).
 """
@@ -16,13 +16,19 @@ import typer
 from rich.markup import escape
 
 from fleetconfig.cli import output
-from fleetconfig.cli.client import CliError, ExitCode, command, make_client, resolve_device
+from fleetconfig.cli.client import (
+    CliError,
+    ExitCode,
+    call,
+    command,
+    make_client,
+    resolve_device,
+)
 from fleetconfig.cli.options import JsonOption
 
 if TYPE_CHECKING:
     from miru_platform_sdk import Miru
 
-EVERGLADES = "2026-08-17.everglades"
 PAGE_SIZE = 100
 
 groups_app = typer.Typer(
@@ -37,17 +43,12 @@ ParentOption = Annotated[
 ]
 
 
-def _options(**params: Any) -> Any:
-    return {"headers": {"Miru-Version": EVERGLADES}, "params": params}
-
-
 def _get(client: Miru, path: str, **params: Any) -> Any:
-    return client.get(path, cast_to=object, options=_options(**params))
+    return call(client, "GET", path, params=params)
 
 
 def _send(client: Miru, method: str, path: str, body: dict[str, Any]) -> Any:
-    send = client.post if method == "POST" else client.patch
-    return send(path, cast_to=object, body=body, options=_options())
+    return call(client, method, path, body=body)
 
 
 def all_groups(client: Miru, **filters: Any) -> list[dict[str, Any]]:

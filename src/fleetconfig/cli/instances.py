@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -26,18 +26,39 @@ instances_app = typer.Typer(
 InstanceArgument = Annotated[str, typer.Argument(help="The instance's id (cfg_inst_...).")]
 
 
-def read_content(file: Path) -> str:
-    """The file's text, checked to be JSON here so that a typo is caught before the upload."""
+CONTENT_FORMATS = ("json", "yaml", "jsonc", "xml", "text")
+FORMAT_OF_SUFFIX = {
+    ".yaml": "yaml",
+    ".yml": "yaml",
+    ".jsonc": "jsonc",
+    ".xml": "xml",
+    ".txt": "text",
+}
+
+
+def content_format(file: Path, given: str | None) -> str:
+    """``--format``, else what the file's name says (json for stdin and .json)."""
+    if given is not None:
+        if given not in CONTENT_FORMATS:
+            raise CliError(f"--format must be one of {', '.join(CONTENT_FORMATS)}")
+        return given
+    return FORMAT_OF_SUFFIX.get(file.suffix.lower(), "json")
+
+
+def read_content(file: Path, file_format: str = "json") -> str:
+    """The file's text; JSON is checked here so that a typo is caught before the upload (the
+    server validates every format against the schema)."""
     try:
         text = sys.stdin.read() if str(file) == "-" else file.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise CliError(f"{file}: no such file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise CliError(f"Cannot read {file}: {error}") from None
-    try:
-        json.loads(text)
-    except ValueError as error:
-        raise CliError(f"{file} is not valid JSON: {error}") from None
+    if file_format == "json":
+        try:
+            json.loads(text)
+        except ValueError as error:
+            raise CliError(f"{file} is not valid JSON: {error}") from None
     return text
 
 
@@ -63,7 +84,7 @@ def schema_of_release(client: Miru, release_reference: str, type_slug: str) -> s
 @command
 def create_instance(
     file: Annotated[
-        Path, typer.Option("--file", help="A JSON file with the config's values ('-' for stdin).")
+        Path, typer.Option("--file", help="A file with the config's values ('-' for stdin).")
     ],
     schema: Annotated[
         str | None,
@@ -77,30 +98,53 @@ def create_instance(
         str | None,
         typer.Option("--type", help="... and the slug of one of its config types."),
     ] = None,
+    slot: Annotated[
+        str | None,
+        typer.Option(
+            "--slot",
+            help="The schema's instance slot it is for (needed when the schema has several).",
+        ),
+    ] = None,
+    content_format_option: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            help="json, yaml, jsonc, xml or text (default: from the file's name, else json).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Create a config instance; the server validates it against the schema.
 
-    Name the schema by id (--schema), or as people know it: --release V --type SLUG.
+    Name the schema by id (--schema), or as people know it: --release V --type SLUG. A
+    schema with several instance slots takes one instance per slot: name it with --slot.
     """
     if (schema is None) == (release is None and config_type is None):
         raise CliError("Give --schema ID, or --release V with --type SLUG (not both)")
     if schema is None and (release is None or config_type is None):
         raise CliError("--release and --type go together")
-    text = read_content(file)
+    from miru_platform_sdk.types import ConfigInstance
+
+    file_format = content_format(file, content_format_option)
+    text = read_content(file, file_format)
     with make_client() as client:
         if schema is None:
             assert release is not None and config_type is not None
             schema = schema_of_release(client, release, config_type)
-        created = client.config_instances.create(
-            config_schema_id=schema, content={"format": "json", "data": text}
-        )
+        body: dict[str, Any] = {
+            "config_schema_id": schema,
+            "content": {"format": file_format, "data": text},
+        }
+        if slot is not None:
+            body["slot_key"] = slot
+        # Sent as JSON: SDK 0.9.0's typed create has no slot_key (everglades).
+        created = client.post("/config_instances", cast_to=ConfigInstance, body=body)
     if as_json:
         output.print_json(created)
         return
     output.success(
         f"Created config instance [bold]{created.id}[/bold] of {escape(created.config_type_name)} "
-        f"({escape(created.filepath)})."
+        f"(slot {escape(str(getattr(created, 'slot_key', '')))}, {escape(created.filepath)})."
     )
 
 

@@ -40,6 +40,10 @@ STATUS_STYLES: dict[str, str] = {
     "archived": "dim",
     "retrying": "magenta",
     "failed": "bold red",
+    # what the robot's software said of a deployment's config
+    "confirmed": "green",
+    "rejected": "bold red",
+    "not confirmed": "yellow",
 }
 
 
@@ -70,6 +74,24 @@ def to_data(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
     return value
+
+
+def slots(schema: Any) -> list[dict[str, Any]]:
+    """A config schema's instance slots as plain data (typed in SDK 0.11.0, extra fields in
+    older releases, which parse everglades answers leniently)."""
+    found = to_data(getattr(schema, "instance_slots", None))
+    return [slot for slot in found if isinstance(slot, dict)] if isinstance(found, list) else []
+
+
+def slot_files(schema: Any) -> str:
+    """Where a schema's instances go: ``key: path`` per slot (just the path for one slot)."""
+    found = slots(schema)
+    if len(found) == 1:
+        return str(found[0].get("filepath", ""))
+    return ", ".join(
+        f"{slot.get('key')}{'' if slot.get('required', True) else '?'}: {slot.get('filepath')}"
+        for slot in found
+    )
 
 
 def print_json(value: Any) -> None:

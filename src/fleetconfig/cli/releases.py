@@ -40,7 +40,7 @@ from fleetconfig.cli.schema_files import SchemaFile, collect, read_schema_files
 
 if TYPE_CHECKING:
     from miru_platform_sdk import Miru
-    from miru_platform_sdk.types import ConfigSchema, ConfigType, GitCommit, Release
+    from miru_platform_sdk.types import ConfigType, GitCommit, Release
 
 releases_app = typer.Typer(
     help="Create releases from git; list and show them.",
@@ -122,22 +122,24 @@ def create_schema(
 
     # The server answers a create of an existing schema (same content, type and file path)
     # with that schema, so "new or not" is decided by what existed before the call.
+    from miru_platform_sdk.types import ConfigSchema
+
     known = set() if config_type.created else existing_schema_ids(client, config_type.item.id)
-    options: dict[str, Any] = {}
-    if schema.instance_filepath is not None:
-        options["instance_filepath"] = schema.instance_filepath
+    body: dict[str, Any] = {
+        "config_type_ref": {"id": config_type.item.id},
+        "documents": [{"name": schema.path.name, "data": schema.text}],
+        "format": schema.format,
+        "language": "jsonschema",
+        "git_commit": {
+            "commit_ref": {"id": commit.id},
+            "schema_filepaths": [schema.relative_path],
+        },
+    }
+    if schema.instance_slots is not None:
+        body["instance_slots"] = list(schema.instance_slots)
     try:
-        created: ConfigSchema = client.config_schemas.create(
-            config_type_ref={"id": config_type.item.id},
-            documents=[{"name": schema.path.name, "data": schema.text}],
-            format=schema.format,  # type: ignore[arg-type]
-            language="jsonschema",
-            git_commit={
-                "commit_ref": {"id": commit.id},
-                "schema_filepaths": [schema.relative_path],
-            },
-            **options,
-        )
+        # Sent as JSON: SDK 0.9.0's typed create has no instance_slots (everglades).
+        created: ConfigSchema = client.post("/config_schemas", cast_to=ConfigSchema, body=body)
     except sdk.UnprocessableEntityError as error:
         from fleetconfig.cli.client import api_error
 
@@ -148,7 +150,7 @@ def create_schema(
             refused.details,
             data={**refused.data, "file": schema.relative_path},
         ) from None
-    label = f"{schema.relative_path} → {created.instance_filepath}"
+    label = f"{schema.relative_path} → {output.slot_files(created)}"
     return Outcome(
         "config schema", created.id not in known, created, label, file=schema.relative_path
     )
@@ -201,7 +203,9 @@ def create_release(
     """Create a release from the annotated JSON Schema files of the current git commit.
 
     Each schema file names its config type at the top level with x-miru-config-type (a slug),
-    and may give x-miru-config-type-name and x-miru-instance-filepath. Missing config types
+    and may give x-miru-config-type-name, and x-miru-instance-filepath or (for instances in
+    several places) x-miru-instance-slots: a list of {key, name, filepath, required,
+    description}. Missing config types
     are created; the commit and schemas are registered (or found, if already there); then the
     release is created. The git tree must be clean and the repository must have a GitHub,
     GitLab or Bitbucket remote.
@@ -349,12 +353,12 @@ def get_release(
         if commit.message:
             fields.append(("", commit.message.splitlines()[0]))
     output.print_fields(fields)
-    grid = output.table("config type", "schema", "instance file", "digest", title="\nSchemas")
+    grid = output.table("config type", "schema", "instance files", "digest", title="\nSchemas")
     for schema in found.config_schemas or []:
         grid.add_row(
             escape(schema.config_type_name),
             schema.id,
-            escape(schema.instance_filepath),
+            escape(output.slot_files(schema)),
             schema.digest[:19],
         )
     output.print_table(grid)

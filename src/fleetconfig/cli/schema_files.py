@@ -6,9 +6,23 @@ A schema file says which config type it is for, at its top level::
     x-miru-config-type-name: Motion Control     # the name, if the type must be created
     x-miru-instance-filepath: /srv/miru/configs/motion.json   # where robots get the file
 
-Files are ``.json``, ``.yaml`` or ``.yml`` (one YAML document). The annotation keywords are
-unknown to JSON Schema and so ignored by validators: the file is uploaded as it is, byte for
-byte. Every problem found is reported at once, so one run shows everything to fix.
+or, for a schema whose instances go to several places on the robot (everglades' instance
+slots: one instance per slot in a deployment, all validated by this schema)::
+
+    x-miru-instance-slots:
+      - key: left                                 # [a-z0-9][a-z0-9_-]*, unique in the file
+        name: Left arm
+        filepath: /srv/miru/configs/arm-left.json
+        required: true                            # optional, default true
+        description: The left arm's limits        # optional
+      - {key: right, name: Right arm, filepath: /srv/miru/configs/arm-right.json}
+
+``x-miru-instance-filepath`` is the one-slot form (slot ``default``, as the server makes it);
+with neither, the server's default path ``/srv/miru/configs/<slug>.json`` (``.yaml`` for a
+YAML schema file). Files are ``.json``, ``.yaml`` or ``.yml`` (one YAML document). The
+annotation keywords are unknown to JSON Schema and so ignored by validators: the file is
+uploaded as it is, byte for byte. Every problem found is reported at once, so one run shows
+everything to fix.
 """
 
 from __future__ import annotations
@@ -25,6 +39,11 @@ from fleetconfig.cli.client import CliError
 CONFIG_TYPE_KEY = "x-miru-config-type"
 CONFIG_TYPE_NAME_KEY = "x-miru-config-type-name"
 INSTANCE_FILEPATH_KEY = "x-miru-instance-filepath"
+INSTANCE_SLOTS_KEY = "x-miru-instance-slots"
+SLOT_FIELDS = {"key", "name", "filepath", "required", "description"}
+SLOT_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
+MAX_SLOT_KEY_LENGTH = 128
+DEFAULT_SLOT_KEY = "default"
 FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
 # The server's rules for a config type (spec: 1-48 characters, [a-z0-9-], alphanumeric ends).
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
@@ -45,12 +64,22 @@ class SchemaFile:
     config_type_slug: str
     config_type_name: str
     instance_filepath: str | None  # None: the server's default for the type
+    # The slots of x-miru-instance-slots (or the one slot of x-miru-instance-filepath), as
+    # the API's InstanceSlot objects; None: the server's default slot.
+    instance_slots: tuple[dict[str, Any], ...] | None = None
 
     @property
     def effective_instance_filepath(self) -> str:
-        return (
-            self.instance_filepath or f"{DEFAULT_INSTANCE_DIRECTORY}/{self.config_type_slug}.json"
-        )
+        """The first slot's path: the only one, unless the file declares several slots."""
+        return self.effective_instance_filepaths[0]
+
+    @property
+    def effective_instance_filepaths(self) -> list[str]:
+        """Where the robots get this schema's files (the server's default when unannotated)."""
+        if self.instance_slots:
+            return [str(slot["filepath"]) for slot in self.instance_slots]
+        extension = "yaml" if self.format == "yaml" else "json"
+        return [f"{DEFAULT_INSTANCE_DIRECTORY}/{self.config_type_slug}.{extension}"]
 
 
 def name_from_slug(slug: str) -> str:
@@ -128,6 +157,58 @@ def check_instance_filepath(value: str) -> str | None:
     return None
 
 
+def read_slots(value: Any, problems: list[str]) -> tuple[dict[str, Any], ...] | None:
+    """The ``x-miru-instance-slots`` list as InstanceSlot objects; problems are appended."""
+    if not isinstance(value, list) or not value:
+        problems.append(f"{INSTANCE_SLOTS_KEY} must be a non-empty list of slots (got {value!r})")
+        return None
+    slots: list[dict[str, Any]] = []
+    for index, item in enumerate(value):
+        where = f"{INSTANCE_SLOTS_KEY}[{index}]"
+        if not isinstance(item, dict):
+            problems.append(f"{where} must be an object with key, name and filepath")
+            continue
+        unknown = sorted(set(item) - SLOT_FIELDS)
+        if unknown:
+            problems.append(f"{where} has unknown fields: {', '.join(map(str, unknown))}")
+        key, name, filepath = item.get("key"), item.get("name"), item.get("filepath")
+        if not isinstance(key, str) or not SLOT_KEY.match(key) or len(key) > MAX_SLOT_KEY_LENGTH:
+            problems.append(
+                f"{where}.key must be 1-{MAX_SLOT_KEY_LENGTH} characters of a-z, 0-9, '_' and "
+                f"'-', starting with a letter or digit (got {key!r})"
+            )
+        if not isinstance(name, str) or not name.strip():
+            problems.append(f"{where}.name must be a non-empty text (got {name!r})")
+        problem = (
+            check_instance_filepath(filepath)
+            if isinstance(filepath, str)
+            else f"must be a text (got {filepath!r})"
+        )
+        if problem:
+            problems.append(f"{where}.filepath {problem}")
+        required = item.get("required", True)
+        if not isinstance(required, bool):
+            problems.append(f"{where}.required must be true or false (got {required!r})")
+        description = item.get("description")
+        if description is not None and not isinstance(description, str):
+            problems.append(f"{where}.description must be a text (got {description!r})")
+        slot: dict[str, Any] = {
+            "key": key,
+            "name": name,
+            "filepath": posixpath.normpath(filepath) if isinstance(filepath, str) else filepath,
+            "required": required,
+        }
+        if description is not None:
+            slot["description"] = description
+        slots.append(slot)
+    for field_name in ("key", "filepath"):
+        values = [slot[field_name] for slot in slots]
+        repeated = sorted({str(item) for item in values if values.count(item) > 1})
+        if repeated:
+            problems.append(f"{INSTANCE_SLOTS_KEY}: {field_name} used twice: {', '.join(repeated)}")
+    return tuple(slots)
+
+
 def read_schema_file(path: Path, root: Path) -> SchemaFile:
     """Read one file and its annotations; SchemaFileError lists what is wrong with it."""
     relative = path.resolve().relative_to(root).as_posix()
@@ -185,6 +266,20 @@ def read_schema_file(path: Path, root: Path) -> SchemaFile:
             problems.append(f"{INSTANCE_FILEPATH_KEY} {problem}")
         else:
             filepath = posixpath.normpath(filepath)
+    slots: tuple[dict[str, Any], ...] | None = None
+    if INSTANCE_SLOTS_KEY in document:
+        if filepath is not None:
+            problems.append(
+                f"give {INSTANCE_FILEPATH_KEY} or {INSTANCE_SLOTS_KEY}, not both "
+                f"(one file path is the one-slot form of {INSTANCE_SLOTS_KEY})"
+            )
+        slots = read_slots(document[INSTANCE_SLOTS_KEY], problems)
+    elif filepath is not None:
+        # The one slot the server makes of an instance_filepath (tetons), so that a schema
+        # registered by either form is found again by the other.
+        slots = (
+            {"key": DEFAULT_SLOT_KEY, "name": "Default", "filepath": filepath, "required": True},
+        )
     if problems:
         raise SchemaFileError(f"{relative}: invalid annotations", details=problems)
     return SchemaFile(
@@ -195,6 +290,7 @@ def read_schema_file(path: Path, root: Path) -> SchemaFile:
         config_type_slug=slug,
         config_type_name=name.strip() if isinstance(name, str) else name_from_slug(slug),
         instance_filepath=filepath,
+        instance_slots=slots,
     )
 
 
@@ -216,7 +312,8 @@ def read_schema_files(paths: list[Path], root: Path) -> list[SchemaFile]:
     by_filepath: dict[str, list[str]] = {}
     for schema in schemas:
         by_type.setdefault(schema.config_type_slug, []).append(schema.relative_path)
-        by_filepath.setdefault(schema.effective_instance_filepath, []).append(schema.relative_path)
+        for filepath in schema.effective_instance_filepaths:
+            by_filepath.setdefault(filepath, []).append(schema.relative_path)
     for slug, owners in by_type.items():
         if len(owners) > 1:
             problems.append(f"config type {slug!r} has {len(owners)} schemas: {', '.join(owners)}")

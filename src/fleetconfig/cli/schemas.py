@@ -52,12 +52,12 @@ def list_schemas(
     if as_json:
         output.print_json(page.envelope())
         return
-    grid = output.table("config type", "id", "instance file", "format", "digest", "created")
+    grid = output.table("config type", "id", "instance files", "format", "digest", "created")
     for schema in page.data:
         grid.add_row(
             escape(schema.config_type_name),
             schema.id,
-            escape(schema.instance_filepath),
+            escape(output.slot_files(schema)),
             f"{schema.language}/{schema.format}",
             schema.digest[:19],
             output.when(schema.created_at),
@@ -86,12 +86,21 @@ def get_schema(
         [
             ("Config type", f"{found.config_type_name} ({found.config_type_id})"),
             ("ID", found.id),
-            ("Instance file", found.instance_filepath),
+            ("Instance format", getattr(found, "instance_format", None) or ""),
             ("Language", f"{found.language} ({found.format})"),
             ("Digest", found.digest),
             ("Created", output.when(found.created_at)),
         ]
     )
+    grid = output.table("slot", "name", "instance file", "required", title="\nInstance slots")
+    for slot in output.slots(found):
+        grid.add_row(
+            escape(str(slot.get("key"))),
+            escape(str(slot.get("name"))),
+            escape(str(slot.get("filepath"))),
+            "yes" if slot.get("required") else "no",
+        )
+    output.print_table(grid)
     for document in found.documents or []:
         output.heading(document.name)
         print(document.data)

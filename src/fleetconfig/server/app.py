@@ -8,6 +8,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -26,6 +27,7 @@ from fleetconfig.server.auth.signing import SigningKeys
 from fleetconfig.server.config_schemas import cue
 from fleetconfig.server.deployments.reports import ReportQueue
 from fleetconfig.server.idempotency.middleware import IdempotencyMiddleware
+from fleetconfig.server.idempotency.openapi import declare_idempotency_key
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import (
     APIError,
@@ -202,6 +204,14 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
     app.include_router(dashboard.router)
     app.mount("/static", dashboard.static_files(), name="dashboard-static")
     api_docs.install(app)
+
+    # The superset document, with what the ASGI layers in front of the routes add to them.
+    generate_openapi = app.openapi
+
+    def openapi_with_layers() -> dict[str, Any]:
+        return declare_idempotency_key(generate_openapi())
+
+    app.openapi = openapi_with_layers  # type: ignore[method-assign]
 
     documents: dict[str, dict[str, object]] = {}
 

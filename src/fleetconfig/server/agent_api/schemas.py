@@ -13,9 +13,10 @@ from typing import Any, Literal
 from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from fleetconfig.protocol import MAX_HEALTH_REASON_CHARS
 from fleetconfig.server.agent_api import repository
 from fleetconfig.server.agent_api.repository import InstanceSummary
-from fleetconfig.server.deployments.lifecycle import DeviceReport, FileChange
+from fleetconfig.server.deployments.lifecycle import DeviceReport, FileChange, HealthReport
 from fleetconfig.server.deployments.repository import DeploymentFields
 from fleetconfig.server.deployments.schemas import (
     render_deployment as render_platform_deployment,
@@ -77,12 +78,25 @@ class FileChangeItem(RequestModel):
     restored_at: Timestamp | None = None
 
 
+class HealthItem(RequestModel):
+    """What the robot's software said of the deployment's config (fleetconfig extension)."""
+
+    status: Literal["confirmed", "rejected"]
+    reason: StrictStr | None = None
+    reported_at: Timestamp
+
+    @field_validator("reason")
+    @classmethod
+    def _bounded(cls, value: str | None) -> str | None:
+        return value[:MAX_HEALTH_REASON_CHARS] if value is not None else None
+
+
 class UpdateDeploymentRequest(RequestModel):
     """A device's report on one of its deployments. fleetconfig extensions, all optional
     (an older agent sends none): ``error_message``, ``error_path``, ``retry_attempts`` and
     ``next_retry_at`` (why, where and how often it is retrying or failed, shown to
     operators); ``file_changes`` (the deployment's files found changed on the robot, the
-    whole current list)."""
+    whole current list); ``health`` (the robot software's confirmation or rejection)."""
 
     activity_status: ActivityStatusValue | None = None
     error_status: ErrorStatusValue | None = None
@@ -93,6 +107,7 @@ class UpdateDeploymentRequest(RequestModel):
     file_changes: list[FileChangeItem] | None = Field(default=None, max_length=MAX_FILE_CHANGES)
     deployed_at: Timestamp | None = None
     archived_at: Timestamp | None = None
+    health: HealthItem | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -124,6 +139,9 @@ class UpdateDeploymentRequest(RequestModel):
                 FileChange(item.filepath, item.change, item.detected_at, item.restored_at)
                 for item in self.file_changes
             ),
+            health=None
+            if self.health is None
+            else HealthReport(self.health.status, self.health.reason, self.health.reported_at),
         )
 
 

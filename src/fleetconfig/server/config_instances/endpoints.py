@@ -14,7 +14,10 @@ from fleetconfig.server.config_instances.schemas import (
     CreateConfigInstanceRequest,
     render_config_instances,
 )
-from fleetconfig.server.config_instances.service import ConfigInstanceService
+from fleetconfig.server.config_instances.service import (
+    ConfigInstanceService,
+    checked_config_instance,
+)
 from fleetconfig.server.expansions import expand_param
 from fleetconfig.server.kit.errors import InvalidRequest
 from fleetconfig.server.kit.http import json_response, openapi_body, parse_body
@@ -27,6 +30,7 @@ from fleetconfig.server.kit.params import (
     page_param,
 )
 from fleetconfig.server.models import ConfigInstance
+from fleetconfig.server.services import services
 
 router = APIRouter(prefix="/config_instances", tags=["Config Instances"])
 
@@ -80,9 +84,15 @@ async def create_config_instance(
 ) -> Response:
     expand = expand_param(request.query_params, "config_instance", is_list=False)
     body = await parse_body(request, CreateConfigInstanceRequest)
-    row = await ConfigInstanceService(ctx.session, ctx.workspace_id).create(
-        body.config_schema_id, body.content.format, body.content.data, body.slot_key
+    checked = await checked_config_instance(
+        services(request).database,
+        ctx.workspace_id,
+        body.config_schema_id,
+        body.content.format,
+        body.content.data,
+        body.slot_key,
     )
+    row = await ConfigInstanceService(ctx.session, ctx.workspace_id).add(checked)
     (rendered,) = await render_config_instances(ctx.session, [row], expand.tree)
     await ctx.commit()
     return json_response(rendered)

@@ -24,6 +24,7 @@ from fleetconfig.server.config_schemas.jsonschema_rules import (
 )
 from fleetconfig.server.config_schemas.repository import ConfigSchemaRepository, documents_by_schema
 from fleetconfig.server.kit import ids
+from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.errors import ValidationFailed, not_found
 from fleetconfig.server.models import ConfigInstance, ConfigSchema
 
@@ -50,15 +51,16 @@ class ConfigInstanceService:
             raise not_found("config instance", config_instance_id)
         return found
 
-    async def create(
+    async def prepare(
         self, config_schema_id: str, format: str, data: str, slot_key: str | None = None
     ) -> ConfigInstance:
+        """The new instance, checked against its schema and slot, not yet added."""
         schema = await ConfigSchemaRepository(self.session, self.workspace_id).get(config_schema_id)
         if schema is None:
             raise not_found("config schema", config_schema_id)
         slot = self._slot(schema, slot_key)
         await self.check_content(schema, data, format)
-        row = ConfigInstance(
+        return ConfigInstance(
             id=ids.new_id(ids.CONFIG_INSTANCE),
             workspace_id=self.workspace_id,
             config_schema_id=schema.id,
@@ -69,6 +71,8 @@ class ConfigInstanceService:
             format=format,
             data=data,
         )
+
+    async def add(self, row: ConfigInstance) -> ConfigInstance:
         self.session.add(row)
         await self.session.flush()
         return row
@@ -159,3 +163,21 @@ class ConfigInstanceService:
                 errors=errors,
                 error_count=count,
             )
+
+
+async def checked_config_instance(
+    database: Database,
+    workspace_id: str,
+    config_schema_id: str,
+    format: str,
+    data: str,
+    slot_key: str | None = None,
+) -> ConfigInstance:
+    """A new config instance, checked in a read session of its own before the writing one
+    adds it: a CUE check runs an external program for up to a second, and on SQLite a
+    writing session holds the database's one write lock from its first statement. Schemas
+    never change, so what was checked still holds when the instance is added."""
+    async with database.session() as session:
+        return await ConfigInstanceService(session, workspace_id).prepare(
+            config_schema_id, format, data, slot_key
+        )

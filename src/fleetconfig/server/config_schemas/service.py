@@ -63,6 +63,9 @@ class ConfigSchemaService:
         if request.language == rules.CUE:
             # Refuse before anything else: without cue we can neither check nor accept it.
             cue.require_cue()
+            # Checked before the first statement, which on SQLite takes the database's one
+            # write lock: the external cue runs for up to a second.
+            await self._check_cue(request)
 
         config_type = await self._config_type(request.config_type_ref)
         slots, instance_format = self._slots(request, config_type)
@@ -89,9 +92,7 @@ class ConfigSchemaService:
         if existing is not None:
             return existing
 
-        if request.language == rules.CUE:
-            await self._check_cue(request)
-        elif request.language == rules.JSONSCHEMA:
+        if request.language == rules.JSONSCHEMA:
             size = len(request.documents[0].data)
             await off_loop_if_large(
                 size, self._check_json_schema, parsed, request.documents[0].name

@@ -3,11 +3,13 @@ device's page (deployment history, config diff between two deployments)."""
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
+from sqlalchemy import select, update
 
 from fleetconfig.server.dashboard.diff import diff_deployments
 from fleetconfig.server.dashboard.repository import DashboardRepository
@@ -22,18 +24,23 @@ from fleetconfig.server.dashboard.web import (
 from fleetconfig.server.deployments.repository import DeploymentRepository
 from fleetconfig.server.deployments.schemas import instances_by_deployment
 from fleetconfig.server.deployments.service import DeploymentService
+from fleetconfig.server.devices.repository import DeviceRepository
 from fleetconfig.server.devices.service import DeviceService
 from fleetconfig.server.fleet import health
 from fleetconfig.server.fleet.repository import SORT_KEYS, DeviceQuery, FleetRepository, FleetRow
+from fleetconfig.server.groups.service import GroupService
+from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.errors import InvalidRequest, NotFound
 from fleetconfig.server.kit.params import OrderBy, Page, int_param
-from fleetconfig.server.models import Deployment, Device, Release
+from fleetconfig.server.models import Deployment, Device, Group, ProvisioningToken, Release
+from fleetconfig.server.provisioning_tokens.service import issue_provisioning_token
 from fleetconfig.server.releases.repository import ReleaseRepository
 from fleetconfig.server.services import services
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
 DEVICES_PER_PAGE = 50
+OPEN_TOKENS_SHOWN = 50
 HISTORY_PER_PAGE = 50
 DEVICE_STATUSES = ("online", "offline", "activating", "inactive")
 RELEASES_IN_FILTER = 100
@@ -69,6 +76,7 @@ def device_query(request: Request) -> DeviceQuery:
     return DeviceQuery(
         name=name,
         statuses=statuses,
+        group_id=params.get("group") or None,
         release_id=params.get("release") or None,
         error=error,
         sort=sort,
@@ -83,6 +91,7 @@ def _query_string(query: DeviceQuery, **changes: Any) -> str:
     values: dict[str, Any] = {
         "q": query.name,
         "status": list(query.statuses),
+        "group": query.group_id or "",
         "release": query.release_id or "",
         "error": query.error or "",
         "sort": query.sort,
@@ -97,6 +106,15 @@ def _query_string(query: DeviceQuery, **changes: Any) -> str:
         if item not in ("", None) and not (key == "offset" and item == 0)
     ]
     return urlencode(pairs)
+
+
+async def _groups(user: User) -> dict[str, Group]:
+    """Every group of the workspace by id, in name order (for filters and pickers)."""
+    statement = (
+        select(Group).where(Group.workspace_id == user.workspace_id).order_by(Group.name, Group.id)
+    )
+    rows = (await user.ctx.session.execute(statement)).scalars()
+    return {row.id: row for row in rows}
 
 
 async def _device_list(user: User, request: Request) -> dict[str, Any]:
@@ -115,6 +133,7 @@ async def _device_list(user: User, request: Request) -> dict[str, Any]:
         plain = DeviceQuery(
             name=query.name,
             statuses=query.statuses,
+            group_id=query.group_id,
             sort=query.sort if query.sort in ("name", "status", "last_connected") else "name",
             descending=query.descending,
             offset=query.offset,
@@ -122,8 +141,11 @@ async def _device_list(user: User, request: Request) -> dict[str, Any]:
         )
         rows, total = await FleetRepository(session, user.workspace_id).devices(plain)
         rows = [FleetRow(row.device, None) for row in rows]
+    # Everglades' groups: the filter's choices and each row's group (one query, any page).
+    groups = await _groups(user) if user.can("groups:read") else {}
     return {
         "rows": rows,
+        "groups": groups,
         "query": query,
         "qs": lambda **changes: _query_string(query, **changes),
         "releases": releases,
@@ -194,11 +216,121 @@ async def issue_activation_token(
     )
 
 
+@router.post("/devices/{device_id}/group")
+async def set_device_group(
+    device_id: str, request: Request, user: User = Depends(writer)
+) -> Response:
+    """Put the device in a group, or in none (the Platform API's extension operation)."""
+    user.principal.require(("devices:write",), ("groups:read",))
+    group_id = (await read_form(request)).get("group_id", "") or None
+    device = await GroupService(user.ctx.session, user.workspace_id).set_device_group(
+        device_id, group_id
+    )
+    groups = await _groups(user)
+    await user.ctx.commit()
+    return render(request, "_device_group.html", {"user": user, "device": device, "groups": groups})
+
+
+async def _open_tokens(user: User) -> list[ProvisioningToken]:
+    """Provisioning tokens neither used nor expired (nor revoked), newest first."""
+    statement = (
+        select(ProvisioningToken)
+        .where(
+            ProvisioningToken.workspace_id == user.workspace_id,
+            ProvisioningToken.used_at.is_(None),
+            ProvisioningToken.expires_at > utcnow(),
+        )
+        .order_by(ProvisioningToken.created_at.desc(), ProvisioningToken.id)
+        .limit(OPEN_TOKENS_SHOWN)
+    )
+    return list((await user.ctx.session.execute(statement)).scalars())
+
+
+async def _tokens_fragment(
+    request: Request, user: User, issued: dict[str, Any] | None = None
+) -> Response:
+    tokens = await _open_tokens(user)
+    devices = await DeviceRepository(user.ctx.session, user.workspace_id).get_many(
+        token.device_id for token in tokens if token.device_id
+    )
+    return render(
+        request,
+        "_provisioning_tokens.html",
+        {"user": user, "tokens": tokens, "devices": devices, "issued": issued},
+    )
+
+
+@router.get("/devices/provisioning-tokens")
+async def provisioning_tokens(request: Request, user: User = Depends(reader)) -> Response:
+    user.principal.require(("devices:provision",))
+    return await _tokens_fragment(request, user)
+
+
+@router.post("/devices/provisioning-tokens")
+async def create_provisioning_token(request: Request, user: User = Depends(writer)) -> Response:
+    """A token and the command that spends it: ``provision --name`` on a new robot, or, for
+    a device (``device_id``), ``reprovision`` on the machine that replaces its computer."""
+    user.principal.require(("devices:provision",), ("provisioning_tokens:write",))
+    form = await read_form(request)
+    device_id = form.get("device_id") or None
+    name = form.get("name", "").strip()
+    device = (
+        await DeviceService(user.ctx.session, user.workspace_id).get(device_id)
+        if device_id
+        else None
+    )
+    token, expires_at = await issue_provisioning_token(
+        user.ctx.session,
+        user.workspace_id,
+        services(request).signing_keys.token_key,
+        device_id=device.id if device else None,
+    )
+    await user.ctx.commit()
+    server_url = str(request.base_url).rstrip("/")
+    if device is not None:
+        command = f"fleetconfig-agent reprovision --server {server_url} --token {token}"
+    else:
+        command = (
+            f"fleetconfig-agent provision --server {server_url} --token {token} "
+            f"--name {shlex.quote(name or 'NAME')}"
+        )
+    issued = {"command": command, "expires_at": expires_at, "device": device}
+    return await _tokens_fragment(request, user, issued)
+
+
+@router.post("/devices/provisioning-tokens/{token_id}/revoke")
+async def revoke_provisioning_token(
+    token_id: str, request: Request, user: User = Depends(writer)
+) -> Response:
+    """Revoke an unused token: it expires now (an agent spending it gets 401 expired)."""
+    user.principal.require(("devices:provision",), ("provisioning_tokens:write",))
+    now = utcnow()
+    revoked = await user.ctx.session.execute(
+        update(ProvisioningToken)
+        .where(
+            ProvisioningToken.id == token_id,
+            ProvisioningToken.workspace_id == user.workspace_id,
+            ProvisioningToken.used_at.is_(None),
+            ProvisioningToken.expires_at > now,
+        )
+        .values(expires_at=now)
+    )
+    if revoked.rowcount != 1:  # type: ignore[attr-defined]
+        raise NotFound(f"No unused, unexpired provisioning token {token_id}")
+    await user.ctx.commit()
+    return await _tokens_fragment(request, user)
+
+
 async def _device_detail(user: User, device_id: str, offset: int) -> dict[str, Any]:
     user.principal.require(("devices:read",))
     session = user.ctx.session
     device = await DeviceService(session, user.workspace_id).get(device_id)
-    context: dict[str, Any] = {"device": device, "offset": offset, "per_page": HISTORY_PER_PAGE}
+    context: dict[str, Any] = {
+        "device": device,
+        "offset": offset,
+        "per_page": HISTORY_PER_PAGE,
+        "groups": await _groups(user) if user.can("groups:read") else {},
+    }
     if not user.can("deployments:read"):
         return context
     repository = DeploymentRepository(session, user.workspace_id)

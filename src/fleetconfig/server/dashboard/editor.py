@@ -9,7 +9,10 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from starlette.datastructures import ImmutableMultiDict
 
-from fleetconfig.server.config_instances.service import ConfigInstanceService
+from fleetconfig.server.config_instances.service import (
+    ConfigInstanceService,
+    checked_config_instance,
+)
 from fleetconfig.server.config_schemas.repository import config_types_by_id, documents_by_schema
 from fleetconfig.server.config_schemas.schemas import render_config_schemas
 from fleetconfig.server.config_schemas.service import ConfigSchemaService
@@ -32,6 +35,7 @@ from fleetconfig.server.kit.pagination import fetch_page
 from fleetconfig.server.kit.params import OrderBy, Page
 from fleetconfig.server.models import ConfigSchema
 from fleetconfig.server.releases.schemas import schemas_by_release
+from fleetconfig.server.services import services
 
 router = APIRouter(route_class=DashboardRoute, include_in_schema=False)
 
@@ -144,12 +148,14 @@ async def validate(schema_id: str, request: Request, user: User = Depends(reader
 async def create_instance(
     schema_id: str, request: Request, user: User = Depends(writer)
 ) -> Response:
-    user.principal.require(("config_instances:write",))
-    schema = await _schema(user, schema_id)
+    user.principal.require(("config_instances:write",), ("config_schemas:read",))
     data = (await read_form(request)).get("data", "")
-    instance = await ConfigInstanceService(user.ctx.session, user.workspace_id).create(
-        schema.id, "json", data
+    # Checked before the first statement of the writing session, which takes SQLite's lock.
+    checked = await checked_config_instance(
+        services(request).database, user.workspace_id, schema_id, "json", data
     )
+    schema = await _schema(user, schema_id)
+    instance = await ConfigInstanceService(user.ctx.session, user.workspace_id).add(checked)
     await user.ctx.commit()
     deploy = await _deploy_form(user, schema, instance.id, ImmutableMultiDict())
     return render(request, "_instance_created.html", {"user": user, "instance": instance, **deploy})

@@ -146,6 +146,10 @@ class Changes(TypedDict, total=False):
     error_since: datetime | None
     file_changes: list[dict[str, Any]] | None
     modified_at: datetime | None
+    # What the robot's software said of the config (fleetconfig extension).
+    health_status: str | None
+    health_reason: str | None
+    health_reported_at: datetime | None
 
 
 # Set together with ``error_message``: cleared when the error is.
@@ -367,6 +371,17 @@ class DeviceReport:
     retry_attempts: int | None = None
     next_retry_at: datetime | None = None
     file_changes: tuple[FileChange, ...] | None = None
+    # The robot software's confirmation or rejection (None: the report says nothing of it).
+    health: HealthReport | None = None
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """The robot's software ``confirmed`` or ``rejected`` the deployment's config."""
+
+    status: str
+    reason: str | None
+    reported_at: datetime
 
 
 @dataclass(frozen=True)
@@ -476,3 +491,27 @@ def apply_device_report(current: HasState, reported: DeviceReport) -> Changes | 
         return None
     changes["updated_at"] = reported.received_at
     return changes
+
+
+def apply_health_report(current: HasState, reported: DeviceReport) -> Changes | None:
+    """The health columns a device's report sets, or ``None`` when it changes nothing.
+
+    A deployment's health is about that deployment only, and only while it is the device's
+    target: a verdict on one that was replaced (or failed) meanwhile is moot and ignored.
+    The newest verdict wins (the robot may change its mind); a replayed or older one is
+    ignored. A ``reported_at`` after the report's arrival (a robot clock ahead) is taken as
+    the arrival, so it cannot hide the robot's later verdicts.
+    """
+    health = reported.health
+    if health is None or current.target_status != TargetStatus.DEPLOYED:
+        return None
+    reported_at = min(health.reported_at, reported.received_at)
+    known: datetime | None = getattr(current, "health_reported_at", None)
+    if known is not None and reported_at <= known:
+        return None
+    return {
+        "health_status": health.status,
+        "health_reason": health.reason,
+        "health_reported_at": reported_at,
+        "updated_at": reported.received_at,
+    }

@@ -52,6 +52,9 @@ class DeploymentFields(NamedTuple):
     error_since: datetime | None
     file_changes: list[dict[str, Any]] | None
     modified_at: datetime | None
+    health_status: str | None
+    health_reason: str | None
+    health_reported_at: datetime | None
 
 
 # Built once, compiled once for the driver (``Database.fetch``, decision 0005).

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Literal
+from datetime import datetime
+from typing import Any, Literal, Protocol
 
 from pydantic import PrivateAttr, StrictStr
 from sqlalchemy import select
@@ -97,13 +98,40 @@ def render_error(row: Deployment | DeploymentFields) -> dict[str, Any] | None:
     }
 
 
+# ``health.status`` before the robot's software has said anything of the deployment.
+HEALTH_UNKNOWN = "unknown"
+
+
+class HasHealth(Protocol):
+    """A deployment row, its fields, or a device's latest deployment."""
+
+    @property
+    def health_status(self) -> str | None: ...
+    @property
+    def health_reason(self) -> str | None: ...
+    @property
+    def health_reported_at(self) -> datetime | None: ...
+
+
+def render_health(row: HasHealth) -> dict[str, Any]:
+    """What the robot's software said of the deployment's config: ``confirmed``,
+    ``rejected`` (with its reason), or ``unknown`` (nothing yet)."""
+    return {
+        "status": row.health_status or HEALTH_UNKNOWN,
+        "reason": row.health_reason,
+        "reported_at": isoformat(row.health_reported_at),
+    }
+
+
 def render_extension(row: Deployment | DeploymentFields) -> dict[str, Any]:
     """``error``: why it is retrying or failed; ``file_changes``: its files found changed or
-    missing on the robot (``restored_at`` null: still as found); ``modified_at``: the newest."""
+    missing on the robot (``restored_at`` null: still as found); ``modified_at``: the newest;
+    ``health``: the robot software's verdict on its config."""
     return {
         "error": render_error(row),
         "file_changes": list(row.file_changes or ()),
         "modified_at": isoformat(row.modified_at),
+        "health": render_health(row),
     }
 
 

@@ -52,7 +52,7 @@ from fleetconfig.server.deployments.lifecycle import (
 from fleetconfig.server.deployments.repository import DeploymentRepository
 from fleetconfig.server.deployments.schemas import CreateDeploymentRequest
 from fleetconfig.server.kit import ids
-from fleetconfig.server.kit.clock import utcnow
+from fleetconfig.server.kit.clock import isoformat, utcnow
 from fleetconfig.server.kit.errors import (
     APIError,
     Conflict,
@@ -446,7 +446,9 @@ class DeploymentService:
         batch whole or not at all: for each, its outcomes in order, or why it was refused.
 
         Reports are idempotent and forward-only (:func:`lifecycle.apply_device_report`): a
-        stale or replayed one changes nothing. A device may report only on deployments that
+        stale or replayed one changes nothing. A report's ``health`` (the robot software's
+        verdict, :func:`lifecycle.apply_health_report`) is kept for the device's target only,
+        recorded as ``deployments.health``. A device may report only on deployments that
         were once its target; naming another is a 404 for its batch alone. The devices are
         locked first, in id order, as every writer of deployments does.
         """
@@ -482,7 +484,12 @@ class DeploymentService:
                             actor=device,
                             origin=batch.origin,
                         )
-                outcomes.append(ReportOutcome(row, bool(changes)))
+                health = lifecycle.apply_health_report(row, report.report)
+                if health:
+                    before_health = _health_snapshot(row)
+                    lifecycle.apply(row, health)
+                    self._record_health(row, before_health, device, batch.origin)
+                outcomes.append(ReportOutcome(row, bool(changes) or bool(health)))
             answers.append(outcomes)
         # One flush: the ORM sends rows changed in the same columns as one executemany.
         await self.session.flush()
@@ -559,6 +566,26 @@ class DeploymentService:
             ],
         )
 
+    def _record_health(
+        self, row: Deployment, before: dict[str, Any], actor: Actor, origin: Origin
+    ) -> None:
+        record(
+            self.work,
+            [
+                Change(
+                    workspace_id=self.workspace_id,
+                    actor=actor,
+                    origin=origin,
+                    operation="deployments.health",
+                    object_type="deployment",
+                    object_id=row.id,
+                    before=before,
+                    after=_health_snapshot(row),
+                    related={"device_id": row.device_id, "release_id": row.release_id},
+                )
+            ],
+        )
+
     def _record_created(self, operation: str, rows: Iterable[Row]) -> None:
         for row in rows:
             self._record(operation, row, None)
@@ -588,6 +615,16 @@ def _snapshot(state: lifecycle.State) -> dict[str, Any]:
         "target_status": state.target_status,
         "activity_status": state.activity_status,
         "error_status": state.error_status,
+    }
+
+
+def _health_snapshot(row: Deployment) -> dict[str, Any]:
+    """A deployment's health as a change records it (with its status, for context)."""
+    return {
+        "status": lifecycle.derived_status(row.activity_status, row.error_status),
+        "health_status": row.health_status,
+        "health_reason": row.health_reason,
+        "health_reported_at": isoformat(row.health_reported_at),
     }
 
 

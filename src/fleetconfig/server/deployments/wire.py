@@ -44,6 +44,15 @@ class FileChange(ResponseModel):
     )
 
 
+class DeploymentHealth(ResponseModel):
+    status: Literal["confirmed", "rejected", "unknown"] = Field(
+        description="What the robot's software said of this deployment's config, through the "
+        "agent's on-device API; unknown until it says anything."
+    )
+    reason: str | None = Field(description="Why it rejected the config (or a note).")
+    reported_at: datetime | None = Field(description="When the robot's software said so.")
+
+
 class DeploymentExtension(ResponseModel):
     """fleetconfig's additions to a deployment (official clients keep unknown fields)."""
 
@@ -55,6 +64,10 @@ class DeploymentExtension(ResponseModel):
         "on robot'), one entry per file, newest state."
     )
     modified_at: datetime | None = Field(description="The newest of file_changes.")
+    health: DeploymentHealth = Field(
+        description="The robot software's confirmation or rejection of the config: the "
+        "input of rollouts gated on health."
+    )
 
 
 class BaseDeployment(ResponseModel):
@@ -91,7 +104,8 @@ class Deployment(BaseDeployment):
     archived_at: datetime | None
     parent: Deployment | Absent | None = optional("Only with expand=parent.")
     fleetconfig: DeploymentExtension = Field(
-        description="fleetconfig extension: why it fails, and files modified on the robot."
+        description="fleetconfig extension: why it fails, files modified on the robot, and "
+        "the robot software's verdict on the config."
     )
     device: Device | Absent = optional("Only with expand=device.")
     release: Release | Absent = optional(

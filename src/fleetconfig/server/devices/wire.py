@@ -42,6 +42,12 @@ class LatestDeploymentError(ResponseModel):
     next_retry_at: datetime | None
 
 
+class LatestDeploymentHealth(ResponseModel):
+    status: Literal["confirmed", "rejected", "unknown"]
+    reason: str | None
+    reported_at: datetime | None
+
+
 class LatestDeployment(ResponseModel):
     """The deployment most recently made the device's target."""
 
@@ -54,6 +60,10 @@ class LatestDeployment(ResponseModel):
         description="Its files modified on the robot, as in the deployment's extension."
     )
     modified_at: datetime | None
+    health: LatestDeploymentHealth = Field(
+        description="What the robot's software said of its config, as in the deployment's "
+        "extension."
+    )
 
 
 class DeviceExtension(ResponseModel):

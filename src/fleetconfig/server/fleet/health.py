@@ -40,6 +40,10 @@ class Latest:
     file_changes: list[dict[str, Any]] | None
     modified_at: datetime | None
     updated_at: datetime
+    # What the robot's software said of its config (None: nothing yet).
+    health_status: str | None = None
+    health_reason: str | None = None
+    health_reported_at: datetime | None = None
 
     @property
     def status(self) -> str:

@@ -40,6 +40,9 @@ _LATEST_COLUMNS = (
     Deployment.file_changes,
     Deployment.modified_at,
     Deployment.updated_at,
+    Deployment.health_status,
+    Deployment.health_reason,
+    Deployment.health_reported_at,
 )
 
 
@@ -50,6 +53,7 @@ class DeviceQuery:
     name: str = ""  # a case-insensitive substring of the name
     statuses: tuple[str, ...] = ()  # device statuses
     release_id: str | None = None  # the latest deployment's release
+    group_id: str | None = None  # the device's group (everglades)
     error: str | None = None  # one of health.ERROR_FILTERS
     sort: str = "name"
     descending: bool = False
@@ -211,6 +215,8 @@ class FleetRepository:
             conditions.append(func.lower(Device.name).like(f"%{pattern}%", escape="\\"))
         if query.statuses:
             conditions.append(Device.status.in_(query.statuses))
+        if query.group_id:
+            conditions.append(Device.group_id == query.group_id)
         if query.release_id:
             conditions.append(Deployment.release_id == query.release_id)
         if query.error == health.FAILED:

@@ -8,7 +8,7 @@ from typing import Any
 
 from fleetconfig.server.auth.context import Context
 from fleetconfig.server.auth.scopes import missing
-from fleetconfig.server.deployments.schemas import EXTENSION
+from fleetconfig.server.deployments.schemas import EXTENSION, render_health
 from fleetconfig.server.fleet import health
 from fleetconfig.server.fleet.health import Latest
 from fleetconfig.server.fleet.repository import FleetRepository
@@ -33,6 +33,7 @@ def render_latest(latest: Latest) -> dict[str, Any]:
         "error": error,
         "file_changes": list(latest.file_changes or ()),
         "modified_at": isoformat(latest.modified_at),
+        "health": render_health(latest),
     }
 
 

@@ -7,6 +7,7 @@ so two writers queue instead of failing on a lock upgrade.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import asyncpg
-from sqlalchemy import DateTime, MetaData, Select, event
+from sqlalchemy import DateTime, MetaData, Select, event, make_url
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -139,8 +140,11 @@ class Database:
             self.lean_engine = create_async_engine(
                 url, **{**engine_kwargs, "pool_size": 10, "max_overflow": 20, **lean}
             )
+        self._inline = _InlineSqlite.of(url) if self.is_sqlite else None
 
     async def dispose(self) -> None:
+        if self._inline is not None:
+            self._inline.close()
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
@@ -178,6 +182,10 @@ class Database:
         """
         read = statement if isinstance(statement, Read) else self.read(statement)
         values = [params[name] for name in read.params]
+        if self._inline is not None:
+            inline_rows = self._inline.fetch(read.sql, values)
+            if inline_rows is not None:
+                return [read.process(row) for row in inline_rows]
         for attempt in (1, 2):
             connection = await self.lean_engine.raw_connection()
             try:
@@ -229,6 +237,47 @@ class Database:
             return
         async with self.session(write=write) as session:
             yield await authenticate(session), session
+
+
+class _InlineSqlite:
+    """One-statement reads of a SQLite file on a plain ``sqlite3`` connection, in the event
+    loop's thread.
+
+    A point read from SQLite's page cache takes a few microseconds; handing it to an
+    aiosqlite connection's thread and back costs far more, and under load most of it is the
+    event loop waiting for the GIL while dozens of those threads take turns (py-spy on
+    ``bench/api``: over half of a request's samples). In WAL mode a reader never waits for
+    writers, so the connection has no busy timeout: should SQLite ever answer busy (a
+    checkpoint's brief exclusive moment), :meth:`fetch` returns None and the caller reads
+    through the thread-backed pool instead.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._connection: sqlite3.Connection | None = None  # opened on first use
+
+    @classmethod
+    def of(cls, url: str) -> _InlineSqlite | None:
+        path = make_url(url).database
+        if not path or path == ":memory:" or path.startswith("file:"):
+            return None  # not a file every connection of the process can open alike
+        return cls(path)
+
+    def fetch(self, sql: str, values: Sequence[Any]) -> list[Any] | None:
+        try:
+            if self._connection is None:
+                self._connection = sqlite3.connect(
+                    self.path, timeout=0, isolation_level=None, check_same_thread=False
+                )
+                self._connection.execute("PRAGMA query_only=ON")
+            return self._connection.execute(sql, values).fetchall()
+        except sqlite3.OperationalError:
+            return None
+
+    def close(self) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None
 
 
 def _sqlite_engine(url: str, *, immediate: bool, **kwargs: Any) -> AsyncEngine:
