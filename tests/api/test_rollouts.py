@@ -2,8 +2,7 @@
 refusals, and the engine's safety (a new app on the same database carries on; two engines
 at once never start a wave twice).
 
-Devices report through the agent API. Robot health is written to the deployment's columns
-directly: the on-device confirmation path is another helper's work (see docs/rollouts.md).
+Devices report their deployments and their robot software's health through the agent API.
 """
 
 from __future__ import annotations
@@ -18,13 +17,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.app import create_app
 from fleetconfig.server.changes import log
 from fleetconfig.server.changes.model import Change
-from fleetconfig.server.kit.clock import utcnow
+from fleetconfig.server.kit.clock import isoformat, utcnow
 from fleetconfig.server.models import Deployment
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.rollouts.engine import RolloutEngine
@@ -96,14 +95,15 @@ class World:
             reported.append(member["device_id"])
         return reported
 
-    async def health(self, deployment_ids: list[str], status: str) -> None:
-        async with self.app.state.database.session(write=True) as session:
-            await session.execute(
-                update(Deployment)
-                .where(Deployment.id.in_(deployment_ids))
-                .values(health_status=status, health_reported_at=utcnow())
-            )
-            await session.commit()
+    async def health(self, member: dict[str, Any], status: str) -> None:
+        """The robot's software on ``member`` says ``status`` of its rollout deployment, as
+        its agent reports it (the agent API's health extension)."""
+        said = {"status": status, "reported_at": isoformat(utcnow())}
+        await self.agents[member["device_id"]].ok(
+            "POST",
+            "/deployments/reports",
+            json={"reports": [{"deployment_id": member["deployment_id"], "health": said}]},
+        )
 
 
 @pytest.fixture
@@ -235,8 +235,8 @@ async def test_a_failed_gate_pauses_with_the_reason_and_the_devices(world: World
     )
     await world.report(rollout["id"], 1)
     wave = await world.members(rollout["id"], wave=1)
-    await world.health([wave[0]["deployment_id"]], "confirmed")
-    await world.health([wave[1]["deployment_id"]], "rejected")
+    await world.health(wave[0], "confirmed")
+    await world.health(wave[1], "rejected")
     await world.engine.step(rollout["id"])
     paused = await world.get(rollout["id"])
     assert paused["status"] == "paused" and paused["current_wave"] == 1

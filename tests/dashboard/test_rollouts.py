@@ -4,10 +4,8 @@ robots), and pause, resume, advance and abort from it."""
 from __future__ import annotations
 
 from fastapi import FastAPI
-from sqlalchemy import update
 
-from fleetconfig.server.kit.clock import utcnow
-from fleetconfig.server.models import Deployment
+from fleetconfig.server.kit.clock import isoformat, utcnow
 from fleetconfig.server.rollouts.engine import RolloutEngine
 from tests.dashboard.conftest import Browser, Fleet
 from tests.push_fakes import FakeTransport
@@ -42,13 +40,12 @@ async def test_a_paused_rollout_shows_why_and_which_robots_and_moves_from_the_pa
             "reports": [{"deployment_id": first["deployment_id"], "activity_status": "deployed"}]
         },
     )
-    async with app.state.database.session(write=True) as session:
-        await session.execute(
-            update(Deployment)
-            .where(Deployment.id == first["deployment_id"])
-            .values(health_status="rejected", health_reported_at=utcnow())
-        )
-        await session.commit()
+    rejected = {"status": "rejected", "reason": "arm drifts", "reported_at": isoformat(utcnow())}
+    await agent.ok(
+        "POST",
+        "/deployments/reports",
+        json={"reports": [{"deployment_id": first["deployment_id"], "health": rejected}]},
+    )
     await RolloutEngine(app.state.database, FakeTransport(), tick_seconds=0).step(rollout["id"])
 
     listed = await browser.get("/rollouts")

@@ -2,8 +2,9 @@
 wave fails its gate and is aborted with a rollback to the robots' previous deployments; and a
 server killed mid-rollout whose successor carries on with no wave started twice.
 
-Health confirmation is not used here (the on-device confirmation is another helper's work):
-the gates ask for ``deployed``, and the failing robot is one whose config cannot be written.
+The health-gated rollout has the robots' software confirm or reject its config through the
+agent's on-device API (``/v0.2/fleetconfig/deployment/health`` on its socket); the other gates
+ask for ``deployed``, and their failing robot is one whose config cannot be written.
 """
 
 from __future__ import annotations
@@ -130,6 +131,60 @@ def test_a_rollout_whose_waves_pass_reaches_every_robot(served: ServerProcess) -
         assert [wave["status"] for wave in done["waves"]] == ["passed", "passed"]
         for robot in robots:
             assert read_or_none(robot.host_path(path)) == content
+
+
+HEALTH = "/v0.2/fleetconfig/deployment/health"
+
+
+def robot_says(robot: AgentProcess, deployment_id: str, status: str, reason: str = "") -> None:
+    """The robot's own software, on the agent's socket, about its current config."""
+    transport = httpx.HTTPTransport(uds=str(robot.socket))
+    with httpx.Client(transport=transport, base_url="http://agent") as http:
+        wait_until(lambda: http.get(HEALTH).json().get("deployment_id") == deployment_id, 15)
+        body = {"status": status, **({"reason": reason} if reason else {})}
+        said = http.post(HEALTH, json=body)
+        assert said.status_code == 200, said.text
+
+
+def test_a_health_gated_rollout_pauses_when_a_robot_rejects_its_config(
+    served: ServerProcess,
+) -> None:
+    with platform(served) as client, ExitStack() as stack:
+        fleet = make_fleet(client)
+        robots = agents(stack, client, served, 3)
+        first, second, rejecting = robots
+        for robot in robots:
+            robot.start()
+        for robot in robots:
+            robot.wait_ready()
+        instances, _ = fleet.instances({"speed": 3})
+        rollout = api(
+            served,
+            "POST",
+            "/rollouts",
+            {
+                "release_id": fleet.release_id,
+                "config_instance_ids": instances,
+                "device_ids": [robot.device_id for robot in robots],
+                "waves": [1, "100%"],
+                "gate": {"require_confirmation": True, "window_seconds": 120},
+            },
+        )
+        # Deployed is not enough: wave 1 waits for its robot's word.
+        wave_one = members(served, rollout["id"])[first.device_id]["deployment_id"]
+        robot_says(first, wave_one, "confirmed")
+        wait_until(
+            lambda: api(served, "GET", f"/rollouts/{rollout['id']}")["current_wave"] == 2, 20
+        )
+        wave_two = members(served, rollout["id"])
+        robot_says(second, wave_two[second.device_id]["deployment_id"], "confirmed")
+        robot_says(
+            rejecting, wave_two[rejecting.device_id]["deployment_id"], "rejected", "arm drifts"
+        )
+        paused = rollout_until(served, rollout["id"], "paused", timeout=30)
+        assert paused["stop_reason"]["reason"] == "too_many_failed"
+        assert paused["stop_reason"]["device_ids"] == [rejecting.device_id]
+        assert [wave["status"] for wave in paused["waves"]] == ["passed", "failed"]
 
 
 def test_a_failed_gate_aborts_and_rolls_the_wave_back(served: ServerProcess) -> None:
