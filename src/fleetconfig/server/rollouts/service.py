@@ -88,56 +88,14 @@ class RolloutService:
     # -- create ----------------------------------------------------------------------------
 
     async def create(self, request: CreateRolloutRequest, now: datetime | None = None) -> Rollout:
+        """Check everything first (422/404/409 change nothing), then write the rollout, its
+        waves and devices, and start wave 1 in the same transaction."""
         now = now or utcnow()
         waves = _parse_waves(request.waves)
         if not request.group_ids and not request.device_ids:
             raise _invalid("/group_ids", "give group_ids, device_ids, or both: whom to deploy to")
-        deployments = DeploymentService(self.work, self.workspace_id, self.notifier)
-        release = await self.session.get(Release, request.release_id)
-        if release is None or release.workspace_id != self.workspace_id:
-            raise not_found("release", request.release_id)
-        per_device = request.device_config_instance_ids or {}
-        for instance_set in {tuple(item) for item in per_device.values()} | (
-            {tuple(request.config_instance_ids)}
-            if request.config_instance_ids is not None
-            else set()
-        ):
-            await deployments.check_config_instances(release.id, list(instance_set))
-
-        missing_groups = await self.repository.missing_groups(request.group_ids)
-        if missing_groups:
-            raise NotFound(f"No group with id {', '.join(missing_groups)}", id=missing_groups[0])
-        named = await self.repository.devices(request.device_ids)
-        unknown = [item for item in dict.fromkeys(request.device_ids) if item not in named]
-        if unknown:
-            raise NotFound(
-                f"No device with id {', '.join(unknown[:20])}", id=unknown[0], ids=unknown
-            )
-        archived = [item for item in request.device_ids if named[item].archived_at is not None]
-        if archived:
-            raise Conflict(
-                f"Device {', '.join(archived[:20])} is archived; an archived device takes no "
-                "deployment",
-                "device_archived",
-                device_ids=archived,
-            )
-        target = list(
-            dict.fromkeys(
-                [*request.device_ids, *await self.repository.group_members(request.group_ids)]
-            )
-        )
-        if not target:
-            raise _invalid(
-                "/group_ids", "the target's groups have no device (and no device is named)"
-            )
-        if request.config_instance_ids is None:
-            uncovered = [item for item in target if item not in per_device]
-            if uncovered:
-                raise _invalid(
-                    "/config_instance_ids",
-                    f"no config instances for device {', '.join(uncovered[:20])}: give "
-                    "config_instance_ids for every device without its own set",
-                )
+        release = await self._release_fitting(request)
+        target = await self._target(request)
         await self._refuse_busy(target)
 
         sizes = rules.wave_sizes(waves, len(target))
@@ -148,7 +106,7 @@ class RolloutService:
             name=request.name or f"{release.version} rollout",
             release_id=release.id,
             config_instance_ids=request.config_instance_ids or [],
-            device_config_instance_ids=per_device,
+            device_config_instance_ids=request.device_config_instance_ids or {},
             group_ids=list(dict.fromkeys(request.group_ids)),
             device_ids=list(dict.fromkeys(request.device_ids)),
             join_policy=request.join_policy,
@@ -194,6 +152,55 @@ class RolloutService:
         self._record(rollout, "rollouts.create", None, wave=0, devices=len(target))
         await self._start_wave(rollout, 1, now, expect=(RUNNING,))
         return rollout
+
+    async def _release_fitting(self, request: CreateRolloutRequest) -> Release:
+        """The release, once every set of config instances is known to fit it."""
+        release = await self.session.get(Release, request.release_id)
+        if release is None or release.workspace_id != self.workspace_id:
+            raise not_found("release", request.release_id)
+        deployments = DeploymentService(self.work, self.workspace_id, self.notifier)
+        sets = {tuple(item) for item in (request.device_config_instance_ids or {}).values()}
+        if request.config_instance_ids is not None:
+            sets.add(tuple(request.config_instance_ids))
+        for instance_ids in sets:
+            await deployments.check_config_instances(release.id, list(instance_ids))
+        return release
+
+    async def _target(self, request: CreateRolloutRequest) -> list[str]:
+        """The devices named (in order), then those of the groups; each with instances."""
+        missing_groups = await self.repository.missing_groups(request.group_ids)
+        if missing_groups:
+            raise NotFound(f"No group with id {', '.join(missing_groups)}", id=missing_groups[0])
+        named = await self.repository.devices(request.device_ids)
+        unknown = [item for item in dict.fromkeys(request.device_ids) if item not in named]
+        if unknown:
+            raise NotFound(
+                f"No device with id {', '.join(unknown[:20])}", id=unknown[0], ids=unknown
+            )
+        archived = [item for item in request.device_ids if named[item].archived_at is not None]
+        if archived:
+            raise Conflict(
+                f"Device {', '.join(archived[:20])} is archived; an archived device takes no "
+                "deployment",
+                "device_archived",
+                device_ids=archived,
+            )
+        members = await self.repository.group_members(request.group_ids)
+        target = list(dict.fromkeys([*request.device_ids, *members]))
+        if not target:
+            raise _invalid(
+                "/group_ids", "the target's groups have no device (and no device is named)"
+            )
+        per_device = request.device_config_instance_ids or {}
+        if request.config_instance_ids is None:
+            uncovered = [item for item in target if item not in per_device]
+            if uncovered:
+                raise _invalid(
+                    "/config_instance_ids",
+                    f"no config instances for device {', '.join(uncovered[:20])}: give "
+                    "config_instance_ids for every device without its own set",
+                )
+        return target
 
     async def _refuse_busy(self, device_ids: Sequence[str]) -> None:
         busy = await self.repository.busy(device_ids)
