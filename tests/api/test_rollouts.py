@@ -481,3 +481,22 @@ async def test_every_move_is_recorded_with_who_made_it(
         and c.operation != "deployments.report"  # the devices' own reports
     ]
     assert made and {(c.actor.kind, c.actor.id) for c in made} == {("rollout", rollout["id"])}
+
+
+async def test_a_move_by_hand_racing_the_engine_is_a_clean_answer(
+    world: World, second_app: FastAPI
+) -> None:
+    robots = await world.devices(3)
+    rollout = await world.rollout(robots, waves=[1, 2, "100%"])
+    await world.report(rollout["id"], 1)
+    engine = second_app.state.services.rollouts
+    answer, _ = await asyncio.gather(
+        world.api.post(f"/rollouts/{rollout['id']}/advance"), engine.step(rollout["id"])
+    )
+    # Whoever came second either found the rollout moved (409, try again) or moved it on.
+    if answer.status_code != 200:
+        assert_error(answer, 409, "conflict", reason="rollout_changed")
+    current = await world.get(rollout["id"])
+    assert current["current_wave"] in (2, 3)
+    started = [m for m in await world.members(rollout["id"]) if m["deployment_id"]]
+    assert len(started) == (3 if current["current_wave"] == 3 else 2)

@@ -48,8 +48,17 @@ RUNNING, PAUSED, ABORTED, FINISHED = "running", "paused", "aborted", "finished"
 UNFINISHED = (RUNNING, PAUSED)
 
 
-class RolloutChanged(Exception):
-    """Another process moved the rollout first; this transaction must be given up."""
+class RolloutChanged(Conflict):
+    """Another process moved the rollout first; this transaction must be given up (the
+    engine skips the step; a move by hand answers 409, to be tried again)."""
+
+    def __init__(self, rollout_id: str) -> None:
+        super().__init__(
+            f"Rollout {rollout_id} changed at the same time (the engine or another request "
+            "moved it); fetch it and try again",
+            "rollout_changed",
+            id=rollout_id,
+        )
 
 
 class RolloutService:
