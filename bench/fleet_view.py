@@ -164,7 +164,9 @@ def sign_in(http: httpx.Client, key: str) -> None:
     assert answer.status_code == 303, answer.text
 
 
-def measure(base_url: str, key: str, releases: dict[str, str], repeat: int) -> list[tuple]:  # type: ignore[type-arg]
+def measure(
+    base_url: str, key: str, releases: dict[str, str], repeat: int, log: Path
+) -> list[tuple]:  # type: ignore[type-arg]
     rows = []
     with httpx.Client(base_url=base_url, timeout=30) as http:
         sign_in(http, key)
@@ -178,7 +180,11 @@ def measure(base_url: str, key: str, releases: dict[str, str], repeat: int) -> l
                 response = http.get(path, headers=headers if path.startswith("/beta") else {})
                 elapsed = (time.perf_counter() - started) * 1000
                 if response.status_code != 200:
-                    raise SystemExit(f"{path}: {response.status_code} {response.text[:300]}")
+                    tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:])
+                    raise SystemExit(
+                        f"{path}: {response.status_code} {response.text[:300]}\n"
+                        f"server log, last lines:\n{tail}"
+                    )
                 size = len(response.content)
                 if index >= 2:  # two warm-up requests
                     times.append(elapsed)
@@ -226,7 +232,7 @@ def main() -> None:
             releases = asyncio.run(seed(running.base_url, running.admin_key, args.devices))
             asyncio.run(set_states(url))
             print(f"seeded {args.devices} devices in {time.perf_counter() - started:.0f} s")
-            rows = measure(running.base_url, running.admin_key, releases, args.repeat)
+            rows = measure(running.base_url, running.admin_key, releases, args.repeat, running.log)
             if args.screenshots is not None:
                 args.screenshots.mkdir(parents=True, exist_ok=True)
                 asyncio.run(screenshots(running.base_url, running.admin_key, args.screenshots))

@@ -455,6 +455,22 @@ async def deploy_new_release(api: ApiCaller, device_id: str) -> dict[str, Any]:
 
 # Background housekeeping that may run at any moment (stream leases), not part of a request.
 BACKGROUND_TABLES = ("stream_leases",)
+# The tasks that run it (and the webhook worker, which polls every second, and the rollout
+# engine, every two): their statements
+# are not the request's, whatever context they were started in.
+BACKGROUND_TASKS = (
+    "fleetconfig-stream-leases",
+    "fleetconfig-webhooks",
+    "fleetconfig-rollout-engine",
+)
+
+
+def in_background_task() -> bool:
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:
+        return False
+    return task is not None and task.get_name() in BACKGROUND_TASKS
 
 
 _COUNTING: contextvars.ContextVar[bool] = contextvars.ContextVar("counting", default=False)
@@ -471,7 +487,11 @@ class count_queries:
         self.statements: list[str] = []
 
     def _record(self, _conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if _COUNTING.get() and not any(table in statement for table in BACKGROUND_TABLES):
+        if (
+            _COUNTING.get()
+            and not any(table in statement for table in BACKGROUND_TABLES)
+            and not in_background_task()
+        ):
             self.statements.append(statement)
 
     def __enter__(self) -> list[str]:

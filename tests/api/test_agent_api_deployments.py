@@ -23,6 +23,7 @@ from tests.support import (
     AgentCaller,
     ApiCaller,
     assert_error,
+    in_background_task,
     new_agent,
     unique_name,
 )
@@ -157,7 +158,8 @@ def count_queries(app: FastAPI) -> Iterator[list[str]]:
     engines = {app.state.database.engine.sync_engine, app.state.database.write_engine.sync_engine}
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if not any(table in statement for table in BACKGROUND_TABLES):
+        background = any(table in statement for table in BACKGROUND_TABLES)
+        if not background and not in_background_task():
             statements.append(statement)
 
     for engine in engines:

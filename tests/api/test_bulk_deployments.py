@@ -285,4 +285,5 @@ async def test_bulk_statement_counts_do_not_grow_with_the_batch(
             counted[name] = len([s for s in statements if s.strip().upper() != "BEGIN"])
         assert counts.setdefault(size, counted)
     assert counts[1] == counts[1000], counts
-    assert max(counts[1].values()) <= 9, counts
+    # 9, plus the webhook outbox's one read of which event types have subscribers.
+    assert max(counts[1].values()) <= 10, counts

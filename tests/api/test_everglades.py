@@ -246,6 +246,11 @@ async def test_groups_tree(eg: ApiCaller, api: ApiCaller) -> None:
     assert top_again["parent"] is None
     taken = await eg.post("/groups", json={"name": top["name"]})
     assert assert_error(taken, 409, "conflict")["params"]["reason"] == "name_taken"
+    # Renaming to a taken name is the same 409 (it was a 500: found by fuzzing), and
+    # changes nothing.
+    renamed_taken = await eg.patch(f"/groups/{leaf['id']}", json={"name": top["name"]})
+    assert assert_error(renamed_taken, 409, "conflict")["params"]["reason"] == "name_taken"
+    assert (await eg.ok("GET", f"/groups/{leaf['id']}"))["name"] == leaf["name"]
     assert_error(
         await eg.post("/groups", json={"name": "x", "parent_id": "grp_nope"}), 404, "not_found"
     )

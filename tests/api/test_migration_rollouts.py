@@ -20,7 +20,7 @@ from fleetconfig.server.settings import Settings
 from tests.push_fakes import FakeTransport
 from tests.support import ApiCaller, backend, drop_pg_database, fresh_database_url, unique_name
 
-PARENT = "0007_deployment_health"
+PARENT = "0009_webhooks"
 ALL_BEFORE = [
     f"{resource}:manage"
     for resource in (

@@ -21,6 +21,7 @@ from fleetconfig.server import (
 )
 from fleetconfig.server.auth.cache import REVISION_TABLE
 from fleetconfig.server.kit.db import Base, Database
+from fleetconfig.server.webhooks import models as webhook_models  # noqa: F401 (their tables)
 from tests.support import backend, drop_pg_database, fresh_database_url
 
 

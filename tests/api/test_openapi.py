@@ -494,6 +494,33 @@ async def test_every_answer_matches_the_document(
     await call("advanceRollout", "POST", f"/rollouts/{rollout['id']}/advance")
     await call("abortRollout", "POST", f"/rollouts/{rollout['id']}/abort", json={"rollback": True})
 
+    # Webhooks (extension): an endpoint nobody listens at, a delivery of a device's rename.
+    hook = await call(
+        "createWebhookEndpoint",
+        "POST",
+        "/webhook_endpoints",
+        json={"url": "http://127.0.0.1:9/hooks", "event_types": ["device.modified"]},
+    )
+    assert hook["secret"]
+    await call("getWebhookEndpoint", "GET", f"/webhook_endpoints/{hook['id']}")
+    await call("listWebhookEndpoints", "GET", "/webhook_endpoints")
+    await call(
+        "rotateWebhookEndpointSecret", "POST", f"/webhook_endpoints/{hook['id']}/rotate_secret"
+    )
+    await api.ok("PATCH", f"/devices/{device['id']}", json={"name": unique_name("renamed")})
+    sent = await call("listWebhookDeliveries", "GET", f"/webhook_endpoints/{hook['id']}/deliveries")
+    assert sent["data"][0]["event_type"] == "device.modified"
+    await call(
+        "redeliverWebhookDelivery", "POST", f"/webhook_deliveries/{sent['data'][0]['id']}/redeliver"
+    )
+    await call(
+        "updateWebhookEndpoint",
+        "PATCH",
+        f"/webhook_endpoints/{hook['id']}",
+        json={"enabled": False},
+    )
+    await call("deleteWebhookEndpoint", "DELETE", f"/webhook_endpoints/{hook['id']}")
+
     # The stream answers 200 only to a live agent (the push tests hold one open); its refusal
     # is checked here like any other answer.
     refused = await http.get("/agent/v1/device/stream", headers={"Miru-Version": AGENT_API_VERSION})

@@ -253,7 +253,9 @@ async def test_stage_and_bulk_deploy_from_the_release_page(
     # While something is selected the live refresh waits, so it cannot clear the selection.
     await playwright_expect(page.locator("#deployments")).to_have_class(re.compile("paused"))
     await page.locator("#group-staged button[value=deploy]").click()
-    await playwright_expect(page.locator("#action-results")).to_contain_text("Deployed 2 of 2")
+    await playwright_expect(page.locator("#action-results")).to_contain_text(
+        "Sent 2 of 2 to their devices: 2 queued, not on the robot yet"
+    )
     await playwright_expect(page.locator("#deployments")).not_to_have_class(re.compile("paused"))
     queued_rows = page.locator("#group-queued tbody tr[data-deployment-id]")
     await playwright_expect(queued_rows).to_have_count(2)

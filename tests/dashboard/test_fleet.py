@@ -10,7 +10,14 @@ import pytest
 from fastapi import FastAPI
 
 from tests.dashboard.conftest import Browser, Fleet, make_fleet
-from tests.support import AgentCaller, ApiCaller, count_queries, new_agent, unique_name
+from tests.support import (
+    EVERGLADES,
+    AgentCaller,
+    ApiCaller,
+    count_queries,
+    new_agent,
+    unique_name,
+)
 
 
 @dataclass
@@ -175,3 +182,42 @@ async def test_the_overview_counts_and_charts_the_rollout(browser: Browser, robo
     chart = chart.split("</figure>")[0]
     assert 'data-series="deployed"' in chart and 'data-series="retrying"' in chart
     assert "now: deployed 2, queued 0, retrying 1, failed 0" in chart
+
+
+async def test_the_group_filter_takes_a_group_and_those_below_it(
+    browser: Browser, robots: Robots, api: ApiCaller
+) -> None:
+    eg = ApiCaller(api.client, api.key, version=EVERGLADES)
+    site = await eg.ok("POST", "/groups", json={"name": unique_name("site")})
+    row = await eg.ok("POST", "/groups", json={"name": unique_name("row"), "parent_id": site["id"]})
+    for device_id, group in ((robots.healthy.device_id, site), (robots.retrying.device_id, row)):
+        await eg.ok("POST", f"/devices/{device_id}/group", json={"group_id": group["id"]})
+
+    async def ids(**params: str) -> list[str]:
+        response = await browser.get("/devices/list", params={"q": robots.prefix, **params})
+        assert response.status_code == 200, response.text
+        return list(_rows(response.text))
+
+    assert await ids(group=site["id"]) == [robots.healthy.device_id, robots.retrying.device_id]
+    assert await ids(group=row["id"]) == [robots.retrying.device_id]
+    assert await ids(group=site["id"], error="retrying") == [robots.retrying.device_id]
+    assert await ids(group=row["id"], error="modified") == []
+    page = await browser.get("/devices", params={"group": row["id"]})
+    assert f'<option value="{row["id"]}" selected>' in page.text
+    # The pager and the sort links keep the group.
+    assert f"group={row['id']}" in page.text.split('id="devices-table"')[1]
+
+    # The overview of a group counts its devices only, and links to them.
+    fragment = (await browser.get("/fleet/live", params={"group": site["id"]}, htmx=True)).text
+    assert re.search(r'id="tile-devices"><span class="n">2<', fragment), fragment[:600]
+    release = fragment.split(f'data-release-id="{robots.fleet.release["id"]}"')[1]
+    cells = re.findall(r"<td>(?:<a[^>]*>)?([^<]*)", release.split("</tr>")[0])
+    assert cells[1:] == ["2", "1", "0", "1", "0", "0"]  # robots, deployed, queued, retrying…
+    assert f"/devices?group={site['id']}&amp;error=retrying" in fragment
+    assert "now: deployed 1, queued 0, retrying 1, failed 0" in fragment
+    page = await browser.get("/fleet", params={"group": row["id"]})
+    assert f'hx-get="/fleet/live?group={row["id"]}"' in page.text
+
+    for path in ("/devices/list", "/fleet/live"):
+        missing = await browser.get(path, params={"group": "grp_not_here"}, htmx=True)
+        assert missing.status_code == 400, missing.text

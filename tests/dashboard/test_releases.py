@@ -132,7 +132,10 @@ async def test_bulk_deploy_goes_through_the_rules_and_notifies(
         {"action": "deploy", "deployment_id": [first["id"], second["id"]]},
     )
     assert response.status_code == 200, response.text
-    assert "Deployed 2 of 2" in response.text
+    # Sent, not deployed: nothing is on the robots until their agents apply it.
+    assert "Sent 2 of 2 to their devices: 2 queued, not on the robot yet" in response.text
+    assert "Deployed" not in response.text
+    assert "sent, queued (not on the robot yet)" in response.text
     assert sorted(_group(response.text, "queued")) == sorted([first["id"], second["id"]])
     for deployment in (first, second):
         after = await api.ok("GET", f"/deployments/{deployment['id']}")
@@ -142,7 +145,7 @@ async def test_bulk_deploy_goes_through_the_rules_and_notifies(
     again = await browser.post(
         f"/releases/{fleet.release['id']}/bulk", {"action": "deploy", "deployment_id": first["id"]}
     )
-    assert "Deployed 0 of 1" in again.text
+    assert "Sent 0 of 1 to their devices<" in again.text
     assert "it is already the device&#39;s target" in again.text
 
 
@@ -167,7 +170,7 @@ async def test_bulk_deploy_of_two_for_one_device_keeps_one_target(
         f"/releases/{fleet.release['id']}/bulk",
         {"action": "deploy", "deployment_id": [mine["id"], rival["id"]]},
     )
-    assert "Deployed 1 of 2" in response.text
+    assert "Sent 1 of 2 to their devices: 1 queued, not on the robot yet" in response.text
     assert f"{rival['id']}: not a deployment of release" in response.text
     # Deploying one drifted the device's other staged deployment, as the rules say.
     assert (await api.ok("GET", f"/deployments/{rival['id']}"))["activity_status"] == "drifted"

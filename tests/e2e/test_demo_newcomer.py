@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -97,3 +98,39 @@ def test_apikey_create_as_the_demo_says_then_sigterm_stops_everything(tmp_path: 
     assert not (data_dir / "agent" / "agent.sock").exists()
     with socket.socket() as probe:
         assert probe.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_sigkill_to_the_demo_stops_its_server_and_agent(tmp_path: Path) -> None:
+    """The demo cannot clean up after SIGKILL: its children notice by themselves (their
+    lifeline pipe breaks) and stop, freeing the port and the agent's socket."""
+    data_dir = tmp_path / "demo"
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCONFIG_")}
+    process = subprocess.Popen(
+        demo_command(data_dir, port),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = Lines(process)
+    children: list[int] = []
+    try:
+        lines.until("Ctrl-C", timeout=90)
+        children = _children(process.pid)
+        assert len(children) == 2, children  # the server and the agent
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while any(_alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    try:
+        assert not any(_alive(pid) for pid in children), children
+    finally:
+        for pid in children:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0
+    assert not (data_dir / "agent" / "agent.sock").exists()  # the agent stopped as on SIGTERM

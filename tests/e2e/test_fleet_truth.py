@@ -7,7 +7,9 @@ restored, and the on-device event stream says so."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -69,6 +71,34 @@ def device_events(agent: AgentProcess) -> list[dict[str, Any]]:
         except httpx.ReadTimeout:
             pass  # replayed everything; the stream now waits for live events
     return events
+
+
+@contextmanager
+def dashboard(server: ServerProcess) -> Iterator[httpx.Client]:
+    """A dashboard session signed in through the form with the admin key."""
+    with httpx.Client(base_url=server.base_url, timeout=10) as browser:
+        form = browser.get("/login").text
+        token = re.search(r'name="login_token" value="([^"]+)"', form)
+        assert token is not None, form
+        signed_in = browser.post(
+            "/login",
+            data={"api_key": server.admin_key, "login_token": token.group(1), "next": ""},
+        )
+        assert signed_in.status_code == 303, signed_in.text
+        yield browser
+
+
+def tile(html: str, name: str) -> str:
+    found = re.search(rf'id="tile-{name}"><span class="n">(\d+)<', html)
+    assert found is not None, html
+    return found.group(1)
+
+
+def device_rows(html: str) -> dict[str, str]:
+    return {
+        match.group(1): match.group(0)
+        for match in re.finditer(r'<tr data-device-id="(dvc_\w+)".*?</tr>', html, re.S)
+    }
 
 
 def test_broken_edited_and_deleted_configs_are_seen_and_repaired(
@@ -186,6 +216,21 @@ def test_broken_edited_and_deleted_configs_are_seen_and_repaired(
             shown = run_cli(env, "deployments", "get", stuck.id)
             assert shown.returncode == 0, shown.stderr
             assert "Failing path" in shown.stdout and path in shown.stdout
+
+            # The dashboard, as the operator sees it: the overview counts them, and the
+            # device list's problem filter shows the three with their reasons.
+            with dashboard(server) as browser:
+                overview = browser.get("/fleet").text
+                assert int(tile(overview, "retrying")) >= 1, overview
+                assert int(tile(overview, "modified")) >= 2, overview
+                page = browser.get("/devices", params={"error": "any"}).text
+                rows = device_rows(page)
+                assert "is a directory" in rows[broken.device_id]
+                assert 'data-badge="retrying"' in rows[broken.device_id]
+                assert f"{path} modified on robot, restored" in rows[edited.device_id]
+                assert f"{path} missing on robot, restored" in rows[deleted.device_id]
+                for agent in (edited, deleted):
+                    assert 'data-badge="modified"' in rows[agent.device_id]
 
             # On the robot: the on-device event stream says so.
             modified = [e for e in device_events(edited) if e["type"] == "deployment.modified"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from fleetconfig.server.fleet.health import Latest, badges, reason
-from fleetconfig.server.fleet.repository import _intervals
+from fleetconfig.server.fleet.rollout import intervals as _intervals
 
 T0 = datetime(2026, 3, 9, 10, 0, tzinfo=UTC)
 

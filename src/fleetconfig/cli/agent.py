@@ -292,6 +292,9 @@ def run(
 
 
 def _run_daemon(state_dir: Path | None, root: Path | None, socket: Path | None) -> None:
+    from fleetconfig import lifeline
+
+    lifeline.hold_from_environment()  # started by ``fleetconfig demo``: end with it
     if "httpx" not in sys.modules:
         # httpx imports its own command-line client (rich, pygments: about 6 MB resident)
         # whenever those are installed, as they are here for typer; the daemon never uses

@@ -32,6 +32,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from fleetconfig import lifeline
+
 if TYPE_CHECKING:
     from miru_platform_sdk import Miru
 
@@ -88,6 +90,7 @@ class Child:
     process: subprocess.Popen[bytes]
     log_path: Path
     log: IO[bytes]
+    lifeline: int  # the write end of the child's lifeline: closing it stops the child
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -105,23 +108,36 @@ class Child:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        if self.lifeline >= 0:
+            with contextlib.suppress(OSError):
+                os.close(self.lifeline)
+            self.lifeline = -1
         self.log.close()
         return self.process.returncode
 
 
 def _spawn(name: str, args: list[str], env: dict[str, str], log_path: Path) -> Child:
     log = log_path.open("ab")
-    process = subprocess.Popen(
-        [sys.executable, *args],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        # Its own process group: Ctrl-C reaches only the demo, which stops the children
-        # in order (agent first, then server).
-        start_new_session=True,
-    )
-    return Child(name, process, log_path, log)
+    # The child ends when the demo does, even if the demo is SIGKILLed (see lifeline).
+    held, kept = lifeline.new()
+    try:
+        process = subprocess.Popen(
+            [sys.executable, *args],
+            env={**env, lifeline.ENV: str(held)},
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            pass_fds=(held,),
+            # Its own process group: Ctrl-C reaches only the demo, which stops the
+            # children in order (agent first, then server).
+            start_new_session=True,
+        )
+    except BaseException:
+        os.close(kept)
+        raise
+    finally:
+        os.close(held)
+    return Child(name, process, log_path, log, kept)
 
 
 def _port_is_free(host: str, port: int) -> bool:

@@ -19,6 +19,7 @@ from fleetconfig.cli.instances import instances_app
 from fleetconfig.cli.releases import releases_app
 from fleetconfig.cli.rollouts import rollouts_app
 from fleetconfig.cli.schemas import schemas_app
+from fleetconfig.cli.webhooks import webhooks_app
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -53,6 +54,7 @@ app.add_typer(rollouts_app, name="rollouts", rich_help_panel=FLEET)
 app.add_typer(schemas_app, name="schemas", rich_help_panel=FLEET)
 app.add_typer(instances_app, name="instances", rich_help_panel=FLEET)
 app.add_typer(deployments.deployments_app, name="deployments", rich_help_panel=FLEET)
+app.add_typer(webhooks_app, name="webhooks", rich_help_panel=FLEET)
 app.command("deploy", rich_help_panel=FLEET)(deployments.deploy_now)
 app.command("demo")(demo.demo)
 console = Console()
@@ -67,6 +69,10 @@ def serve(
 ) -> None:
     """Run the server: Platform API under /beta, agent API, dashboard."""
     import uvicorn
+
+    from fleetconfig import lifeline
+
+    lifeline.hold_from_environment()  # started by ``fleetconfig demo``: end with it
 
     from fleetconfig.server.settings import Settings
 

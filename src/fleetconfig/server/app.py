@@ -48,6 +48,7 @@ from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.rollouts.engine import RolloutEngine
 from fleetconfig.server.services import AppServices
 from fleetconfig.server.settings import Settings
+from fleetconfig.server.webhooks.worker import WebhookWorker
 
 logger = logging.getLogger("fleetconfig.server")
 
@@ -145,6 +146,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         tick_seconds=settings.rollout_tick_seconds,
         lease_seconds=settings.rollout_lease_seconds,
     )
+    webhooks = WebhookWorker(database, settings) if settings.webhook_worker else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -157,9 +159,13 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         await authenticator.start()
         await push.start(database)
         await rollouts.start()
+        if webhooks is not None:
+            await webhooks.start()
         try:
             yield
         finally:
+            if webhooks is not None:
+                await webhooks.stop()
             await rollouts.stop()
             await push.stop()
             await authenticator.stop()
@@ -185,6 +191,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         reports=ReportQueue(database, push),
         rollouts=rollouts,
+        webhooks=webhooks,
     )
     # Older spellings, until every reader goes through ``services(request)``.
     app.state.settings = settings

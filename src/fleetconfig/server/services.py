@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from fleetconfig.server.push.hub import PushHub
     from fleetconfig.server.rollouts.engine import RolloutEngine
     from fleetconfig.server.settings import Settings
+    from fleetconfig.server.webhooks.worker import WebhookWorker
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,8 @@ class AppServices:
     rate_limiter: RateLimiter
     reports: ReportQueue
     rollouts: RolloutEngine
+    # None when the settings turn delivery off in this process (the outbox still fills).
+    webhooks: WebhookWorker | None = None
 
 
 def services(request: Request) -> AppServices:

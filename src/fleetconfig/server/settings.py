@@ -35,6 +35,17 @@ class Settings(BaseSettings):
     # in this process), and how long its lease lasts if it dies.
     rollout_tick_seconds: float = 2.0
     rollout_lease_seconds: float = 15.0
+    # Webhook deliveries (docs/webhooks.md). Retries back off exponentially from the base,
+    # with jitter, capped at the maximum, until the window after the event has passed.
+    webhook_worker: bool = True
+    webhook_poll_seconds: float = 1.0
+    webhook_timeout_seconds: float = 10.0
+    webhook_backoff_base_seconds: float = 30.0
+    webhook_backoff_max_seconds: float = 6 * 3600.0
+    webhook_retry_window_seconds: float = 3 * 24 * 3600.0
+    webhook_batch_size: int = 50
+    # Finished deliveries (and their attempt logs) are kept this long.
+    webhook_retention_days: float = 30.0
 
     @cached_property
     def resolved_database_url(self) -> str:

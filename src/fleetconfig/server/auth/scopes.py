@@ -17,6 +17,8 @@ RESOURCES = (
     "provisioning_tokens",
     # Extensions.
     "rollouts",
+    # fleetconfig extension (docs/webhooks.md).
+    "webhooks",
 )
 EXTRA_ACTIONS = {
     "devices": ("provision",),

@@ -8,7 +8,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.changes.model import Change
+from fleetconfig.server.webhooks import outbox
 
 Sink = Callable[[AsyncSession, Sequence[Change]], Awaitable[None]]
 
-SINKS: tuple[Sink, ...] = ()
+SINKS: tuple[Sink, ...] = (
+    outbox.write,  # the webhook outbox
+)

@@ -11,13 +11,21 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.staticfiles import StaticFiles
 
-from fleetconfig.server.dashboard import devices, editor, fleet, login, releases, rollouts
+from fleetconfig.server.dashboard import (
+    devices,
+    editor,
+    fleet,
+    login,
+    releases,
+    rollouts,
+    webhooks,
+)
 from fleetconfig.server.dashboard.web import STATIC_DIR
 
 
 def _router() -> APIRouter:
     combined = APIRouter(include_in_schema=False)
-    for module in (login, fleet, devices, releases, rollouts, editor):
+    for module in (login, fleet, devices, releases, rollouts, editor, webhooks):
         combined.include_router(module.router)
     return combined
 

@@ -4,6 +4,7 @@ device's page (deployment history, config diff between two deployments)."""
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,6 +13,7 @@ from fastapi.responses import Response
 from sqlalchemy import select, update
 
 from fleetconfig.server.dashboard.diff import diff_deployments
+from fleetconfig.server.dashboard.group_filter import group_filter
 from fleetconfig.server.dashboard.repository import DashboardRepository
 from fleetconfig.server.dashboard.web import (
     DashboardRoute,
@@ -76,7 +78,6 @@ def device_query(request: Request) -> DeviceQuery:
     return DeviceQuery(
         name=name,
         statuses=statuses,
-        group_id=params.get("group") or None,
         release_id=params.get("release") or None,
         error=error,
         sort=sort,
@@ -86,14 +87,14 @@ def device_query(request: Request) -> DeviceQuery:
     )
 
 
-def _query_string(query: DeviceQuery, **changes: Any) -> str:
+def _query_string(query: DeviceQuery, group: str, **changes: Any) -> str:
     """The address of the list with ``changes`` (``offset``, ``sort``, ``dir``) applied."""
     values: dict[str, Any] = {
         "q": query.name,
         "status": list(query.statuses),
-        "group": query.group_id or "",
         "release": query.release_id or "",
         "error": query.error or "",
+        "group": group,
         "sort": query.sort,
         "dir": "desc" if query.descending else "asc",
         "offset": query.offset,
@@ -119,7 +120,8 @@ async def _groups(user: User) -> dict[str, Group]:
 
 async def _device_list(user: User, request: Request) -> dict[str, Any]:
     user.principal.require(("devices:read", "devices:provision"))
-    query = device_query(request)
+    groups = await group_filter(user, request)
+    query = replace(device_query(request), group_ids=groups.ids)
     session = user.ctx.session
     dashboard = DashboardRepository(session, user.workspace_id)
     counts = await dashboard.device_status_counts()
@@ -133,7 +135,7 @@ async def _device_list(user: User, request: Request) -> dict[str, Any]:
         plain = DeviceQuery(
             name=query.name,
             statuses=query.statuses,
-            group_id=query.group_id,
+            group_ids=query.group_ids,
             sort=query.sort if query.sort in ("name", "status", "last_connected") else "name",
             descending=query.descending,
             offset=query.offset,
@@ -141,13 +143,12 @@ async def _device_list(user: User, request: Request) -> dict[str, Any]:
         )
         rows, total = await FleetRepository(session, user.workspace_id).devices(plain)
         rows = [FleetRow(row.device, None) for row in rows]
-    # Everglades' groups: the filter's choices and each row's group (one query, any page).
-    groups = await _groups(user) if user.can("groups:read") else {}
     return {
         "rows": rows,
+        # The filter's choices are every group of the workspace: each row's group name too.
         "groups": groups,
         "query": query,
-        "qs": lambda **changes: _query_string(query, **changes),
+        "qs": lambda **changes: _query_string(query, groups.chosen_id, **changes),
         "releases": releases,
         "statuses": DEVICE_STATUSES,
         "error_filters": health.ERROR_FILTERS,

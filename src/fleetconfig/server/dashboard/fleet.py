@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from fleetconfig.server.dashboard.group_filter import group_filter
 from fleetconfig.server.dashboard.web import DashboardRoute, User, reader, render
 from fleetconfig.server.fleet.repository import SERIES, FleetRepository, Series
 from fleetconfig.server.kit.clock import utcnow
@@ -67,13 +68,18 @@ def chart_bars(series: Series) -> list[Bar]:
     return bars
 
 
-async def _overview(user: User) -> dict[str, Any]:
+async def _overview(user: User, request: Request) -> dict[str, Any]:
     user.principal.require(("devices:read",), ("deployments:read",))
+    groups = await group_filter(user, request)
+    of_groups = groups.ids or None
     fleet = FleetRepository(user.ctx.session, user.workspace_id)
-    overview = await fleet.overview()
+    overview = await fleet.overview(of_groups)
     charted = [item.release_id for item in overview.releases[:CHARTED_RELEASES]]
-    series = await fleet.rollout(charted, utcnow())
+    series = await fleet.rollout(charted, utcnow(), group_ids=of_groups)
     return {
+        "groups": groups,
+        # What the overview's links to the device list carry (the same group).
+        "in_group": f"group={groups.chosen_id}&" if groups.chosen else "",
         "overview": overview,
         "series": series,
         "bars": {release_id: chart_bars(item) for release_id, item in series.items()},
@@ -85,10 +91,10 @@ async def _overview(user: User) -> dict[str, Any]:
 
 @router.get("/fleet")
 async def fleet_page(request: Request, user: User = Depends(reader)) -> Response:
-    return render(request, "fleet.html", {"user": user, **await _overview(user)})
+    return render(request, "fleet.html", {"user": user, **await _overview(user, request)})
 
 
 @router.get("/fleet/live")
 async def fleet_fragment(request: Request, user: User = Depends(reader)) -> Response:
     """The overview alone: polled by the page."""
-    return render(request, "_fleet_live.html", {"user": user, **await _overview(user)})
+    return render(request, "_fleet_live.html", {"user": user, **await _overview(user, request)})

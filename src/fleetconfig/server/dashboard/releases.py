@@ -8,6 +8,7 @@ a device already on this release) is reported next to its row without undoing th
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -341,18 +342,47 @@ async def bulk_action(release_id: str, request: Request, user: User = Depends(wr
             Outcome(
                 f"{_device_name(devices, item.device_id)} ({item.deployment_id})",
                 item.error is None,
-                item.outcome if item.error is None else _explain(item.error),
+                _done(action, item.outcome, item.status)
+                if item.error is None
+                else _explain(item.error),
             )
             for item in result.items
         ]
     await user.ctx.commit()
     done = sum(outcome.ok for outcome in outcomes)
-    return await _after_action(
-        request, user, release, outcomes, f"{_PAST[action].capitalize()} {done} of {len(outcomes)}"
-    )
+    if action == "deploy":
+        statuses = [item.status or "" for item in result.items if item.error is None]
+        title = f"Sent {done} of {len(outcomes)} to their devices{_on_the_robots(statuses)}"
+    else:
+        title = f"{_PAST[action].capitalize()} {done} of {len(outcomes)}"
+    return await _after_action(request, user, release, outcomes, title)
 
 
 _PAST = {"deploy": "deployed", "archive": "archived", "restage": "restaged"}
+
+
+def _done(action: str, outcome: str, status: str | None) -> str:
+    """One deployment's outcome. Deploying makes it the device's target; it is *deployed*
+    only once the agent has applied it (the lifecycle's ``deployed``), so say which."""
+    if action != "deploy":
+        return outcome
+    if status == ActivityStatus.DEPLOYED:
+        return "sent, deployed on the robot"
+    return f"sent, {status or 'queued'} (not on the robot yet)"
+
+
+def _on_the_robots(statuses: list[str]) -> str:
+    """': 1 deployed on the robot, 2 queued, not on the robot yet' for the statuses after a
+    deploy (the agents report later: the groups below move as they do)."""
+    if not statuses:
+        return ""
+    applied = statuses.count(ActivityStatus.DEPLOYED)
+    waiting = Counter(status for status in statuses if status != ActivityStatus.DEPLOYED)
+    parts = [f"{applied} deployed on the robot"] if applied else []
+    parts += [f"{count} {status}" for status, count in sorted(waiting.items())]
+    if waiting:
+        parts[-1] += ", not on the robot yet"
+    return ": " + ", ".join(parts)
 
 
 def _explain(error: APIError) -> str:

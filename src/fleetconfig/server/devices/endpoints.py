@@ -8,6 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fleetconfig.server.auth.context import Context, reading, writing
+from fleetconfig.server.changes.log import record
+from fleetconfig.server.changes.model import Change
 from fleetconfig.server.devices import wire
 from fleetconfig.server.devices.schemas import (
     CreateDeviceRequest,
@@ -109,7 +111,10 @@ async def update_device(
 ) -> Response:
     expand = expand_param(request.query_params, "device", is_list=False)
     body = await parse_body(request, UpdateDeviceRequest)
-    row = await DeviceService(ctx.session, ctx.workspace_id).rename(device_id, body.name)
+    service = DeviceService(ctx.session, ctx.workspace_id)
+    before = _recorded_fields(await service.get(device_id))
+    row = await service.rename(device_id, body.name)
+    _record_device_change(ctx, "devices.update", row, before)
     (rendered,) = await _rendered(ctx, [row], expand.tree)
     await ctx.commit()
     return json_response(rendered)
@@ -130,9 +135,11 @@ async def set_device_group(
     the device out of its group."""
     expand = expand_param(request.query_params, "device", is_list=False)
     body = await parse_body(request, SetDeviceGroupRequest)
+    before = _recorded_fields(await DeviceService(ctx.session, ctx.workspace_id).get(device_id))
     row = await GroupService(ctx.session, ctx.workspace_id).set_device_group(
         device_id, body.group_id
     )
+    _record_device_change(ctx, "devices.set_group", row, before)
     (rendered,) = await _rendered(ctx, [row], expand.tree)
     await ctx.commit()
     return json_response(rendered)
@@ -202,6 +209,34 @@ async def ping_device(
     if round_trip is None:
         return json_response({"code": "timeout"})
     return json_response({"code": "success", "round_trip_nanos": round_trip})
+
+
+def _recorded_fields(row: Device) -> dict[str, Any]:
+    return {"name": row.name, "group_id": row.group_id}
+
+
+def _record_device_change(
+    ctx: Context, operation: str, row: Device, before: dict[str, Any]
+) -> None:
+    """Record a change of the device (the audit trail, ``device.modified`` webhooks), if any."""
+    after = _recorded_fields(row)
+    if after == before:
+        return
+    record(
+        ctx,
+        [
+            Change(
+                workspace_id=ctx.workspace_id,
+                actor=ctx.actor,
+                origin=ctx.origin,
+                operation=operation,
+                object_type="device",
+                object_id=row.id,
+                before=before,
+                after=after,
+            )
+        ],
+    )
 
 
 async def _rendered(ctx: Context, rows: list[Device], expand: Expand) -> list[dict[str, Any]]:

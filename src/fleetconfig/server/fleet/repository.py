@@ -7,20 +7,22 @@ A device's latest deployment (see :mod:`.health`) is found by a correlated subqu
 
 from __future__ import annotations
 
-import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Select, func, or_, select
+from sqlalchemy import ColumnElement, Select, func, or_, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fleetconfig.protocol import ActivityStatus, DeviceStatus, ErrorStatus
+from fleetconfig.protocol import DeviceStatus, ErrorStatus
 from fleetconfig.server.fleet import health
 from fleetconfig.server.fleet.health import Latest
+from fleetconfig.server.fleet.rollout import SERIES, Series, rollout_series
 from fleetconfig.server.models import Deployment, Device, Release
+
+__all__ = ["SERIES", "FleetRepository", "Series"]
 
 SortKey = Literal["name", "status", "release", "last_connected", "updated"]
 # Sorts on the device's own columns (no join needed).
@@ -53,8 +55,8 @@ class DeviceQuery:
     name: str = ""  # a case-insensitive substring of the name
     statuses: tuple[str, ...] = ()  # device statuses
     release_id: str | None = None  # the latest deployment's release
-    group_id: str | None = None  # the device's group (everglades)
     error: str | None = None  # one of health.ERROR_FILTERS
+    group_ids: tuple[str, ...] = ()  # in one of these groups (a group and those below it)
     sort: str = "name"
     descending: bool = False
     offset: int = 0
@@ -100,36 +102,24 @@ class Overview:
     never_deployed: int
 
 
-SERIES = ("deployed", "queued", "retrying", "failed")
+def _latest_pick() -> Select[Any]:
+    """The id of the device's latest deployment, correlated to ``devices`` (whose rows the
+    caller limits to the workspace).
 
-
-@dataclass
-class Series:
-    """A release's rollout over time: at each instant, how many deployments were in each of
-    :data:`SERIES`."""
-
-    release_id: str
-    times: list[datetime]
-    counts: dict[str, list[int]]
-
-    @property
-    def peak(self) -> int:
-        return max((sum(column) for column in zip(*self.counts.values(), strict=True)), default=0)
-
-
-def _latest_id(workspace_id: str) -> Any:
+    No condition on the deployment's workspace: a device's deployments are in its
+    workspace, and that condition made PostgreSQL without statistics AND the workspace
+    index (every deployment) into each device's lookup: 10,000 by 10,000 at fleet scale."""
     return (
         select(Deployment.id)
-        .where(
-            Deployment.device_id == Device.id,
-            Deployment.workspace_id == workspace_id,
-            Deployment.targeted_at.is_not(None),
-        )
+        .where(Deployment.device_id == Device.id, Deployment.targeted_at.is_not(None))
         .order_by(Deployment.targeted_at.desc(), Deployment.id.desc())
         .limit(1)
         .correlate(Device)
-        .scalar_subquery()
     )
+
+
+def _latest_id() -> Any:
+    return _latest_pick().scalar_subquery()
 
 
 def _latest(row: Sequence[Any]) -> Latest | None:
@@ -141,10 +131,25 @@ class FleetRepository:
         self.session = session
         self.workspace_id = workspace_id
 
+    def _devices_with_latest(self) -> tuple[Any, Any]:
+        """``devices`` (to join on) and the expression of each one's latest deployment id.
+
+        Both are a lookup per device through the (device_id, targeted_at) index, planned so
+        whatever the statistics: PostgreSQL gets a LATERAL join (a nested loop by
+        construction; a correlated subquery in a join condition, or a self-join of
+        ``devices``, was planned without statistics as loops over every row, seconds at
+        10,000 devices); SQLite, which has no LATERAL, the correlated subquery."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            pick = _latest_pick().lateral("latest_pick")
+            return Device.__table__.outerjoin(pick, true()), pick.c.id
+        return Device.__table__, _latest_id()
+
     def _joined(self) -> Select[Any]:
+        devices, latest_id = self._devices_with_latest()
         return (
             select(Device, *_LATEST_COLUMNS)
-            .outerjoin(Deployment, Deployment.id == _latest_id(self.workspace_id))
+            .select_from(devices)
+            .outerjoin(Deployment, Deployment.id == latest_id)
             .outerjoin(Release, Release.id == Deployment.release_id)
             .where(Device.workspace_id == self.workspace_id)
         )
@@ -215,8 +220,8 @@ class FleetRepository:
             conditions.append(func.lower(Device.name).like(f"%{pattern}%", escape="\\"))
         if query.statuses:
             conditions.append(Device.status.in_(query.statuses))
-        if query.group_id:
-            conditions.append(Device.group_id == query.group_id)
+        if query.group_ids:
+            conditions.append(Device.group_id.in_(query.group_ids))
         if query.release_id:
             conditions.append(Deployment.release_id == query.release_id)
         if query.error == health.FAILED:
@@ -260,77 +265,61 @@ class FleetRepository:
 
     # -- the overview ----------------------------------------------------------------------
 
-    async def overview(self) -> Overview:
+    def _devices_of(self, group_ids: Sequence[str] | None) -> list[ColumnElement[bool]]:
+        conditions = [Device.workspace_id == self.workspace_id]
+        if group_ids is not None:
+            conditions.append(Device.group_id.in_(list(group_ids)))
+        return conditions
+
+    async def overview(self, group_ids: Sequence[str] | None = None) -> Overview:
+        """The fleet's counts; with ``group_ids``, of the devices in those groups only."""
+        devices_of = self._devices_of(group_ids)
         by_status = {
             status: int(count)
             for status, count in (
                 await self.session.execute(
-                    select(Device.status, func.count())
-                    .where(Device.workspace_id == self.workspace_id)
-                    .group_by(Device.status)
+                    select(Device.status, func.count()).where(*devices_of).group_by(Device.status)
                 )
             ).all()
         }
-        # Each device's latest deployment in one pass over the deployments (a window), not
-        # a lookup per device.
-        rank = (
-            func.row_number()
-            .over(
-                partition_by=Deployment.device_id,
-                order_by=(Deployment.targeted_at.desc(), Deployment.id.desc()),
-            )
-            .label("rank")
-        )
-        ranked = (
-            select(
-                Deployment.release_id,
-                Deployment.activity_status,
-                Deployment.error_status,
-                Deployment.modified_at,
-                rank,
-            )
-            .where(
-                Deployment.workspace_id == self.workspace_id,
-                Deployment.targeted_at.is_not(None),
-            )
-            .subquery()
-        )
-        latest = select(ranked).where(ranked.c.rank == 1).subquery()
+        # Each device's latest deployment, a lookup per device (_devices_with_latest): the
+        # work grows with the devices, not with the history of deployments behind them (a
+        # window over every deployment did, and was slower already at one per device).
+        devices, latest_id = self._devices_with_latest()
         grouped = (
             select(
-                latest.c.release_id,
+                Deployment.release_id,
                 Release.version,
-                latest.c.activity_status,
-                latest.c.error_status,
+                Release.created_at,
+                Deployment.activity_status,
+                Deployment.error_status,
                 func.count(),
-                func.count(latest.c.modified_at),
+                func.count(Deployment.modified_at),
             )
-            .join(Release, Release.id == latest.c.release_id)
+            .select_from(devices)
+            .join(Deployment, Deployment.id == latest_id)
+            .join(Release, Release.id == Deployment.release_id)
+            .where(*devices_of)
             .group_by(
-                latest.c.release_id,
+                Deployment.release_id,
                 Release.version,
-                latest.c.activity_status,
-                latest.c.error_status,
+                Release.created_at,
+                Deployment.activity_status,
+                Deployment.error_status,
             )
         )
         releases: dict[str, ReleaseCounts] = {}
         failed = retrying = modified = 0
-        for release_id, version, activity, error, count, with_changes in (
+        for release_id, version, created_at, activity, error, count, with_changes in (
             await self.session.execute(grouped)
         ).all():
-            item = releases.setdefault(release_id, ReleaseCounts(release_id, version, _EPOCH))
+            item = releases.setdefault(release_id, ReleaseCounts(release_id, version, created_at))
             status = activity if error == ErrorStatus.NONE else error
             item.by_status[status] += int(count)
             item.modified += int(with_changes)
             modified += int(with_changes)
             failed += int(count) if error == ErrorStatus.FAILED else 0
             retrying += int(count) if error == ErrorStatus.RETRYING else 0
-        if releases:
-            created = await self.session.execute(
-                select(Release.id, Release.created_at).where(Release.id.in_(list(releases)))
-            )
-            for release_id, created_at in created.all():
-                releases[release_id].created_at = created_at
         ordered = sorted(releases.values(), key=lambda item: (item.created_at, item.version))
         devices = sum(by_status.values())
         never = devices - sum(item.devices for item in releases.values())
@@ -346,88 +335,17 @@ class FleetRepository:
         )
 
     async def rollout(
-        self, release_ids: Sequence[str], now: datetime, points: int = 30
+        self,
+        release_ids: Sequence[str],
+        now: datetime,
+        points: int = 30,
+        group_ids: Sequence[str] | None = None,
     ) -> dict[str, Series]:
         """Each release's rollout from its first deployment to ``now``, at ``points``
-        instants, rebuilt from the deployments' own timestamps (one query).
-
-        A deployment is queued from ``targeted_at``, deployed from ``deployed_at``, and
-        counts no more once archived (replaced); one that is retrying or failed counts as
-        such from ``error_since``. A retry that recovered leaves no trace in the rows, so
-        past retrying counts show only deployments that are still retrying.
-        """
-        if not release_ids:
-            return {}
-        statement = select(
-            Deployment.release_id,
-            Deployment.targeted_at,
-            Deployment.deployed_at,
-            Deployment.archived_at,
-            Deployment.activity_status,
-            Deployment.error_status,
-            Deployment.error_since,
-        ).where(
-            Deployment.workspace_id == self.workspace_id,
-            Deployment.release_id.in_(list(release_ids)),
-            Deployment.targeted_at.is_not(None),
+        instants (see :mod:`.rollout`); with ``group_ids``, on the devices in those groups."""
+        devices = None
+        if group_ids is not None:
+            devices = select(Device.id).where(*self._devices_of(group_ids))
+        return await rollout_series(
+            self.session, self.workspace_id, release_ids, now, points, devices
         )
-        # Per release and series: sorted instants where a deployment enters / leaves it.
-        enter: dict[str, dict[str, list[datetime]]] = defaultdict(lambda: defaultdict(list))
-        leave: dict[str, dict[str, list[datetime]]] = defaultdict(lambda: defaultdict(list))
-        first: dict[str, datetime] = {}
-        for release_id, targeted, deployed, archived, activity, error, since in (
-            await self.session.execute(statement)
-        ).all():
-            assert targeted is not None  # selected so
-            first[release_id] = min(first.get(release_id, targeted), targeted)
-            gone = archived if activity == ActivityStatus.ARCHIVED else None
-            for name, entered, left in _intervals(targeted, deployed, gone, error, since):
-                enter[release_id][name].append(entered)
-                if left is not None:
-                    leave[release_id][name].append(left)
-        result: dict[str, Series] = {}
-        for release_id in release_ids:
-            began = first.get(release_id)
-            if began is None:
-                continue
-            span = max(now - began, timedelta(seconds=1))
-            times = [began + span * index / (points - 1) for index in range(points)]
-            counts: dict[str, list[int]] = {}
-            for name in SERIES:
-                starts = sorted(enter[release_id][name])
-                ends = sorted(leave[release_id][name])
-                counts[name] = [
-                    bisect.bisect_right(starts, at) - bisect.bisect_right(ends, at) for at in times
-                ]
-            result[release_id] = Series(release_id, times, counts)
-        return result
-
-
-_EPOCH = datetime(1970, 1, 1)
-
-
-def _intervals(
-    targeted: datetime,
-    deployed: datetime | None,
-    gone: datetime | None,
-    error: str,
-    since: datetime | None,
-) -> list[tuple[str, datetime, datetime | None]]:
-    """The spans during which one deployment counted in each series."""
-    spans: list[tuple[str, datetime, datetime | None]] = []
-    failing = error in (ErrorStatus.RETRYING, ErrorStatus.FAILED) and since is not None
-    queued_end: datetime | None
-    if failing:
-        assert since is not None
-        queued_end = min(deployed, since) if deployed is not None else since
-    else:
-        queued_end = deployed if deployed is not None else gone
-    spans.append(("queued", targeted, queued_end))
-    if deployed is not None and (not failing or (since is not None and deployed < since)):
-        deployed_end = since if failing else gone
-        spans.append(("deployed", deployed, deployed_end))
-    if failing:
-        assert since is not None
-        # A failed deployment stays on the chart (it is the device's latest until replaced).
-        spans.append((error, since, None if error == ErrorStatus.FAILED else gone))
-    return [(name, start, end) for name, start, end in spans if end is None or end > start]

@@ -30,6 +30,48 @@ class GroupRepository(WorkspaceRepository[Group]):
         )
         return {row.id: row.parent_id for row in (await self.session.execute(statement)).all()}
 
+    async def tree(self, limit: int) -> list[tuple[Group, int]]:
+        """The workspace's groups (at most ``limit``) in tree order: each after its parent,
+        siblings by name, with its depth."""
+        statement = (
+            select(Group)
+            .where(Group.workspace_id == self.workspace_id)
+            .order_by(Group.name, Group.id)
+            .limit(limit)
+        )
+        rows = list((await self.session.execute(statement)).scalars())
+        return tree_order(rows)
+
+
+def tree_order(rows: list[Group]) -> list[tuple[Group, int]]:
+    """``rows`` (sorted by name) depth first from the roots, with each one's depth; a group
+    whose parent is not among them counts as a root."""
+    known = {row.id for row in rows}
+    children: dict[str | None, list[Group]] = {}
+    for row in rows:
+        children.setdefault(row.parent_id if row.parent_id in known else None, []).append(row)
+    ordered: list[tuple[Group, int]] = []
+    stack = [(row, 0) for row in reversed(children.get(None, []))]
+    while stack:
+        row, depth = stack.pop()
+        ordered.append((row, depth))
+        stack.extend((child, depth + 1) for child in reversed(children.get(row.id, [])))
+    return ordered
+
+
+def subtree_ids(tree: list[tuple[Group, int]], group_id: str) -> list[str]:
+    """The group and every group below it, from :func:`tree_order`'s list."""
+    ids: list[str] = []
+    inside_depth: int | None = None
+    for row, depth in tree:
+        if inside_depth is not None and depth <= inside_depth:
+            break
+        if row.id == group_id:
+            inside_depth = depth
+        if inside_depth is not None:
+            ids.append(row.id)
+    return ids
+
 
 def _check_name(name: str) -> str:
     stripped = name.strip()
@@ -70,9 +112,7 @@ class GroupService:
     async def rename(self, group_id: str, name: str | None) -> Group:
         row = await self.get(group_id)
         if name is not None and _check_name(name) != row.name:
-            row.name = _check_name(name)
-            row.updated_at = utcnow()
-            await self._flush_named(row)
+            await self._flush_named(row, name=_check_name(name), updated_at=utcnow())
         return row
 
     async def move(self, group_id: str, parent_id: str | None) -> Group:
@@ -102,14 +142,21 @@ class GroupService:
             seen.add(current)
             current = (await self.repository.parent_ids({current})).get(current)
 
-    async def _flush_named(self, row: Group) -> None:
+    async def _flush_named(self, row: Group, **changes: object) -> None:
+        """Write ``row`` with ``changes`` in a savepoint: a name taken is a 409 and leaves
+        the transaction usable. The changes are made inside the savepoint, since starting
+        it flushes what is pending (a rename made before it failed outside, and the
+        request's transaction with it: a 500)."""
+        name = str(changes.get("name", row.name))  # the row is expired once rolled back
         try:
             async with self.session.begin_nested():
+                for key, value in changes.items():
+                    setattr(row, key, value)
                 self.session.add(row)
                 await self.session.flush()
         except IntegrityError:
             raise Conflict(
-                f"A group named {row.name!r} already exists", "name_taken", name=row.name
+                f"A group named {name!r} already exists", "name_taken", name=name
             ) from None
 
     async def set_device_group(self, device_id: str, group_id: str | None) -> Device:

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 
 from fleetconfig.server import models  # noqa: F401  (registers the tables)
 from fleetconfig.server.kit.db import Base, Database
+from fleetconfig.server.webhooks import models as webhook_models  # noqa: F401  (and these)
 
 # Any number, as long as it is the same in every server process that migrates at start.
 _PG_MIGRATION_LOCK = 7206123

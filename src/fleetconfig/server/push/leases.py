@@ -11,6 +11,7 @@ devices whose holder has no live lease. It is correct with any number of process
 at once: a device that reconnected to another process names that process, whose lease is
 live, so it stays online; two sweeps of the same dead holder write the same thing. After a
 SIGKILL the devices are offline within ``lease_seconds + renew_seconds`` (40 s by default).
+Devices swept offline (or reclaimed) are webhook events too (see :func:`.presence.moved`).
 
 A process that could not renew in time (a stalled event loop, a database outage) finds its
 lease lapsed when it next renews: its devices may have been swept, so it sets those whose
@@ -32,6 +33,7 @@ from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.db import Database
 from fleetconfig.server.kit.tasks import cancel_and_wait
 from fleetconfig.server.models import Device, StreamLease
+from fleetconfig.server.push.presence import moved
 
 logger = logging.getLogger("fleetconfig.push.leases")
 
@@ -111,7 +113,8 @@ class StreamLeases:
         now = now or utcnow()
         live = select(StreamLease.id).where(StreamLease.expires_at > now)
         async with self.database.session(write=True) as session:
-            result = await session.execute(
+            swept = await moved(
+                session,
                 update(Device)
                 .where(
                     Device.status == DeviceStatus.ONLINE,
@@ -123,15 +126,15 @@ class StreamLeases:
                     stream_holder_id=None,
                     last_disconnected_at=now,
                     updated_at=now,
-                )
-                .execution_options(synchronize_session=False)
+                ),
+                DeviceStatus.OFFLINE,
+                by_device=False,
             )
             # Housekeeping: leases long dead name no device any more.
             await session.execute(
                 delete(StreamLease).where(StreamLease.expires_at < now - self.lease)
             )
             await session.commit()
-        swept = int(result.rowcount or 0)  # type: ignore[attr-defined]
         if swept:
             logger.info("devices of dead server processes set offline: %d", swept)
         return swept
@@ -143,7 +146,8 @@ class StreamLeases:
             return
         now = utcnow()
         async with self.database.session(write=True) as session:
-            await session.execute(
+            await moved(
+                session,
                 update(Device)
                 .where(
                     Device.id.in_(list(device_ids)),
@@ -151,7 +155,10 @@ class StreamLeases:
                     Device.stream_holder_id.is_(None),
                     Device.activated_at.is_not(None),
                 )
-                .values(status=DeviceStatus.ONLINE, stream_holder_id=self.holder_id, updated_at=now)
-                .execution_options(synchronize_session=False)
+                .values(
+                    status=DeviceStatus.ONLINE, stream_holder_id=self.holder_id, updated_at=now
+                ),
+                DeviceStatus.ONLINE,
+                by_device=False,
             )
             await session.commit()

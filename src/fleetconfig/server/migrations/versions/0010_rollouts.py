@@ -1,7 +1,7 @@
 """rollouts: releases deployed wave by wave, gated on robot health
 
 Revision ID: 0010_rollouts
-Revises: 0007_deployment_health
+Revises: 0009_webhooks
 Create Date: 2026-12-02 06:00:00
 
 New tables only; no existing data changes. See ``fleetconfig.server.rollouts``:
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0010_rollouts"
-down_revision: str | None = "0007_deployment_health"
+down_revision: str | None = "0009_webhooks"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
