@@ -455,7 +455,7 @@ def _server_child_setup() -> None:
 
 @contextlib.contextmanager
 def server_process(
-    url: str, workdir: Path, workers: int
+    url: str, workdir: Path, workers: int, extra_env: dict[str, str] | None = None
 ) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEETCONFIG_")}
@@ -465,6 +465,7 @@ def server_process(
         FLEETCONFIG_DATABASE_URL=url,
         FLEETCONFIG_RATE_LIMIT_PER_SECOND="0",
     )
+    env.update(extra_env or {})
     args = [sys.executable, "-m", "fleetconfig.cli.main", "serve", "--port", str(port)]
     if workers > 1:
         args += ["--workers", str(workers)]

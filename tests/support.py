@@ -145,9 +145,13 @@ class ServerProcess:
 
 
 def start_server(
-    data_dir: Path, database_url: str, extra_env: dict[str, str] | None = None
+    data_dir: Path,
+    database_url: str,
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
 ) -> ServerProcess:
-    port = free_port()
+    """``port``: a given one (a server restarted where its agents expect it), else a free one."""
+    port = port or free_port()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update(
@@ -451,9 +455,14 @@ async def deploy_new_release(api: ApiCaller, device_id: str) -> dict[str, Any]:
 
 # Background housekeeping that may run at any moment (stream leases), not part of a request.
 BACKGROUND_TABLES = ("stream_leases",)
-# The tasks that run it (and the webhook worker, which polls every second): their statements
+# The tasks that run it (and the webhook worker, which polls every second, and the rollout
+# engine, every two): their statements
 # are not the request's, whatever context they were started in.
-BACKGROUND_TASKS = ("fleetconfig-stream-leases", "fleetconfig-webhooks")
+BACKGROUND_TASKS = (
+    "fleetconfig-stream-leases",
+    "fleetconfig-webhooks",
+    "fleetconfig-rollout-engine",
+)
 
 
 def in_background_task() -> bool:

@@ -258,6 +258,25 @@ async def test_every_write_operation_is_in_the_trail(
             )
         await calls.check(operation_id, response, ("device", other))
 
+    # Rollouts (extension): made, paused, resumed, advanced and aborted by hand.
+    robots = [
+        (await api.ok("POST", "/devices", json={"name": unique_name("r")}))["id"] for _ in range(2)
+    ]
+    rollout = await platform(
+        "createRollout",
+        "POST",
+        "/rollouts",
+        json={
+            "release_id": releases[2]["id"],
+            "config_instance_ids": [instance["id"]],
+            "device_ids": robots,
+            "waves": [1, "100%"],
+        },
+    )
+    for move in ("pause", "resume", "advance"):
+        await platform(f"{move}Rollout", "POST", f"/rollouts/{rollout['id']}/{move}")
+    await platform("abortRollout", "POST", f"/rollouts/{rollout['id']}/abort", json={})
+
     # Webhook endpoints (extension): a delivery of a device's rename, sent again.
     hook = await platform(
         "createWebhookEndpoint",
@@ -288,9 +307,11 @@ async def test_every_write_operation_is_in_the_trail(
         for request_id, kind, actor_id in seen:
             found = await events(api, request_id=request_id)
             assert found, f"{operation_id} left no audit event"
-            assert {(event["actor"]["kind"], event["actor"]["id"]) for event in found} == {
-                (kind, actor_id)
-            }, operation_id
+            actors = {(event["actor"]["kind"], event["actor"]["id"]) for event in found}
+            # A rollout moved by hand may start a wave in the same request: the engine's
+            # deployments are its own (actor "rollout"), beside the caller's move.
+            assert (kind, actor_id) in actors, operation_id
+            assert all(a == (kind, actor_id) or a[0] == "rollout" for a in actors), operation_id
             assert all(event["origin"]["request_id"] == request_id for event in found)
 
 

@@ -87,15 +87,15 @@ async def test_0008_up_down_and_up_again(tmp_path: Path) -> None:
         status, operations = await serve(url, tmp_path / "data", admin.secret)
         assert (status, operations) == (200, ["devices.create"])
         keys, events = await scopes_and_events(url)
-        # At head: audit:manage from 0008 (and webhooks:manage from 0009, which follows it).
+        # At head: audit:manage from 0008 (and those of the extensions that follow it).
         assert keys == {
-            "admin": [*ALL_AT_PARENT, "audit:manage", "webhooks:manage"],
+            "admin": [*ALL_AT_PARENT, "audit:manage", "webhooks:manage", "rollouts:manage"],
             "reader": ["devices:read"],
         }
         assert events == 1  # the device (keys existed: the first start made none)
 
         await asyncio.to_thread(command.downgrade, migrate.alembic_config(url), PARENT)
-        keys, events = await scopes_and_events(url)  # 0009 and 0008 undone
+        keys, events = await scopes_and_events(url)  # 0010, 0009 and 0008 undone
         assert keys == {"admin": ALL_AT_PARENT, "reader": ["devices:read"]}
         assert events is None
 

@@ -471,6 +471,31 @@ async def test_every_answer_matches_the_document(
     )
     assert refused_many["data"][0]["error"]["code"] == "conflict"
 
+    # Rollouts (an extension): created with the first wave started, then moved by hand.
+    robots = [
+        (await api.ok("POST", "/devices", json={"name": unique_name("wave")}))["id"]
+        for _ in range(2)
+    ]
+    rollout = await call(
+        "createRollout",
+        "POST",
+        "/rollouts",
+        json={
+            "release_id": without_commit["id"],
+            "config_instance_ids": [instance["id"]],
+            "device_ids": robots,
+            "waves": [1, "100%"],
+        },
+    )
+    await call("listRollouts", "GET", "/rollouts", params={"status": "running"})
+    await call("getRollout", "GET", f"/rollouts/{rollout['id']}")
+    await call("listRolloutDevices", "GET", f"/rollouts/{rollout['id']}/devices")
+    paused = await call("pauseRollout", "POST", f"/rollouts/{rollout['id']}/pause")
+    assert paused["stop_reason"]["reason"] == "paused_by_hand"
+    await call("resumeRollout", "POST", f"/rollouts/{rollout['id']}/resume")
+    await call("advanceRollout", "POST", f"/rollouts/{rollout['id']}/advance")
+    await call("abortRollout", "POST", f"/rollouts/{rollout['id']}/abort", json={"rollback": True})
+
     # Webhooks (extension): an endpoint nobody listens at, a delivery of a device's rename.
     hook = await call(
         "createWebhookEndpoint",

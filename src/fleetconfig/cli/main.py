@@ -18,6 +18,7 @@ from fleetconfig.cli.devices import devices_app
 from fleetconfig.cli.groups import groups_app
 from fleetconfig.cli.instances import instances_app
 from fleetconfig.cli.releases import releases_app
+from fleetconfig.cli.rollouts import rollouts_app
 from fleetconfig.cli.schemas import schemas_app
 from fleetconfig.cli.webhooks import webhooks_app
 
@@ -51,6 +52,7 @@ app.add_typer(releases_app, name="releases", rich_help_panel=FLEET)
 app.add_typer(releases_app, name="release", hidden=True)
 app.add_typer(devices_app, name="devices", rich_help_panel=FLEET)
 app.add_typer(groups_app, name="groups", rich_help_panel=FLEET)
+app.add_typer(rollouts_app, name="rollouts", rich_help_panel=FLEET)
 app.add_typer(schemas_app, name="schemas", rich_help_panel=FLEET)
 app.add_typer(instances_app, name="instances", rich_help_panel=FLEET)
 app.add_typer(deployments.deployments_app, name="deployments", rich_help_panel=FLEET)

@@ -46,6 +46,7 @@ from fleetconfig.server.kit.unit_of_work import UnitOfWork
 from fleetconfig.server.kit.versions import LATEST, check_version
 from fleetconfig.server.platform_api import platform_router
 from fleetconfig.server.push.hub import PushHub
+from fleetconfig.server.rollouts.engine import RolloutEngine
 from fleetconfig.server.services import AppServices
 from fleetconfig.server.settings import Settings
 from fleetconfig.server.webhooks.worker import WebhookWorker
@@ -141,6 +142,12 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
     # Push to agents: streams held here, plus the PostgreSQL relay and MQTT when configured.
     push = push or PushHub.from_settings(settings)
     authenticator = Authenticator(database)
+    rollouts = RolloutEngine(
+        database,
+        push,
+        tick_seconds=settings.rollout_tick_seconds,
+        lease_seconds=settings.rollout_lease_seconds,
+    )
     webhooks = WebhookWorker(database, settings) if settings.webhook_worker else None
 
     @asynccontextmanager
@@ -153,6 +160,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         await app.state.services.signing_keys.load(database)
         await authenticator.start()
         await push.start(database)
+        await rollouts.start()
         if webhooks is not None:
             await webhooks.start()
         try:
@@ -160,6 +168,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         finally:
             if webhooks is not None:
                 await webhooks.stop()
+            await rollouts.stop()
             await push.stop()
             await authenticator.stop()
             await database.dispose()
@@ -183,6 +192,7 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         authenticator=authenticator,
         rate_limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
         reports=ReportQueue(database, push),
+        rollouts=rollouts,
         webhooks=webhooks,
     )
     # Older spellings, until every reader goes through ``services(request)``.

@@ -399,3 +399,86 @@ class AuditEvent(Base):
     release_id: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     rollout_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     related: Mapped[dict[str, str]] = mapped_column(JSON)
+
+
+class Rollout(Base):
+    """A release deployed wave by wave (see :mod:`fleetconfig.server.rollouts`). All the
+    engine's state is here and in the two tables below, so any server process can drive it
+    after a restart."""
+
+    __tablename__ = "rollouts"
+    __table_args__ = (Index("ix_rollouts_ws_created", "workspace_id", "created_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(ForeignKey("workspaces.id"))
+    name: Mapped[str] = mapped_column(String(255))
+    release_id: Mapped[str] = mapped_column(ForeignKey("releases.id"), index=True)
+    # One set of config instances for every device, and per-device sets that replace it.
+    config_instance_ids: Mapped[list[str]] = mapped_column(JSON)
+    device_config_instance_ids: Mapped[dict[str, list[str]]] = mapped_column(JSON)
+    # The target: groups (with their subgroups) and devices named one by one.
+    group_ids: Mapped[list[str]] = mapped_column(JSON)
+    device_ids: Mapped[list[str]] = mapped_column(JSON)
+    join_policy: Mapped[str] = mapped_column(String(16))
+    # The waves as given (counts and "N%") and the gate every wave must pass.
+    waves: Mapped[list[int | str]] = mapped_column(JSON)
+    gate: Mapped[dict[str, Any]] = mapped_column(JSON)
+    on_failure: Mapped[str] = mapped_column(String(16))
+    rollback: Mapped[bool] = mapped_column(Boolean, default=False)
+    # running | paused | aborted | finished; the wave under way (numbered from 1).
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    current_wave: Mapped[int] = mapped_column(Integer, default=0)
+    # Why it is paused or aborted: {reason, message, device_ids, wave}.
+    stop_reason: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class RolloutWave(Base):
+    """One wave of a rollout: its size, when it ran, and its gate's last verdict."""
+
+    __tablename__ = "rollout_waves"
+
+    rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.id"), primary_key=True)
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    spec: Mapped[int | str] = mapped_column(JSON)
+    # pending | running | passed | failed | advanced (by hand) | aborted
+    status: Mapped[str] = mapped_column(String(16))
+    # When its gate window began (the wave's start, or the last resume).
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    gate_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    verdict: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+
+
+class RolloutDevice(Base):
+    """A device of a rollout: its wave, the deployment the rollout made, and the one it had
+    before (for a rollback)."""
+
+    __tablename__ = "rollout_devices"
+    __table_args__ = (Index("ix_rollout_devices_wave", "rollout_id", "wave"),)
+
+    rollout_id: Mapped[str] = mapped_column(ForeignKey("rollouts.id"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"), primary_key=True)
+    # The device's id while the rollout is not over, else NULL: unique, so a device is in one
+    # unfinished rollout at a time whatever the race.
+    active_device_id: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    wave: Mapped[int] = mapped_column(Integer)
+    joined_late: Mapped[bool] = mapped_column(Boolean, default=False)
+    # waiting | started | refused | rolled_back | not_rolled_back
+    state: Mapped[str] = mapped_column(String(16))
+    note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    deployment_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    previous_deployment_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class RolloutDriver(Base):
+    """The lease of the one server process driving rollouts (one row)."""
+
+    __tablename__ = "rollout_driver"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    holder_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

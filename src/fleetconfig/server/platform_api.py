@@ -16,6 +16,7 @@ from fleetconfig.server.groups.endpoints import router as groups
 from fleetconfig.server.principal.endpoints import router as principal
 from fleetconfig.server.provisioning_tokens.endpoints import router as provisioning_tokens
 from fleetconfig.server.releases.endpoints import router as releases
+from fleetconfig.server.rollouts.endpoints import router as rollouts
 from fleetconfig.server.webhooks.endpoints import router as webhooks
 
 
@@ -34,6 +35,7 @@ def platform_router() -> APIRouter:
         deployments,
         groups,
         provisioning_tokens,
+        rollouts,
         webhooks,
         audit_events,
     ):

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from fleetconfig.server.kit.db import Database
     from fleetconfig.server.kit.rate_limit import RateLimiter
     from fleetconfig.server.push.hub import PushHub
+    from fleetconfig.server.rollouts.engine import RolloutEngine
     from fleetconfig.server.settings import Settings
     from fleetconfig.server.webhooks.worker import WebhookWorker
 
@@ -32,6 +33,7 @@ class AppServices:
     authenticator: Authenticator
     rate_limiter: RateLimiter
     reports: ReportQueue
+    rollouts: RolloutEngine
     # None when the settings turn delivery off in this process (the outbox still fills).
     webhooks: WebhookWorker | None = None
 

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     activation_token_ttl_seconds: int = 600
     # The external CUE implementation that checks CUE schemas: a name on PATH or a path.
     cue_command: str = "cue"
+    # The rollout engine: how often the driving process looks at running rollouts (0: never,
+    # in this process), and how long its lease lasts if it dies.
+    rollout_tick_seconds: float = 2.0
+    rollout_lease_seconds: float = 15.0
     # Webhook deliveries (docs/webhooks.md). Retries back off exponentially from the base,
     # with jitter, capped at the maximum, until the window after the event has passed.
     webhook_worker: bool = True

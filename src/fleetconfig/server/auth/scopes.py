@@ -15,10 +15,11 @@ RESOURCES = (
     # Everglades / rainier (API_VERSIONS.md section 3).
     "groups",
     "provisioning_tokens",
-    # fleetconfig extension (docs/webhooks.md).
-    "webhooks",
-    # Extension: the audit trail (read only: nothing writes it but the write paths).
+    # fleetconfig's extensions, in the order their migrations added them: the audit trail
+    # (read only: nothing writes it but the write paths), webhooks, rollouts.
     "audit",
+    "webhooks",
+    "rollouts",
 )
 READ_ONLY = frozenset({"audit"})
 EXTRA_ACTIONS = {

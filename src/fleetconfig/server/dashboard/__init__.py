@@ -11,13 +11,22 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.staticfiles import StaticFiles
 
-from fleetconfig.server.dashboard import audit, devices, editor, fleet, login, releases, webhooks
+from fleetconfig.server.dashboard import (
+    audit,
+    devices,
+    editor,
+    fleet,
+    login,
+    releases,
+    rollouts,
+    webhooks,
+)
 from fleetconfig.server.dashboard.web import STATIC_DIR
 
 
 def _router() -> APIRouter:
     combined = APIRouter(include_in_schema=False)
-    for module in (login, fleet, devices, releases, editor, webhooks, audit):
+    for module in (login, fleet, devices, releases, rollouts, editor, webhooks, audit):
         combined.include_router(module.router)
     return combined
 

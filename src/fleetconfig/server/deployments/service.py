@@ -170,6 +170,15 @@ class DeploymentService:
             self._notify_on_commit([device.id])
         return deployment
 
+    async def check_config_instances(self, release_id: str, instance_ids: Sequence[str]) -> Release:
+        """The release, if the instances fit it as :meth:`create` requires (404/422 if not):
+        for a caller that deploys later and must refuse a bad set now (rollouts)."""
+        release = await self.repository.release(release_id)
+        if release is None:
+            raise not_found("release", release_id)
+        await self._check_config_instances(release, instance_ids)
+        return release
+
     async def _check_config_instances(self, release: Release, instance_ids: Sequence[str]) -> None:
         """The slot rules (every version, decision 5): every required slot of the release's
         schemas filled, at most one instance per slot, and nothing else (422 otherwise). For

@@ -1,0 +1,1 @@
+"""Progressive rollouts: a release deployed wave by wave, each wave gated on robot health."""
