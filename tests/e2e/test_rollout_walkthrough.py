@@ -127,6 +127,11 @@ def test_a_health_gated_rollout_over_three_groups_as_a_new_user_sees_it(
                 assert 'id="stop-reason"' in page.text
                 assert f'data-blamed="{rejecting.device_id}"' in page.text
                 assert "Paused in wave 2" in page.text
+                assert f'hx-get="/audit?rollout_id={rollout["id"]}"' in page.text
+                panel = browser.get(
+                    f"/audit?rollout_id={rollout['id']}", headers={"HX-Request": "true"}
+                )
+                assert panel.status_code == 200 and "rollouts.create" in panel.text
 
             # Resumed by hand: the rejection still stands, so the gate pauses it again.
             api(server, "POST", f"/rollouts/{rollout['id']}/resume")
