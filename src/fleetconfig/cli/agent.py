@@ -21,9 +21,13 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from fleetconfig.agent.server_link import Binding
+    from fleetconfig.agent.settings import AgentSettings
 
 from fleetconfig import __version__
 
@@ -153,26 +157,42 @@ def activate(
     socket: SocketOption = None,
 ) -> None:
     """Make this machine's key pair and bind it to a device with a one-time token."""
+
+    settings = _settings(state_dir, root, socket)
+    _bind_this_machine(settings, server, token, name, "activation", "Activated", "activate")
+    print(f"Start the agent with: {run_command(state_dir, root, socket)}")
+
+
+def _bind_this_machine(
+    settings: AgentSettings,
+    server: str,
+    token: str,
+    name: str | None,
+    what: str,
+    done: str,
+    binding: Binding,
+) -> None:
+    """Activate, provision or reprovision: bind this machine's new key to a device with
+    ``token``, or exit with why not (2: bad input or state directory, 3: no server, 1:
+    refused)."""
     from fleetconfig.agent.activation import activate as run_activation
     from fleetconfig.agent.server_link import NetworkError, ServerError
 
-    settings = _settings(state_dir, root, socket)
     try:
-        activated = asyncio.run(run_activation(settings, server, token, name))
+        activated = asyncio.run(run_activation(settings, server, token, name, binding=binding))
     except ValueError as error:
         raise _fail(str(error), 2) from None
     except NetworkError as error:
         raise _fail(f"cannot reach the server: {error}", 3) from None
     except ServerError as error:
-        raise _fail(f"activation refused: {error}", 1) from None
+        raise _fail(f"{what} refused: {error}", 1) from None
     except OSError as error:
         raise _fail(f"cannot write to {settings.state_dir}: {error}", 2) from None
-    device = activated.device
-    print(f"Activated as device {device.get('name', '')} ({activated.identity.device_id}).")
+    shown = activated.device.get("name", "") or name or ""
+    print(f"{done} as device {shown} ({activated.identity.device_id}).")
     print(f"State directory: {settings.state_dir}")
     if activated.replaced_device_id:
         print(f"(This agent was device {activated.replaced_device_id} before; its state is reset.)")
-    print(f"Start the agent with: {run_command(state_dir, root, socket)}")
 
 
 def run_command(state_dir: Path | None, root: Path | None, socket: Path | None) -> str:
@@ -210,9 +230,7 @@ def provision(
 ) -> None:
     """Provision this machine as the device NAME with a provisioning token (no device has to
     exist first). A machine already provisioned is left as it is."""
-    from fleetconfig.agent.activation import activate as run_activation
     from fleetconfig.agent.keys import Identity, IdentityError
-    from fleetconfig.agent.server_link import NetworkError, ServerError
 
     settings = _settings(state_dir, root, socket)
     try:
@@ -222,18 +240,7 @@ def provision(
     if existing is not None:
         print(f"Already provisioned as device {existing.device_id}; nothing to do.")
         return
-    try:
-        activated = asyncio.run(run_activation(settings, server, token, name, binding="provision"))
-    except ValueError as error:
-        raise _fail(str(error), 2) from None
-    except NetworkError as error:
-        raise _fail(f"cannot reach the server: {error}", 3) from None
-    except ServerError as error:
-        raise _fail(f"provisioning refused: {error}", 1) from None
-    except OSError as error:
-        raise _fail(f"cannot write to {settings.state_dir}: {error}", 2) from None
-    print(f"Provisioned as device {name} ({activated.identity.device_id}).")
-    print(f"State directory: {settings.state_dir}")
+    _bind_this_machine(settings, server, token, name, "provisioning", "Provisioned", "provision")
     print(f"Start the agent with: {run_command(state_dir, root, socket)}")
 
 
@@ -259,25 +266,11 @@ def reprovision(
     key): a new key pair replaces the device's old one, whose sessions end. The device keeps
     its name, group and deployments; this agent writes its current deployment on its first
     sync. Stop the agent (if one runs here) before, and start it after."""
-    from fleetconfig.agent.activation import activate as run_activation
-    from fleetconfig.agent.server_link import NetworkError, ServerError
 
     settings = _settings(state_dir, root, socket)
-    try:
-        activated = asyncio.run(run_activation(settings, server, token, binding="reprovision"))
-    except ValueError as error:
-        raise _fail(str(error), 2) from None
-    except NetworkError as error:
-        raise _fail(f"cannot reach the server: {error}", 3) from None
-    except ServerError as error:
-        raise _fail(f"reprovisioning refused: {error}", 1) from None
-    except OSError as error:
-        raise _fail(f"cannot write to {settings.state_dir}: {error}", 2) from None
-    device = activated.device
-    print(f"Reprovisioned as device {device.get('name', '')} ({activated.identity.device_id}).")
-    print(f"State directory: {settings.state_dir}")
-    if activated.replaced_device_id:
-        print(f"(This agent was device {activated.replaced_device_id} before; its state is reset.)")
+    _bind_this_machine(
+        settings, server, token, None, "reprovisioning", "Reprovisioned", "reprovision"
+    )
     print(f"Start the agent with: {run_command(state_dir, root, socket)}")
 
 
