@@ -27,12 +27,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sqlite3
 from collections import OrderedDict
 from typing import Any, Protocol
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
 from fleetconfig.server.auth.principal import (
     KEY_BY_HASH,
@@ -41,7 +39,7 @@ from fleetconfig.server.auth.principal import (
     principal_of,
     require_secret,
 )
-from fleetconfig.server.kit.db import Database
+from fleetconfig.server.kit.db import Database, InlineSqlite
 from fleetconfig.server.kit.pg_listen import asyncpg_dsn, hold_listening_connection
 from fleetconfig.server.kit.tasks import cancel_and_wait
 
@@ -119,41 +117,31 @@ class NoCache:
 class SqliteRevision:
     """Compares :data:`REVISION_TABLE` with the value the cache was filled at.
 
-    The read runs in the event loop's thread without a busy timeout: in WAL mode a reader
+    Read in the event loop's thread, through the database's
+    :class:`~fleetconfig.server.kit.db.InlineSqlite` (no busy timeout: in WAL mode a reader
     does not wait for writers, and should SQLite ever answer busy, the cache is just not
-    used for that request.
+    used for that request).
     """
 
     SQL = f"SELECT revision FROM {REVISION_TABLE} WHERE id = 1"
 
-    def __init__(self, path: str, cache: PrincipalCache) -> None:
-        self.path = path
+    def __init__(self, reader: InlineSqlite, cache: PrincipalCache) -> None:
+        self.reader = reader
         self.cache = cache
-        self._connection: sqlite3.Connection | None = None
         self._seen: int | None = None
 
     async def start(self) -> None:
-        self._connection = sqlite3.connect(
-            self.path, timeout=0, isolation_level=None, check_same_thread=False
-        )
-        self._connection.execute("PRAGMA query_only=ON")
+        return None  # the reader opens its connection on first use
 
     async def stop(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        return None  # the database closes the reader
 
     async def catch_up(self) -> None:
         return None  # the revision is read synchronously by :meth:`fresh`
 
     def fresh(self) -> bool:
-        if self._connection is None:
-            return False
-        try:
-            row = self._connection.execute(self.SQL).fetchone()
-        except sqlite3.Error:
-            row = None
-        revision = None if row is None else int(row[0])
+        rows = self.reader.fetch(self.SQL, ())
+        revision = int(rows[0][0]) if rows else None
         if revision != self._seen or revision is None:
             self.cache.clear()
             self._seen = revision
@@ -242,12 +230,10 @@ class Authenticator:
         self.freshness: Freshness
         if not database.is_sqlite:
             self.freshness = PostgresKeyWatch(database.url, self.cache)
+        elif database.inline is None:  # not a file every connection can open alike
+            self.freshness = NoCache()
         else:
-            path = make_url(database.url).database
-            if not path or path == ":memory:" or path.startswith("file:"):
-                self.freshness = NoCache()
-            else:
-                self.freshness = SqliteRevision(path, self.cache)
+            self.freshness = SqliteRevision(database.inline, self.cache)
 
     async def start(self) -> None:
         """After the migrations: the trigger and the revision table must exist."""

@@ -140,11 +140,12 @@ class Database:
             self.lean_engine = create_async_engine(
                 url, **{**engine_kwargs, "pool_size": 10, "max_overflow": 20, **lean}
             )
-        self._inline = _InlineSqlite.of(url) if self.is_sqlite else None
+        # SQLite files only: the reads that run in the loop's thread (see InlineSqlite).
+        self.inline = InlineSqlite.of(url) if self.is_sqlite else None
 
     async def dispose(self) -> None:
-        if self._inline is not None:
-            self._inline.close()
+        if self.inline is not None:
+            self.inline.close()
         await self.engine.dispose()
         if self.write_engine is not self.engine:
             await self.write_engine.dispose()
@@ -182,8 +183,8 @@ class Database:
         """
         read = statement if isinstance(statement, Read) else self.read(statement)
         values = [params[name] for name in read.params]
-        if self._inline is not None:
-            inline_rows = self._inline.fetch(read.sql, values)
+        if self.inline is not None:
+            inline_rows = self.inline.fetch(read.sql, values)
             if inline_rows is not None:
                 return [read.process(row) for row in inline_rows]
         for attempt in (1, 2):
@@ -239,7 +240,7 @@ class Database:
             yield await authenticate(session), session
 
 
-class _InlineSqlite:
+class InlineSqlite:
     """One-statement reads of a SQLite file on a plain ``sqlite3`` connection, in the event
     loop's thread.
 
@@ -257,7 +258,7 @@ class _InlineSqlite:
         self._connection: sqlite3.Connection | None = None  # opened on first use
 
     @classmethod
-    def of(cls, url: str) -> _InlineSqlite | None:
+    def of(cls, url: str) -> InlineSqlite | None:
         path = make_url(url).database
         if not path or path == ":memory:" or path.startswith("file:"):
             return None  # not a file every connection of the process can open alike
