@@ -12,6 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from fleetconfig.server.changes import log
 from fleetconfig.server.changes.model import Change
 from tests.api.test_agent_api_deployments import World, world
+from tests.api.test_provisioning_tokens import reprovision
+from tests.support import RAINIER, ApiCaller, DeviceKey
 
 __all__ = ["world"]  # the fixture
 
@@ -211,3 +213,35 @@ async def test_a_long_reason_is_cut_to_the_limit(world: World) -> None:
         },
     )
     assert len(str((await shown_health(world, deployment["id"]))["reason"])) == 1000
+
+
+async def test_a_new_machine_starts_with_no_health(world: World, recorded: list[Change]) -> None:
+    """Reprovisioning moves the device to another machine, whose software has said nothing:
+    the old machine's verdict is forgotten (and recorded so), so a rollout gate cannot count
+    it for the new one."""
+    deployment = await world.deployment(world.agent, world.v1)
+    await world.agent.ok(
+        "PATCH",
+        f"/deployments/{deployment['id']}",
+        json={"activity_status": "deployed", "health": health("confirmed", "2020-01-01T10:00Z")},
+    )
+    assert (await shown_health(world, deployment["id"]))["status"] == "confirmed"
+    recorded.clear()
+
+    rainier = ApiCaller(world.api.client, world.api.key, version=RAINIER)
+    device_id = world.agent.device_id
+    issued = await rainier.ok("POST", f"/devices/{device_id}/provisioning_token")
+    moved = await reprovision(world.api.client, issued["token"], DeviceKey.generate())
+    assert moved.status_code == 200, moved.text
+
+    assert await shown_health(world, deployment["id"]) == UNKNOWN
+    forgotten = [change for change in recorded if change.operation == "deployments.health"]
+    assert [(c.object_id, c.cause, c.actor.kind, c.actor.id) for c in forgotten] == [
+        (deployment["id"], "device_rebound", "device", device_id)
+    ]
+    assert forgotten[0].before is not None and forgotten[0].after is not None
+    assert forgotten[0].before["health_status"] == "confirmed"
+    assert forgotten[0].after["health_status"] is None
+    # The deployment itself is untouched: still the device's target, still deployed.
+    shown = await world.api.ok("GET", f"/deployments/{deployment['id']}")
+    assert (shown["target_status"], shown["activity_status"]) == ("deployed", "deployed")

@@ -119,7 +119,9 @@ async def _bind_device(request: Request, model: type[Any], bind: Binding) -> Res
     body = await parse_body(request, model)
     async with database(request).session(write=True) as session:
         work = UnitOfWork(session=session)  # its commit writes the audit trail
-        identity = IdentityService(session, token_secret(request), work, origin_of(request))
+        identity = IdentityService(
+            session, token_secret(request), work, origin_of(request), _push(request)
+        )
         device = await bind(identity, token, body, utcnow())
         await work.commit()
     await _push(request).end_sessions(device.id, device.session_id)

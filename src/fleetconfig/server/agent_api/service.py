@@ -30,6 +30,7 @@ from fleetconfig.server.agent_api.schemas import (
 from fleetconfig.server.agent_api.tokens import SessionClaims, TokenRejected
 from fleetconfig.server.changes.model import NOWHERE, Actor, Origin
 from fleetconfig.server.changes.recorder import Recorder, required
+from fleetconfig.server.deployments.service import DeploymentService
 from fleetconfig.server.devices.activation import decode_activation_token
 from fleetconfig.server.devices.service import DeviceService, device_snapshot
 from fleetconfig.server.kit import ids
@@ -47,6 +48,7 @@ from fleetconfig.server.provisioning_tokens.tokens import (
     ProvisioningClaims,
     decode_provisioning_token,
 )
+from fleetconfig.server.push.notifier import DeviceNotifier
 
 SESSION_PREFIX = "dvc_sess_"
 MAX_AGENT_VERSION_CHARS = 64
@@ -76,13 +78,16 @@ class IdentityService:
         token_secret: str,
         work: UnitOfWork | None = None,
         origin: Origin = NOWHERE,
+        notifier: DeviceNotifier | None = None,
     ) -> None:
         """``work`` (on ``session``) records what binding a device changes (the audit
-        trail): needed to activate or provision, not to authenticate."""
+        trail), and ``notifier`` reaches its deployments' write path: both needed to
+        activate or provision, not to authenticate."""
         self.session = session
         self.token_secret = token_secret
         self.work = work
         self.origin = origin
+        self.notifier = notifier
 
     def _recorder(self, device_id: str, name: str, workspace_id: str) -> Recorder:
         """The device's own: it binds itself with the token it was given."""
@@ -153,7 +158,8 @@ class IdentityService:
         """Spend a device-bound provisioning token (rainier): rebind its device to the
         caller's key, ending every older session. Deployments are left as they are: the
         device's target stays its target, and the new machine's agent, which has never
-        written it, writes it on its first sync (that is the redeploy)."""
+        written it, writes it on its first sync (that is the redeploy). What the old
+        machine's software said of them (health) is forgotten, as on every rebinding."""
         record, claims = await self._provisioning_token(bearer, now)
         if claims.device_id is None:
             # The reference names the device by its token, never by name; a workspace-bound
@@ -239,6 +245,7 @@ class IdentityService:
                 )
         name = body.name if not isinstance(body, ReprovisionDeviceRequest) else None
         before = device_snapshot(device)
+        rebinding = device.activated_at is not None  # another machine takes the device over
         if name is not None and name != device.name:
             # Renamed as part of the binding (recorded with it): the rename needs no record.
             check_length("/name", name)
@@ -261,6 +268,13 @@ class IdentityService:
             after=device_snapshot(device),
             related={**related, "key_fingerprint": key_fingerprint},
         )
+        if rebinding:
+            if self.notifier is None:
+                raise RuntimeError("binding a device needs the notifier of its deployments")
+            deployments = DeploymentService(
+                required_work(self.work), device.workspace_id, self.notifier
+            )
+            await deployments.forget_health(device.id, recorder.actor, self.origin)
         return device
 
     async def exchange(

@@ -495,6 +495,20 @@ class DeploymentService:
         await self.session.flush()
         return answers
 
+    async def forget_health(self, device_id: str, actor: Actor, origin: Origin) -> None:
+        """Forget what the device's robot software said of its deployments: the device is
+        now another machine (reactivated or reprovisioned), whose software has said nothing
+        yet. A rollout gate must not count the old machine's word for the new one. Each
+        forgotten verdict is recorded as ``deployments.health`` (cause ``device_rebound``)."""
+        statement = self.repository.base().where(
+            Deployment.device_id == device_id, Deployment.health_status.is_not(None)
+        )
+        for row in (await self.session.execute(statement.with_for_update())).scalars():
+            before = _health_snapshot(row)
+            row.health_status = row.health_reason = row.health_reported_at = None
+            self._record_health(row, before, actor, origin, cause="device_rebound")
+        await self.session.flush()
+
     async def drifts(self, deployment_id: str) -> list[Deployment]:
         deployment = await self.get(deployment_id)
         return list((await self.session.execute(self.repository.drifts(deployment))).scalars())
@@ -567,7 +581,12 @@ class DeploymentService:
         )
 
     def _record_health(
-        self, row: Deployment, before: dict[str, Any], actor: Actor, origin: Origin
+        self,
+        row: Deployment,
+        before: dict[str, Any],
+        actor: Actor,
+        origin: Origin,
+        cause: str | None = None,
     ) -> None:
         record(
             self.work,
@@ -582,6 +601,7 @@ class DeploymentService:
                     before=before,
                     after=_health_snapshot(row),
                     related={"device_id": row.device_id, "release_id": row.release_id},
+                    cause=cause,
                 )
             ],
         )
