@@ -4,6 +4,8 @@ writer, holds from the very next request."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 
@@ -42,6 +44,26 @@ async def caching(app: FastAPI) -> None:
             await asyncio.sleep(0.05)
 
 
+@contextlib.asynccontextmanager
+async def change_reaches(app: FastAPI) -> AsyncIterator[None]:
+    """Around a change made by another writer: on PostgreSQL, wait until its notification has
+    reached this process before the next request.
+
+    The notification travels from the committing backend to the listening one, which has to
+    be scheduled to pass it on (decision 0005): on a loaded 2-core machine that can take
+    milliseconds after the commit was acknowledged, longer than this test takes to send its
+    next request, though never as long as a person or another process takes. On SQLite the
+    request itself reads the revision: no wait, the very next request must hold.
+    """
+    cache = app.state.services.authenticator.cache
+    generation = cache.generation
+    yield
+    if backend() == "postgresql":
+        async with asyncio.timeout(10):
+            while cache.generation == generation:
+                await asyncio.sleep(0.001)
+
+
 async def _key_id(api: ApiCaller) -> str:
     return str((await api.ok("GET", "/principal"))["id"])
 
@@ -60,7 +82,7 @@ async def test_a_live_key_is_answered_from_the_cache(app: FastAPI, api: ApiCalle
 
 
 async def test_revoked_with_the_cli_code_path_refused_on_the_next_request(
-    api: ApiCaller, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    app: FastAPI, api: ApiCaller, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from fleetconfig.cli.main import apikey_revoke
 
@@ -69,45 +91,53 @@ async def test_revoked_with_the_cli_code_path_refused_on_the_next_request(
     monkeypatch.setenv("FLEETCONFIG_DATABASE_URL", database_url)
     monkeypatch.setenv("FLEETCONFIG_DATA_DIR", str(tmp_path))
     # ``fleetconfig apikey revoke`` as the CLI runs it: its own engine and event loop.
-    await asyncio.to_thread(apikey_revoke, key_id)
+    async with change_reaches(app):
+        await asyncio.to_thread(apikey_revoke, key_id)
     assert_error(await api.get("/devices"), 401, "unauthorized")
     assert_error(await api.get("/devices"), 401, "unauthorized")
 
 
 async def test_revoked_by_another_engine_refused_on_the_next_request(
-    api: ApiCaller, database_url: str
+    app: FastAPI, api: ApiCaller, database_url: str
 ) -> None:
     key_id = await _key_id(api)
     await api.ok("GET", "/devices")
-    await _write_directly(
-        database_url,
-        "UPDATE api_keys SET revoked_at = :now WHERE id = :id",
-        now=_naive_now(),
-        id=key_id,
-    )
+    async with change_reaches(app):
+        await _write_directly(
+            database_url,
+            "UPDATE api_keys SET revoked_at = :now WHERE id = :id",
+            now=_naive_now(),
+            id=key_id,
+        )
     assert_error(await api.get("/devices"), 401, "unauthorized")
 
 
-async def test_deleted_key_refused_on_the_next_request(api: ApiCaller, database_url: str) -> None:
+async def test_deleted_key_refused_on_the_next_request(
+    app: FastAPI, api: ApiCaller, database_url: str
+) -> None:
     key_id = await _key_id(api)
     await api.ok("GET", "/devices")
-    await _write_directly(database_url, "DELETE FROM api_keys WHERE id = :id", id=key_id)
+    async with change_reaches(app):
+        await _write_directly(database_url, "DELETE FROM api_keys WHERE id = :id", id=key_id)
     assert_error(await api.get("/devices"), 401, "unauthorized")
 
 
-async def test_changed_scopes_hold_on_the_next_request(key_with, database_url: str) -> None:  # type: ignore[no-untyped-def]
+async def test_changed_scopes_hold_on_the_next_request(
+    key_with, app: FastAPI, database_url: str
+) -> None:  # type: ignore[no-untyped-def]
     caller: ApiCaller = await key_with("devices:read", "deployments:read")
     await caller.ok("GET", "/devices")
     await caller.ok("GET", "/deployments")
     key_id = await _key_id(caller)
-    await _write_directly(
-        database_url,
-        "UPDATE api_keys SET scopes = "
-        + ("CAST(:scopes AS json)" if backend() == "postgresql" else ":scopes")
-        + " WHERE id = :id",
-        scopes='["devices:read"]',
-        id=key_id,
-    )
+    async with change_reaches(app):
+        await _write_directly(
+            database_url,
+            "UPDATE api_keys SET scopes = "
+            + ("CAST(:scopes AS json)" if backend() == "postgresql" else ":scopes")
+            + " WHERE id = :id",
+            scopes='["devices:read"]',
+            id=key_id,
+        )
     assert_error(await caller.get("/deployments"), 403, "forbidden")
     await caller.ok("GET", "/devices")
 
@@ -148,10 +178,11 @@ async def test_while_the_listener_is_down_the_cache_is_off(
     await api.ok("GET", "/devices")
     assert len(authenticator.cache) == 1
     key_id = await _key_id(api)
-    await _write_directly(
-        database_url,
-        "UPDATE api_keys SET revoked_at = :now WHERE id = :id",
-        now=_naive_now(),
-        id=key_id,
-    )
+    async with change_reaches(app):
+        await _write_directly(
+            database_url,
+            "UPDATE api_keys SET revoked_at = :now WHERE id = :id",
+            now=_naive_now(),
+            id=key_id,
+        )
     assert_error(await api.get("/devices"), 401, "unauthorized")
