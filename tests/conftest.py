@@ -66,7 +66,7 @@ async def http(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 async def new_workspace_key(app: FastAPI, scopes: list[str]) -> tuple[str, str, str]:
     """Create a workspace and a key in it; return ``(workspace_id, key_id, secret)``."""
-    async with app.state.database.session(write=True) as session:
+    async with app.state.services.database.session(write=True) as session:
         workspace = Workspace(id=ids.new_id(ids.WORKSPACE), name="test")
         session.add(workspace)
         await session.flush()
@@ -91,7 +91,7 @@ def key_with(app: FastAPI, http: httpx.AsyncClient, workspace: tuple[str, str, s
     """``await key_with("devices:read")``: a caller in the same workspace with only those scopes."""
 
     async def make(*scopes: str) -> ApiCaller:
-        async with app.state.database.session(write=True) as session:
+        async with app.state.services.database.session(write=True) as session:
             created = await create_key(session, "limited", list(scopes), workspace_id=workspace[0])
             await session.commit()
         return ApiCaller(http, created.secret)

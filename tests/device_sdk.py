@@ -21,10 +21,16 @@ PROBE = Path(__file__).resolve().parent / "device_sdk_probe.py"
 ANSWER_TIMEOUT_SECONDS = 60.0
 
 
-def sdk_python(requirement: str) -> Path:
-    """The Python of the venv holding ``requirement`` (built on first use)."""
+def sdk_python(requirement: str, over: Path | None = None) -> Path:
+    """The Python of the venv holding ``requirement`` (built on first use); ``over``: in front
+    of those site-packages, see ``scripts/sdk-venv``."""
     result = subprocess.run(
-        ["bash", str(REPO / "scripts" / "sdk-venv"), requirement],
+        [
+            "bash",
+            str(REPO / "scripts" / "sdk-venv"),
+            *(["--over", str(over)] if over else []),
+            requirement,
+        ],
         capture_output=True,
         text=True,
         timeout=600,

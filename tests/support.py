@@ -482,7 +482,7 @@ class count_queries:
     leases) happen to run meanwhile."""
 
     def __init__(self, app: Any) -> None:
-        database = app.state.database
+        database = app.state.services.database
         self.engines = {id(e): e.sync_engine for e in (database.engine, database.write_engine)}
         self.statements: list[str] = []
 

@@ -155,7 +155,10 @@ async def world(api: ApiCaller) -> World:
 @contextmanager
 def count_queries(app: FastAPI) -> Iterator[list[str]]:
     statements: list[str] = []
-    engines = {app.state.database.engine.sync_engine, app.state.database.write_engine.sync_engine}
+    engines = {
+        app.state.services.database.engine.sync_engine,
+        app.state.services.database.write_engine.sync_engine,
+    }
 
     def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         background = any(table in statement for table in BACKGROUND_TABLES)

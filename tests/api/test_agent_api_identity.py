@@ -170,7 +170,7 @@ async def test_bad_activation_tokens(api: ApiCaller, http: httpx.AsyncClient, ap
     assert_error(await activate(http, "garbage", key), 401, "unauthorized", reason="invalid_token")
 
     claims = jwt.decode(token, options={"verify_signature": False})
-    secret = app.state.signing_keys.token_key
+    secret = app.state.services.signing_keys.token_key
     same = ActivationClaims(claims["jti"], device_id, claims["wsp"], False)
     expired = encode_activation_token(secret, same, utcnow() - timedelta(seconds=5))
     assert_error(await activate(http, expired, key), 401, "unauthorized", reason="expired_token")
@@ -286,7 +286,7 @@ async def test_session_authentication(
         "/agent/v1/device", headers={**headers, "Authorization": f"Bearer {issued['token']}"}
     )
     assert_error(response, 401, "unauthorized", reason="invalid_token")
-    secret = app.state.signing_keys.token_key
+    secret = app.state.services.signing_keys.token_key
     session_id = (await agent.ok("GET", "/device"))["session_id"]
     expired, _ = tokens.issue_session_token(
         secret,

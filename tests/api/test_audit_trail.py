@@ -421,7 +421,7 @@ async def test_the_rollout_engine_s_changes_are_in_its_rollout_s_trail(
     device = await fleet.device()
     staged = await fleet.made(device, release, await fleet.instances("a"))
     workspace_id = workspace[0]
-    async with app.state.database.session(write=True) as session:
+    async with app.state.services.database.session(write=True) as session:
         work = UnitOfWork(session=session)
         engine = Actor("rollout", "rol_test", "wave 1")
         service = DeploymentService(work, workspace_id, app.state.services.push, engine)

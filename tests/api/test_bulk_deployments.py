@@ -250,7 +250,7 @@ async def insert_devices(app: FastAPI, workspace_id: str, count: int) -> list[st
         }
         for _ in range(count)
     ]
-    async with app.state.database.session(write=True) as session:
+    async with app.state.services.database.session(write=True) as session:
         await session.execute(insert(Device), rows)
         await session.commit()
     return sorted(row["id"] for row in rows)

@@ -544,7 +544,7 @@ async def test_racing_creates_of_one_schema_end_with_one_schema(
         format="json",
         documents=[CreateSchemaDocument(name="motion.json", data=SCHEMA_JSON)],
     )
-    database = app.state.database
+    database = app.state.services.database
     async with database.session(write=True) as first, database.session(write=True) as second:
         winner = await ConfigSchemaService.of(recorder(first, workspace[0])).create(request)
 

@@ -173,7 +173,7 @@ ARCHIVED = ("archived", "archived", "none", "archived")
 
 async def set_device_report(app: FastAPI, deployment_id: str, **report: Any) -> None:
     """What the agent API does on a status report (that API is tested where it lives)."""
-    async with app.state.database.session(write=True) as session:
+    async with app.state.services.database.session(write=True) as session:
         row = (
             await session.execute(select(Deployment).where(Deployment.id == deployment_id))
         ).scalar_one()
@@ -397,7 +397,7 @@ async def test_parent(setup: Setup, fleet: Fleet, app: FastAPI) -> None:
         setup.device, setup.v1, setup.instances, target="deployed", parent=current["id"]
     )
     assert "parent_id" not in patch
-    async with app.state.database.session() as session:
+    async with app.state.services.database.session() as session:
         stored = await session.get(Deployment, patch["id"])
         assert stored is not None and stored.parent_id == current["id"]
     # A staged (here drifted) parent is archived: it is being replaced.
@@ -841,7 +841,7 @@ async def test_a_page_of_100_with_every_expansion_is_a_fixed_number_of_statement
         if statement.strip().upper() != "BEGIN" and not in_background_task():
             statements.append(statement)
 
-    engine = app.state.database.engine.sync_engine
+    engine = app.state.services.database.engine.sync_engine
     params = {
         "limit": 100,
         "expand": [
@@ -884,7 +884,7 @@ class CommittedCheckingTransport(FakeTransport):
 
     async def send_sync(self, device_ids: Any) -> None:
         ids = sorted(set(device_ids))
-        async with self.app.state.database.session() as session:
+        async with self.app.state.services.database.session() as session:
             rows = await session.execute(
                 select(Deployment.id).where(
                     Deployment.device_id.in_(ids), Deployment.target_status == "deployed"

@@ -294,7 +294,7 @@ async def test_archived_devices_and_the_status_filter(
 ) -> None:
     archived = await eg.ok("POST", "/devices", json={"name": unique_name("old")})
     live = await eg.ok("POST", "/devices", json={"name": unique_name("new")})
-    async with app.state.database.session(write=True) as session:
+    async with app.state.services.database.session(write=True) as session:
         await session.execute(
             update(Device).where(Device.id == archived["id"]).values(archived_at=utcnow())
         )

@@ -91,7 +91,7 @@ async def test_database_counts_match_the_definition(app: FastAPI) -> None:
     rng = random.Random(10)
     now = T0 + timedelta(hours=6)
     rows: dict[str, list[Deployment]] = {}
-    async with app.state.database.session(write=True) as session:
+    async with app.state.services.database.session(write=True) as session:
         releases = [
             Release(id=ids.new_id(ids.RELEASE), workspace_id=workspace_id, version=f"v{index}")
             for index in range(3)
@@ -109,7 +109,7 @@ async def test_database_counts_match_the_definition(app: FastAPI) -> None:
                 rows.setdefault(release.id, []).append(row)
                 session.add(row)
         await session.commit()
-    async with app.state.database.session() as session:
+    async with app.state.services.database.session() as session:
         series = await FleetRepository(session, workspace_id).rollout(
             [release.id for release in releases], now, POINTS
         )
@@ -122,7 +122,7 @@ async def test_database_counts_match_the_definition(app: FastAPI) -> None:
 
 async def test_no_release_no_series(app: FastAPI) -> None:
     workspace_id, _, _ = await new_workspace_key(app, ["devices:read"])
-    async with app.state.database.session() as session:
+    async with app.state.services.database.session() as session:
         fleet = FleetRepository(session, workspace_id)
         assert await fleet.rollout([], T0) == {}
         assert await fleet.rollout(["rls_not_here"], T0) == {}

@@ -310,7 +310,7 @@ async def test_racing_creates_of_one_sha_end_with_one_commit(
     app: FastAPI, api: ApiCaller, workspace: tuple[str, str, str]
 ) -> None:
     """The loser of a race on the unique (workspace, sha) returns the winner's commit."""
-    database = app.state.database
+    database = app.state.services.database
     workspace_id = workspace[0]
     origin = "https://github.com/acme/robot"
     async with database.session(write=True) as first, database.session(write=True) as second:

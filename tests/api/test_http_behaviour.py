@@ -139,7 +139,7 @@ async def test_revoked_key_fails_at_once(api: ApiCaller, app) -> None:  # type: 
     from fleetconfig.server.auth.api_keys import revoke_key
 
     await api.ok("GET", "/principal")
-    async with app.state.database.session(write=True) as session:
+    async with app.state.services.database.session(write=True) as session:
         from fleetconfig.server.auth.principal import authenticate
 
         principal = await authenticate(session, api.key)

@@ -205,7 +205,7 @@ async def test_a_key_of_255_characters_is_accepted(api: ApiCaller) -> None:
 
 
 async def backdate(app: FastAPI, key: str, by: timedelta) -> None:
-    async with app.state.database.session(write=True) as session:
+    async with app.state.services.database.session(write=True) as session:
         await session.execute(
             update(IdempotencyKey)
             .where(IdempotencyKey.key == key)
@@ -215,7 +215,7 @@ async def backdate(app: FastAPI, key: str, by: timedelta) -> None:
 
 
 async def rows(app: FastAPI, key: str) -> int:
-    async with app.state.database.session() as session:
+    async with app.state.services.database.session() as session:
         found = await session.execute(
             select(func.count()).select_from(IdempotencyKey).where(IdempotencyKey.key == key)
         )

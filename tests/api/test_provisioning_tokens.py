@@ -64,7 +64,7 @@ async def test_a_token_creates_or_activates_the_device_of_its_name_once(
     assert (await provision(http, third["token"], unique_name("fresh"))).status_code == 200
 
     expired = await rainier.ok("POST", "/provisioning_tokens")
-    async with app.state.database.session(write=True) as session:
+    async with app.state.services.database.session(write=True) as session:
         await session.execute(
             update(ProvisioningToken)
             .where(ProvisioningToken.workspace_id == workspace[0])

@@ -37,7 +37,7 @@ class BrokenTransport(FakeTransport):
 async def hub(app: FastAPI) -> AsyncIterator[tuple[PushHub, FakeTransport]]:
     fake = FakeTransport(reachable=["dvc_far"])
     push = PushHub(heartbeat_seconds=1, transports=[BrokenTransport(), fake])
-    await push.start(app.state.database)
+    await push.start(app.state.services.database)
     assert fake.started and fake.sink is push
     yield push, fake
     for stream in push.streams.connections():
@@ -113,7 +113,7 @@ async def test_end_sessions(hub: tuple[PushHub, FakeTransport]) -> None:
 
 async def test_stop_closes_streams(app: FastAPI) -> None:
     push = PushHub(heartbeat_seconds=1)
-    await push.start(app.state.database)
+    await push.start(app.state.services.database)
     stream = push.streams.open("dvc_x", "s")
     stopping = asyncio.create_task(push.stop())
     await asyncio.sleep(0.05)

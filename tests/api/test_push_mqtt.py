@@ -63,7 +63,7 @@ async def until(condition: Any, within: float = 5) -> None:
 async def hub(app: FastAPI) -> AsyncIterator[tuple[PushHub, MqttTransport]]:
     transport = MqttTransport(f"mqtt://{BROKER[0]}:{BROKER[1]}")
     push = PushHub(transports=[transport])
-    await push.start(app.state.database)
+    await push.start(app.state.services.database)
     assert transport.is_connected()
     yield push, transport
     await push.stop()
@@ -180,7 +180,7 @@ async def test_reconnects_and_publishes_what_was_missed(app: FastAPI, api: ApiCa
     await proxy.start()
     transport = MqttTransport(f"mqtt://127.0.0.1:{proxy.port}")
     push = PushHub(transports=[transport])
-    await push.start(app.state.database)
+    await push.start(app.state.services.database)
     agent = await new_agent(api)
     try:
         assert transport.is_connected()
@@ -213,7 +213,7 @@ async def test_an_unreachable_broker_does_not_stop_the_server(app: FastAPI) -> N
     transport = MqttTransport(f"mqtt://127.0.0.1:{free_port()}", connect_wait=0.3)
     push = PushHub(transports=[transport])
     started = time.monotonic()
-    await push.start(app.state.database)
+    await push.start(app.state.services.database)
     assert time.monotonic() - started < 2
     assert not transport.is_connected()
     await push.notify_changed(["dvc_somewhere"])

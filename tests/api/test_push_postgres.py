@@ -28,8 +28,8 @@ async def pair(
 ) -> AsyncIterator[tuple[PushHub, PushHub, PostgresRelay]]:
     relay_a = PostgresRelay(database_url)
     first, second = PushHub(transports=[relay_a]), PushHub(transports=[PostgresRelay(database_url)])
-    await first.start(app.state.database)
-    await second.start(app.state.database)
+    await first.start(app.state.services.database)
+    await second.start(app.state.services.database)
     yield first, second, relay_a
     for hub in (first, second):
         for stream in hub.streams.connections():

@@ -238,7 +238,7 @@ async def test_the_stream_ends_when_its_session_token_expires(
     agent = await new_agent(api_here, push_server.client)
     session_id = (await agent.ok("GET", "/device"))["session_id"]
     short, _ = tokens.issue_session_token(
-        push_server.app.state.signing_keys.token_key,
+        push_server.app.state.services.signing_keys.token_key,
         device_id=agent.device_id,
         session_id=session_id,
         now=utcnow() - timedelta(seconds=1),

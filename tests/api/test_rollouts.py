@@ -109,7 +109,7 @@ class World:
 @pytest.fixture
 async def world(api: ApiCaller, app: FastAPI) -> World:
     fleet = Fleet(api)
-    engine = RolloutEngine(app.state.database, FakeTransport(), tick_seconds=0)
+    engine = RolloutEngine(app.state.services.database, FakeTransport(), tick_seconds=0)
     made = World(api, app, fleet, engine)
     made.release = await fleet.release("a")
     made.instances = await fleet.instances("a")
@@ -410,7 +410,7 @@ async def test_two_engines_at_once_never_start_a_wave_twice(
         # One of them (or the shared app's engine, first) started the next wave.
         assert outcomes.count("advanced") <= 1, outcomes
         assert (await world.get(rollout["id"]))["current_wave"] == wave + 1
-    async with world.app.state.database.session() as session:
+    async with world.app.state.services.database.session() as session:
         per_device = (
             await session.execute(
                 select(Deployment.device_id, func.count())
@@ -425,8 +425,12 @@ async def test_two_engines_at_once_never_start_a_wave_twice(
 
 
 async def test_only_one_engine_holds_the_lease(app: FastAPI) -> None:
-    first = RolloutEngine(app.state.database, FakeTransport(), tick_seconds=0, lease_seconds=30)
-    second = RolloutEngine(app.state.database, FakeTransport(), tick_seconds=0, lease_seconds=30)
+    first = RolloutEngine(
+        app.state.services.database, FakeTransport(), tick_seconds=0, lease_seconds=30
+    )
+    second = RolloutEngine(
+        app.state.services.database, FakeTransport(), tick_seconds=0, lease_seconds=30
+    )
     now = utcnow() + timedelta(hours=1)  # past any lease the shared app's engine holds
     assert await first.acquire(now) is True
     assert await second.acquire(now) is False

@@ -36,7 +36,7 @@ async def _state(database: Database, device_id: str) -> tuple[str, str | None]:
 async def test_devices_of_a_dead_holder_go_offline_and_no_others(
     app: FastAPI, api: ApiCaller
 ) -> None:
-    database: Database = app.state.database
+    database: Database = app.state.services.database
     dead, alive = StreamLeases(database), StreamLeases(database)
     now = utcnow()
     await dead.renew(now)
@@ -115,7 +115,7 @@ async def test_migration_0002_upgrades_a_database_with_data(tmp_path: Path) -> N
 
 
 async def test_a_running_process_renews_and_sweeps(app: FastAPI, api: ApiCaller) -> None:
-    database: Database = app.state.database
+    database: Database = app.state.services.database
     crashed = StreamLeases(database, lease_seconds=0.2)
     await crashed.renew()
     device_id = await _device(api)

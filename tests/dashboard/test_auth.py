@@ -79,7 +79,7 @@ async def test_a_revoked_key_stops_working_at_once(
     app: FastAPI, browser: Browser, workspace: tuple[str, str, str]
 ) -> None:
     assert (await browser.get("/devices")).status_code == 200
-    async with app.state.database.session(write=True) as session:
+    async with app.state.services.database.session(write=True) as session:
         await revoke_key(session, workspace[1])
         await session.commit()
     response = await browser.get("/devices")
@@ -90,7 +90,7 @@ async def test_a_revoked_key_stops_working_at_once(
 async def test_tampered_or_expired_cookies_are_refused(
     app: FastAPI, new_browser: BrowserFactory, workspace: tuple[str, str, str]
 ) -> None:
-    secret = app.state.signing_keys.token_key
+    secret = app.state.services.signing_keys.token_key
     good = issue_session(secret, workspace[1])
     assert read_session(secret, good) is not None
     payload, mac = good.split(".")

@@ -21,7 +21,7 @@ from tests.support import (
 
 
 async def _set_status(app: FastAPI, device_id: str, status: str) -> None:
-    async with app.state.database.session(write=True) as session:
+    async with app.state.services.database.session(write=True) as session:
         await session.execute(update(Device).where(Device.id == device_id).values(status=status))
         await session.commit()
 

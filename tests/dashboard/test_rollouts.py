@@ -46,7 +46,9 @@ async def test_a_paused_rollout_shows_why_and_which_robots_and_moves_from_the_pa
         "/deployments/reports",
         json={"reports": [{"deployment_id": first["deployment_id"], "health": rejected}]},
     )
-    await RolloutEngine(app.state.database, FakeTransport(), tick_seconds=0).step(rollout["id"])
+    await RolloutEngine(app.state.services.database, FakeTransport(), tick_seconds=0).step(
+        rollout["id"]
+    )
 
     listed = await browser.get("/rollouts")
     assert listed.status_code == 200 and "arm tune" in listed.text and "paused" in listed.text

@@ -39,7 +39,7 @@ async def test_an_online_robot_is_connected_for_not_last_connected_ago(
 ) -> None:
     online, offline = fleet.devices
     since = utcnow() - timedelta(minutes=17)
-    async with app.state.database.session(write=True) as session:
+    async with app.state.services.database.session(write=True) as session:
         await session.execute(
             update(Device)
             .where(Device.id == online["id"])

@@ -1,11 +1,10 @@
-"""End-to-end fixtures: a real ``fleetconfig serve`` process and the official SDK against it."""
+"""End-to-end fixtures: a real ``fleetconfig serve`` process."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
-from miru_platform_sdk import Miru
 
 from tests.support import ServerProcess, backend, drop_pg_database, fresh_database_url, start_server
 
@@ -20,13 +19,3 @@ async def server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Serv
     process.stop()
     if backend() == "postgresql":
         await drop_pg_database(url)
-
-
-@pytest.fixture
-def sdk(server: ServerProcess, monkeypatch: pytest.MonkeyPatch) -> Iterator[Miru]:
-    """The official client, pointed at the server the way its docs say: ``MIRU_BASE_URL``."""
-    monkeypatch.setenv("MIRU_BASE_URL", f"{server.base_url}/beta")
-    monkeypatch.setenv("MIRU_API_KEY", server.admin_key)
-    client = Miru(max_retries=0)
-    yield client
-    client.close()

@@ -1,5 +1,5 @@
 """One virtual environment per official Platform SDK release, so that each release is tested
-as its users install it (the project's own environment holds 0.9.0).
+as its users install it (the project's own environment holds 0.11.0, the CLI's client).
 
 Environments are made once by ``scripts/sdk-venv``, in ``.sdk-venvs/`` at the repository root
 (ignored by git), and reused; making one installs ``miru-platform-sdk==<version>`` with pip
@@ -18,9 +18,10 @@ from tests import device_sdk
 JOURNEYS = Path(__file__).with_name("sdk_journeys")
 
 
-def sdk_python(version: str) -> Path:
-    """The interpreter of an environment holding exactly ``miru-platform-sdk==version``."""
-    return device_sdk.sdk_python(f"miru-platform-sdk=={version}")
+def sdk_python(version: str, over: Path | None = None) -> Path:
+    """The interpreter of an environment holding exactly ``miru-platform-sdk==version``;
+    ``over``: in front of those site-packages (``scripts/sdk-venv --over``)."""
+    return device_sdk.sdk_python(f"miru-platform-sdk=={version}", over)
 
 
 def run_journey(

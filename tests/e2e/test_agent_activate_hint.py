@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from miru_platform_sdk import Miru
 
-from tests.e2e.agents import AGENT_ENV, agent_workdir, wait_until
+from tests.e2e.agents import AGENT_ENV, activation_token, agent_workdir, wait_until
 from tests.support import ServerProcess, unique_name
 
 pytestmark = pytest.mark.e2e
@@ -31,7 +31,7 @@ def test_the_printed_run_command_runs_the_activated_agent(
 ) -> None:
     platform = Miru(api_key=server.admin_key, base_url=server.base_url + "/beta", max_retries=0)
     device = platform.devices.create(name=unique_name("robot"))
-    token = platform.devices.issue_activation_token(device.id).token
+    token = activation_token(platform, device.id)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("FLEETCONFIG_AGENT_")},
         **AGENT_ENV,

@@ -41,28 +41,33 @@ def test_devices_of_a_killed_server_go_offline(tmp_path: Path, database_url: str
     first = start_server(tmp_path / "first", database_url, LEASES)
     second: ServerProcess | None = None
     platform = Miru(api_key=first.admin_key, base_url=first.base_url + "/beta", max_retries=0)
-    with agent_workdir() as workdir:
-        agent = activate_agent(platform, first.base_url, workdir)
-        agent.start()
-        try:
-            agent.wait_ready()
-            wait_until(lambda: platform.devices.retrieve(agent.device_id).status == "online", 5)
-            first.process.kill()
-            first.process.wait()
-            killed_at = time.monotonic()
+    try:
+        with agent_workdir() as workdir:
+            agent = activate_agent(platform, first.base_url, workdir)
+            agent.start()
+            try:
+                agent.wait_ready()
+                wait_until(lambda: platform.devices.retrieve(agent.device_id).status == "online", 5)
+                first.process.kill()
+                first.process.wait()
+                killed_at = time.monotonic()
 
-            second = start_server(tmp_path / "second", database_url, LEASES)
-            survivor = Miru(
-                api_key=first.admin_key, base_url=second.base_url + "/beta", max_retries=0
-            )
-            wait_until(lambda: survivor.devices.retrieve(agent.device_id).status == "offline", 30)
-            assert time.monotonic() - killed_at < 60
-            device = survivor.devices.retrieve(agent.device_id)
-            assert device.last_disconnected_at is not None
-            survivor.close()
-        finally:
-            agent.stop()
-            platform.close()
-            if second is not None:
-                second.stop()
-            first.stop()
+                second = start_server(tmp_path / "second", database_url, LEASES)
+                with Miru(
+                    api_key=first.admin_key, base_url=second.base_url + "/beta", max_retries=0
+                ) as survivor:
+                    wait_until(
+                        lambda: survivor.devices.retrieve(agent.device_id).status == "offline",
+                        30,
+                    )
+                    assert time.monotonic() - killed_at < 60
+                    device = survivor.devices.retrieve(agent.device_id)
+                    assert device.last_disconnected_at is not None
+            finally:
+                agent.stop()
+    finally:
+        # Whatever failed (even activating the agent), no server outlives the test.
+        platform.close()
+        if second is not None:
+            second.stop()
+        first.stop()

@@ -130,7 +130,7 @@ async def test_presence_is_an_event(hooks_app: FastAPI, api: ApiCaller, tmp_path
         endpoint = await subscribe(api, hook.url, ["device.online", "device.offline"])
         hook.start(endpoint["secret"])
         agent = await new_agent(api)
-        presence = hooks_app.state.push.presence
+        presence = hooks_app.state.services.push.presence
         # Activated, the device is online: its first stream adds no event; its end does.
         first = await presence.stream_opened(agent.device_id)
         await presence.stream_closed(agent.device_id, first)
@@ -283,9 +283,9 @@ async def test_several_workers_share_the_outbox_and_keep_each_object_in_order(
     """Two more workers on the same database (as other server processes would be) claim
     deliveries alongside the app's own: each event arrives once, each device's in order."""
     settings = Settings(
-        database_url=hooks_app.state.database.url, **{**FAST, "webhook_batch_size": 3}
+        database_url=hooks_app.state.services.database.url, **{**FAST, "webhook_batch_size": 3}
     )
-    others = [WebhookWorker(hooks_app.state.database, settings) for _ in range(2)]
+    others = [WebhookWorker(hooks_app.state.services.database, settings) for _ in range(2)]
     for worker in others:
         await worker.start()
     try:

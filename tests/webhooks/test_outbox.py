@@ -41,7 +41,7 @@ def rollout_change(workspace_id: str, operation: str, wave: int) -> Change:
 
 
 async def deliveries_of(app: FastAPI, workspace_id: str) -> int:
-    async with app.state.database.session() as session:
+    async with app.state.services.database.session() as session:
         count = select(func.count()).where(WebhookDelivery.workspace_id == workspace_id)
         return int((await session.execute(count)).scalar_one())
 
@@ -62,13 +62,13 @@ async def test_rollout_events_are_delivered_and_a_rollback_writes_none(
             hook.start(endpoint["secret"])
 
             # A transaction that fails before commit leaves no delivery behind.
-            async with outbox_app.state.database.session(write=True) as session:
+            async with outbox_app.state.services.database.session(write=True) as session:
                 work = UnitOfWork(session=session)
                 record(work, [rollout_change(workspace_id, "rollouts.wave_started", 9)])
                 await session.rollback()
             assert await deliveries_of(outbox_app, workspace_id) == 0
 
-            async with outbox_app.state.database.session(write=True) as session:
+            async with outbox_app.state.services.database.session(write=True) as session:
                 work = UnitOfWork(session=session)
                 record(
                     work,

@@ -206,6 +206,9 @@ def make_client(credentials: Credentials | None = None) -> Miru:
         default_headers={"User-Agent": f"fleetconfig-cli/{__version__}"},
         max_retries=2,
         timeout=30.0,
+        # Every answer is checked against the client's models (an answer that does not fit
+        # is an error, not a silently half-read dict): the CLI renders typed objects only.
+        _strict_response_validation=True,
     )
 
 

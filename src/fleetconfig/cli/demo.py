@@ -36,6 +36,7 @@ from fleetconfig import lifeline
 
 if TYPE_CHECKING:
     from miru_platform_sdk import Miru
+    from miru_platform_sdk.types import InstanceSlotParam
 
 # soft_wrap: commands stay on one line, so they can be copied.
 console = Console(highlight=False, soft_wrap=True)
@@ -184,23 +185,21 @@ def _prepare_fleet(client: Miru) -> Fleet:
     types = client.config_types.list(slug=[CONFIG_TYPE_SLUG]).data
     if not types:
         client.config_types.create(name="Motion", slug=CONFIG_TYPE_SLUG)
-    from miru_platform_sdk.types import ConfigSchema
-
-    # Creating a schema identical to an existing one returns that one. Sent as JSON: SDK
-    # 0.9.0's typed create has no instance_slots (everglades). The one slot is the one a
-    # tetons instance_filepath made, so a data directory of an earlier demo is reused.
-    slot = {"key": "default", "name": "Default", "filepath": DEVICE_PATH, "required": True}
-    schema = client.post(
-        "/config_schemas",
-        cast_to=ConfigSchema,
-        body={
-            "config_type_ref": {"slug": CONFIG_TYPE_SLUG},
-            "documents": [{"name": "motion.schema.json", "data": json.dumps(SCHEMA, indent=2)}],
-            "format": "json",
-            "language": "jsonschema",
-            "instance_format": "json",
-            "instance_slots": [slot],
-        },
+    # Creating a schema identical to an existing one returns that one. The one slot is the
+    # one a tetons instance_filepath made, so a data directory of an earlier demo is reused.
+    slot: InstanceSlotParam = {
+        "key": "default",
+        "name": "Default",
+        "filepath": DEVICE_PATH,
+        "required": True,
+    }
+    schema = client.config_schemas.create(
+        config_type_ref={"slug": CONFIG_TYPE_SLUG},
+        documents=[{"name": "motion.schema.json", "data": json.dumps(SCHEMA, indent=2)}],
+        format="json",
+        language="jsonschema",
+        instance_format="json",
+        instance_slots=[slot],
     )
     releases = client.releases.list(version=[RELEASE_VERSION]).data
     release = releases[0] if releases else None
@@ -223,8 +222,7 @@ def _provisioning(client: Miru, fleet: Fleet, identity: dict[str, Any]) -> tuple
 
     device = client.devices.retrieve(fleet.device_id)
     if not identity and device.status == "inactive":
-        issued = call(client, "POST", "/provisioning_tokens")
-        return ["provision", "--name", device.name], str(issued["token"])
+        return ["provision", "--name", device.name], client.provisioning_tokens.create().token
     issued = call(client, "POST", f"/devices/{fleet.device_id}/provisioning_token")
     return ["reprovision"], str(issued["token"])
 
@@ -444,13 +442,10 @@ def demo(
         _wait_for_server(server, base_url)
         api_key = (server_dir / "admin-api-key").read_text().strip()
 
-        from miru_platform_sdk import Miru
+        from fleetconfig.cli.client import Credentials, make_client
 
-        from fleetconfig.cli.client import EVERGLADES
-
-        with Miru(
-            api_key=api_key, base_url=base_url + "/beta", max_retries=2, miru_version=EVERGLADES
-        ) as client:
+        # The CLI's own client: everglades, strict answers.
+        with make_client(Credentials(base_url, api_key, "the demo", "the demo")) as client:
             fleet = _prepare_fleet(client)
             console.print(
                 f"Config type [bold]{CONFIG_TYPE_SLUG}[/bold], release [bold]{RELEASE_VERSION}"

@@ -99,12 +99,6 @@ def list_devices(
     from fleetconfig.cli.groups import resolve_group
 
     with make_client() as client:
-        # Everglades filters that SDK 0.9.0's typed method lacks go in the query as they are.
-        query: dict[str, Any] = {}
-        if status:
-            query["status"] = status
-        if group:
-            query["group_id"] = [resolve_group(client, item)["id"] for item in group]
         page = fetch_page(
             client.devices.list,
             limit=limit,
@@ -114,8 +108,9 @@ def list_devices(
             name=name,
             agent_version=agent_version,
             id=ids,
+            status=status,
+            group_id=[resolve_group(client, item).id for item in group or ()],
             expand=None if as_json else ["group"],
-            extra_query=query or None,
         )
     if as_json:
         output.print_json(page.envelope())

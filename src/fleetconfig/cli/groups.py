@@ -1,9 +1,9 @@
 """``fleetconfig groups``: list, create, rename, move, and put devices in a group.
 
-Groups are everglades' (``2026-08-17.everglades``, the CLI's API version). SDK 0.9.0 has no
-typed methods for them, so these commands send JSON requests through the official client
-(its credentials, retries and errors): :func:`fleetconfig.cli.client.call`. Putting a device
-in a group is fleetconfig's extension ``POST /beta/devices/{id}/group``.
+Groups are everglades' (``2026-08-17.everglades``, the CLI's API version), with typed methods
+in the official client. Putting a device in a group is fleetconfig's extension
+``POST /beta/devices/{id}/group``, sent through that same client (its credentials, retries
+and errors): :func:`fleetconfig.cli.client.call`.
 
 A group can be named by its id (``grp_...``) or by its name (when no other group has it).
 """
@@ -28,6 +28,7 @@ from fleetconfig.cli.options import JsonOption
 
 if TYPE_CHECKING:
     from miru_platform_sdk import Miru
+    from miru_platform_sdk.types import Group
 
 PAGE_SIZE = 100
 
@@ -43,30 +44,21 @@ ParentOption = Annotated[
 ]
 
 
-def _get(client: Miru, path: str, **params: Any) -> Any:
-    return call(client, "GET", path, params=params)
-
-
-def _send(client: Miru, method: str, path: str, body: dict[str, Any]) -> Any:
-    return call(client, method, path, body=body)
-
-
-def all_groups(client: Miru, **filters: Any) -> list[dict[str, Any]]:
-    groups: list[dict[str, Any]] = []
+def all_groups(client: Miru, **filters: Any) -> list[Group]:
+    groups: list[Group] = []
     while True:
-        page = _get(
-            client, "/groups", limit=PAGE_SIZE, offset=len(groups), order_by="id:asc", **filters
+        page = client.groups.list(
+            limit=PAGE_SIZE, offset=len(groups), order_by=["id:asc"], **filters
         )
-        groups.extend(page["data"])
-        if not page["has_more"] or not page["data"]:
+        groups.extend(page.data)
+        if not page.has_more or not page.data:
             return groups
 
 
-def resolve_group(client: Miru, reference: str) -> dict[str, Any]:
+def resolve_group(client: Miru, reference: str) -> Group:
     if reference.startswith("grp_"):
-        found: dict[str, Any] = _get(client, f"/groups/{reference}")
-        return found
-    named = all_groups(client, name=reference)
+        return client.groups.retrieve(reference)
+    named = all_groups(client, name=[reference])
     if len(named) == 1:
         return named[0]
     if not named:
@@ -76,12 +68,12 @@ def resolve_group(client: Miru, reference: str) -> dict[str, Any]:
     raise CliError(
         f"{len(named)} groups are named {reference!r}",
         ExitCode.USAGE,
-        ["Name the group by its id: " + ", ".join(group["id"] for group in named)],
+        ["Name the group by its id: " + ", ".join(group.id for group in named)],
     )
 
 
 def _parent_id(client: Miru, parent: str | None) -> str | None:
-    return resolve_group(client, parent)["id"] if parent is not None else None
+    return resolve_group(client, parent).id if parent is not None else None
 
 
 @groups_app.command("list")
@@ -92,20 +84,20 @@ def list_groups(
 ) -> None:
     """List every group (or the children of one), with its parent."""
     with make_client() as client:
-        filters = {"parent_id": _parent_id(client, parent)} if parent is not None else {}
+        filters = {"parent_id": [resolve_group(client, parent).id]} if parent is not None else {}
         groups = all_groups(client, **filters)
-        names = {group["id"]: group["name"] for group in all_groups(client)} if groups else {}
+        names = {group.id: group.name for group in all_groups(client)} if groups else {}
     if as_json:
         output.print_json({"object": "list", "data": groups})
         return
     grid = output.table("name", "id", "parent", "created")
     for group in groups:
-        parent_id = group["parent_id"]
+        parent_id = group.parent_id
         grid.add_row(
-            escape(group["name"]),
-            group["id"],
+            escape(group.name),
+            group.id,
             escape(names.get(parent_id, parent_id) if parent_id else "—"),
-            group["created_at"],
+            output.when(group.created_at),
         )
     output.print_table(grid)
     output.note(f"{len(groups)} groups.")
@@ -120,14 +112,11 @@ def create_group(
 ) -> None:
     """Create a group, at the top or under a parent."""
     with make_client() as client:
-        body: dict[str, Any] = {"name": name}
-        if parent is not None:
-            body["parent_id"] = _parent_id(client, parent)
-        created = _send(client, "POST", "/groups", body)
+        created = client.groups.create(name=name, parent_id=_parent_id(client, parent))
     if as_json:
         output.print_json(created)
         return
-    output.success(f"Created group [bold]{escape(created['name'])}[/bold] ({created['id']}).")
+    output.success(f"Created group [bold]{escape(created.name)}[/bold] ({created.id}).")
 
 
 @groups_app.command("rename")
@@ -140,13 +129,12 @@ def rename_group(
     """Give a group a new name."""
     with make_client() as client:
         found = resolve_group(client, group)
-        renamed = _send(client, "PATCH", f"/groups/{found['id']}", {"name": new_name})
+        renamed = client.groups.update(found.id, name=new_name)
     if as_json:
         output.print_json(renamed)
         return
     output.success(
-        f"Renamed {escape(found['name'])} to [bold]{escape(renamed['name'])}[/bold] "
-        f"({renamed['id']})."
+        f"Renamed {escape(found.name)} to [bold]{escape(renamed.name)}[/bold] ({renamed.id})."
     )
 
 
@@ -163,13 +151,12 @@ def move_group(
         raise CliError("Give exactly one of --to PARENT and --top")
     with make_client() as client:
         found = resolve_group(client, group)
-        parent_id = _parent_id(client, to)
-        moved = _send(client, "POST", f"/groups/{found['id']}/move", {"parent_id": parent_id})
+        moved = client.groups.move(found.id, parent_id=_parent_id(client, to))
     if as_json:
         output.print_json(moved)
         return
     where = f"under {escape(to)}" if to is not None else "to the top"
-    output.success(f"Moved [bold]{escape(found['name'])}[/bold] {where}.")
+    output.success(f"Moved [bold]{escape(found.name)}[/bold] {where}.")
 
 
 @groups_app.command("add")
@@ -182,11 +169,11 @@ def add_devices(
     """Put devices in a group (a device is in one group at most: it leaves its old one)."""
     with make_client() as client:
         found = resolve_group(client, group)
-        moved = [_set_group(client, device, found["id"]) for device in devices]
+        moved = [_set_group(client, device, found.id) for device in devices]
     if as_json:
         output.print_json({"object": "list", "data": moved})
         return
-    output.success(f"{len(moved)} devices in [bold]{escape(found['name'])}[/bold].")
+    output.success(f"{len(moved)} devices in [bold]{escape(found.name)}[/bold].")
 
 
 @groups_app.command("remove")
@@ -206,4 +193,4 @@ def remove_devices(
 
 def _set_group(client: Miru, device: str, group_id: str | None) -> Any:
     found = resolve_device(client, device)
-    return _send(client, "POST", f"/devices/{found.id}/group", {"group_id": group_id})
+    return call(client, "POST", f"/devices/{found.id}/group", body={"group_id": group_id})

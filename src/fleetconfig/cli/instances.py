@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Literal, get_args
 
 import typer
 from rich.markup import escape
@@ -26,8 +26,9 @@ instances_app = typer.Typer(
 InstanceArgument = Annotated[str, typer.Argument(help="The instance's id (cfg_inst_...).")]
 
 
-CONTENT_FORMATS = ("json", "yaml", "jsonc", "xml", "text")
-FORMAT_OF_SUFFIX = {
+ContentFormat = Literal["json", "yaml", "jsonc", "xml", "text"]
+CONTENT_FORMATS: tuple[ContentFormat, ...] = get_args(ContentFormat)
+FORMAT_OF_SUFFIX: dict[str, ContentFormat] = {
     ".yaml": "yaml",
     ".yml": "yaml",
     ".jsonc": "jsonc",
@@ -36,12 +37,13 @@ FORMAT_OF_SUFFIX = {
 }
 
 
-def content_format(file: Path, given: str | None) -> str:
+def content_format(file: Path, given: str | None) -> ContentFormat:
     """``--format``, else what the file's name says (json for stdin and .json)."""
     if given is not None:
-        if given not in CONTENT_FORMATS:
-            raise CliError(f"--format must be one of {', '.join(CONTENT_FORMATS)}")
-        return given
+        for known in CONTENT_FORMATS:
+            if given == known:
+                return known
+        raise CliError(f"--format must be one of {', '.join(CONTENT_FORMATS)}")
     return FORMAT_OF_SUFFIX.get(file.suffix.lower(), "json")
 
 
@@ -123,28 +125,25 @@ def create_instance(
         raise CliError("Give --schema ID, or --release V with --type SLUG (not both)")
     if schema is None and (release is None or config_type is None):
         raise CliError("--release and --type go together")
-    from miru_platform_sdk.types import ConfigInstance
-
     file_format = content_format(file, content_format_option)
     text = read_content(file, file_format)
+    from miru_platform_sdk import omit
+
     with make_client() as client:
         if schema is None:
             assert release is not None and config_type is not None
             schema = schema_of_release(client, release, config_type)
-        body: dict[str, Any] = {
-            "config_schema_id": schema,
-            "content": {"format": file_format, "data": text},
-        }
-        if slot is not None:
-            body["slot_key"] = slot
-        # Sent as JSON: SDK 0.9.0's typed create has no slot_key (everglades).
-        created = client.post("/config_instances", cast_to=ConfigInstance, body=body)
+        created = client.config_instances.create(
+            config_schema_id=schema,
+            content={"format": file_format, "data": text},
+            slot_key=omit if slot is None else slot,
+        )
     if as_json:
         output.print_json(created)
         return
     output.success(
         f"Created config instance [bold]{created.id}[/bold] of {escape(created.config_type_name)} "
-        f"(slot {escape(str(getattr(created, 'slot_key', '')))}, {escape(created.filepath)})."
+        f"(slot {escape(created.slot_key)}, {escape(created.filepath)})."
     )
 
 

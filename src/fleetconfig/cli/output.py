@@ -11,12 +11,15 @@ import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
+
+if TYPE_CHECKING:
+    from miru_platform_sdk.types import ConfigSchema
 
 
 class ApiObject(Protocol):
@@ -76,14 +79,12 @@ def to_data(value: Any) -> Any:
     return value
 
 
-def slots(schema: Any) -> list[dict[str, Any]]:
-    """A config schema's instance slots as plain data (typed in SDK 0.11.0, extra fields in
-    older releases, which parse everglades answers leniently)."""
-    found = to_data(getattr(schema, "instance_slots", None))
-    return [slot for slot in found if isinstance(slot, dict)] if isinstance(found, list) else []
+def slots(schema: ConfigSchema) -> list[dict[str, Any]]:
+    """A config schema's instance slots as plain data."""
+    return [to_data(slot) for slot in schema.instance_slots or ()]
 
 
-def slot_files(schema: Any) -> str:
+def slot_files(schema: ConfigSchema) -> str:
     """Where a schema's instances go: ``key: path`` per slot (just the path for one slot)."""
     found = slots(schema)
     if len(found) == 1:

@@ -122,24 +122,19 @@ def create_schema(
 
     # The server answers a create of an existing schema (same content, type and file path)
     # with that schema, so "new or not" is decided by what existed before the call.
-    from miru_platform_sdk.types import ConfigSchema
-
     known = set() if config_type.created else existing_schema_ids(client, config_type.item.id)
-    body: dict[str, Any] = {
-        "config_type_ref": {"id": config_type.item.id},
-        "documents": [{"name": schema.path.name, "data": schema.text}],
-        "format": schema.format,
-        "language": "jsonschema",
-        "git_commit": {
-            "commit_ref": {"id": commit.id},
-            "schema_filepaths": [schema.relative_path],
-        },
-    }
-    if schema.instance_slots is not None:
-        body["instance_slots"] = list(schema.instance_slots)
     try:
-        # Sent as JSON: SDK 0.9.0's typed create has no instance_slots (everglades).
-        created: ConfigSchema = client.post("/config_schemas", cast_to=ConfigSchema, body=body)
+        created = client.config_schemas.create(
+            config_type_ref={"id": config_type.item.id},
+            documents=[{"name": schema.path.name, "data": schema.text}],
+            format=schema.format,
+            language="jsonschema",
+            git_commit={
+                "commit_ref": {"id": commit.id},
+                "schema_filepaths": [schema.relative_path],
+            },
+            instance_slots=sdk.omit if schema.instance_slots is None else schema.instance_slots,
+        )
     except sdk.UnprocessableEntityError as error:
         from fleetconfig.cli.client import api_error
 

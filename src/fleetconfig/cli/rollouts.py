@@ -104,7 +104,7 @@ def create(
             "name": name,
             "release_id": resolve_release(client, release).id,
             "config_instance_ids": instances,
-            "group_ids": [resolve_group(client, group)["id"] for group in groups or []],
+            "group_ids": [resolve_group(client, group).id for group in groups or []],
             "device_ids": [resolve_device(client, device).id for device in devices or []],
             "waves": [_wave(wave) for wave in waves],
             "gate": {

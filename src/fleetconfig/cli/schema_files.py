@@ -32,9 +32,12 @@ import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from fleetconfig.cli.client import CliError
+
+if TYPE_CHECKING:
+    from miru_platform_sdk.types import InstanceSlotParam
 
 CONFIG_TYPE_KEY = "x-miru-config-type"
 CONFIG_TYPE_NAME_KEY = "x-miru-config-type-name"
@@ -44,7 +47,7 @@ SLOT_FIELDS = {"key", "name", "filepath", "required", "description"}
 SLOT_KEY = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 MAX_SLOT_KEY_LENGTH = 128
 DEFAULT_SLOT_KEY = "default"
-FORMATS = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
+FORMATS: dict[str, Literal["json", "yaml"]] = {".json": "json", ".yaml": "yaml", ".yml": "yaml"}
 # The server's rules for a config type (spec: 1-48 characters, [a-z0-9-], alphanumeric ends).
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,46}[a-z0-9])?$")
 MAX_NAME_LENGTH = 48
@@ -59,14 +62,14 @@ class SchemaFileError(CliError):
 class SchemaFile:
     path: Path
     relative_path: str  # POSIX, relative to the repository root
-    format: str  # json | yaml
+    format: Literal["json", "yaml"]
     text: str  # the bytes uploaded, decoded as UTF-8
     config_type_slug: str
     config_type_name: str
     instance_filepath: str | None  # None: the server's default for the type
     # The slots of x-miru-instance-slots (or the one slot of x-miru-instance-filepath), as
     # the API's InstanceSlot objects; None: the server's default slot.
-    instance_slots: tuple[dict[str, Any], ...] | None = None
+    instance_slots: tuple[InstanceSlotParam, ...] | None = None
 
     @property
     def effective_instance_filepath(self) -> str:
@@ -157,14 +160,16 @@ def check_instance_filepath(value: str) -> str | None:
     return None
 
 
-def read_slots(value: Any, problems: list[str]) -> tuple[dict[str, Any], ...] | None:
+def read_slots(value: Any, problems: list[str]) -> tuple[InstanceSlotParam, ...] | None:
     """The ``x-miru-instance-slots`` list as InstanceSlot objects; problems are appended."""
     if not isinstance(value, list) or not value:
         problems.append(f"{INSTANCE_SLOTS_KEY} must be a non-empty list of slots (got {value!r})")
         return None
-    slots: list[dict[str, Any]] = []
+    slots: list[InstanceSlotParam] = []
+    compared: dict[str, list[Any]] = {"key": [], "filepath": []}  # valid or not
     for index, item in enumerate(value):
         where = f"{INSTANCE_SLOTS_KEY}[{index}]"
+        problems_before = len(problems)
         if not isinstance(item, dict):
             problems.append(f"{where} must be an object with key, name and filepath")
             continue
@@ -192,17 +197,21 @@ def read_slots(value: Any, problems: list[str]) -> tuple[dict[str, Any], ...] | 
         description = item.get("description")
         if description is not None and not isinstance(description, str):
             problems.append(f"{where}.description must be a text (got {description!r})")
-        slot: dict[str, Any] = {
-            "key": key,
-            "name": name,
-            "filepath": posixpath.normpath(filepath) if isinstance(filepath, str) else filepath,
-            "required": required,
+        filepath = posixpath.normpath(filepath) if isinstance(filepath, str) else filepath
+        compared["key"].append(key)
+        compared["filepath"].append(filepath)
+        if len(problems) > problems_before:
+            continue  # the file is refused: only its repeats are still looked for
+        slot: InstanceSlotParam = {
+            "key": str(key),
+            "name": str(name),
+            "filepath": str(filepath),
+            "required": bool(required),
         }
         if description is not None:
             slot["description"] = description
         slots.append(slot)
-    for field_name in ("key", "filepath"):
-        values = [slot[field_name] for slot in slots]
+    for field_name, values in compared.items():
         repeated = sorted({str(item) for item in values if values.count(item) > 1})
         if repeated:
             problems.append(f"{INSTANCE_SLOTS_KEY}: {field_name} used twice: {', '.join(repeated)}")
@@ -266,7 +275,7 @@ def read_schema_file(path: Path, root: Path) -> SchemaFile:
             problems.append(f"{INSTANCE_FILEPATH_KEY} {problem}")
         else:
             filepath = posixpath.normpath(filepath)
-    slots: tuple[dict[str, Any], ...] | None = None
+    slots: tuple[InstanceSlotParam, ...] | None = None
     if INSTANCE_SLOTS_KEY in document:
         if filepath is not None:
             problems.append(

@@ -1,6 +1,6 @@
 """The official ``miru_platform_sdk`` 0.9.0 against a real server process: every operation.
 
-Deployments' six operations are driven in ``test_sdk_deployments.py``.
+Deployments' six operations are driven in ``test_deployments.py``.
 """
 
 from __future__ import annotations

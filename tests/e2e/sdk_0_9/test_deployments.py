@@ -33,7 +33,12 @@ SCHEMA = json.dumps(
 
 @pytest.fixture
 def client(server: ServerProcess) -> Iterator[Miru]:
-    miru = Miru(api_key=server.admin_key, base_url=server.base_url + "/beta", max_retries=0)
+    miru = Miru(
+        api_key=server.admin_key,
+        base_url=server.base_url + "/beta",
+        max_retries=0,
+        _strict_response_validation=True,
+    )
     yield miru
     miru.close()
 
