@@ -195,12 +195,6 @@ def create_app(settings: Settings | None = None, *, push: PushHub | None = None)
         rollouts=rollouts,
         webhooks=webhooks,
     )
-    # Older spellings, until every reader goes through ``services(request)``.
-    app.state.settings = settings
-    app.state.database = database
-    app.state.push = push
-    app.state.signing_keys = app.state.services.signing_keys
-    app.state.rate_limiter = app.state.services.rate_limiter
 
     app.add_exception_handler(APIError, _on_api_error)
     app.add_exception_handler(StarletteHTTPException, _on_http_exception)

@@ -61,7 +61,6 @@ from fleetconfig.server.kit.params import (
 )
 from fleetconfig.server.kit.unit_of_work import UnitOfWork
 from fleetconfig.server.models import Deployment, Device
-from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.services import services
 
 # An IdentityService method that binds a device to a key: (service, token, body, now).
@@ -73,10 +72,6 @@ NEWEST_FIRST = [OrderBy("created_at", True), OrderBy("id", True)]
 DEPLOYMENT_EXPANSIONS = ("release", "release.git_commit", "config_instances")
 RELEASE_EXPANSIONS = ("git_commit",)
 CONTENT_TYPES = {"json": "application/json", "yaml": "application/yaml"}
-
-
-def _push(request: Request) -> PushHub:
-    return request.app.state.push
 
 
 def _expand(request: Request, allowed: tuple[str, ...], *, is_list: bool) -> tuple[Expand, bool]:
@@ -120,11 +115,11 @@ async def _bind_device(request: Request, model: type[Any], bind: Binding) -> Res
     async with database(request).session(write=True) as session:
         work = UnitOfWork(session=session)  # its commit writes the audit trail
         identity = IdentityService(
-            session, token_secret(request), work, origin_of(request), _push(request)
+            session, token_secret(request), work, origin_of(request), services(request).push
         )
         device = await bind(identity, token, body, utcnow())
         await work.commit()
-    await _push(request).end_sessions(device.id, device.session_id)
+    await services(request).push.end_sessions(device.id, device.session_id)
     return json_response(render_device(device))
 
 
@@ -159,7 +154,7 @@ async def reprovision_device(request: Request) -> Response:
 )
 async def issue_device_token(request: Request) -> Response:
     token = bearer_token(request)
-    settings = request.app.state.settings
+    settings = services(request).settings
     async with database(request).session(write=True) as session:
         session_token, expires_at, _ = await IdentityService(
             session, token_secret(request)
@@ -205,7 +200,7 @@ async def update_device(
 async def get_push_settings(
     request: Request, ctx: AgentContext = Depends(device_read_context)
 ) -> Response:
-    return json_response(_push(request).agent_settings())
+    return json_response(services(request).push.agent_settings())
 
 
 @router.get(
@@ -227,7 +222,7 @@ async def stream_device_events(request: Request) -> Response:
     # Authenticate with a short-lived session: none is held while the stream is open.
     async with database(request).session() as session:
         device, claims = await authenticate_device(request, session)
-    return DeviceEventStream(_push(request), device.id, claims, lean=protocol is not None)
+    return DeviceEventStream(services(request).push, device.id, claims, lean=protocol is not None)
 
 
 @router.post(
@@ -244,7 +239,7 @@ async def pong(
         raise not_found("device", device_id)
     # Release the database connection: the pong may need a relay round trip.
     await ctx.session.close()
-    await _push(request).pong(device_id, body.message_id)
+    await services(request).push.pong(device_id, body.message_id)
     return json_response({"message_id": body.message_id, "timestamp": isoformat(utcnow())})
 
 
