@@ -28,6 +28,7 @@ from fleetconfig.protocol import (
     content_digest,
 )
 from fleetconfig.server.agent_api.schemas import render_deployments
+from fleetconfig.server.deployments.repository import DeploymentFields
 from fleetconfig.server.kit.params import Expand
 from fleetconfig.server.models import ConfigInstance, Deployment
 
@@ -35,6 +36,15 @@ WANTED_ACTIVITIES = (ActivityStatus.QUEUED, ActivityStatus.DEPLOYED)
 EXPAND: Expand = {"release": {"git_commit": {}}, "config_instances": {}}
 MAX_DEPLOYMENTS = 20
 DEFAULT_INLINE_MAX_BYTES = 64 * 1024
+
+_WANTED = (
+    select(*(getattr(Deployment, name) for name in DeploymentFields._fields))
+    .where(
+        Deployment.targeted_at.is_not(None),
+        Deployment.activity_status.in_(WANTED_ACTIVITIES),
+    )
+    .order_by(Deployment.created_at.desc(), Deployment.id.desc())
+)
 
 
 async def deployment_messages(
@@ -44,20 +54,10 @@ async def deployment_messages(
     wanted = list(dict.fromkeys(device_ids))
     if not wanted:
         return {}
-    rows = list(
-        (
-            await session.execute(
-                select(Deployment)
-                .where(
-                    Deployment.device_id.in_(wanted),
-                    Deployment.targeted_at.is_not(None),
-                    Deployment.activity_status.in_(WANTED_ACTIVITIES),
-                )
-                .order_by(Deployment.created_at.desc(), Deployment.id.desc())
-            )
-        ).scalars()
-    )
-    by_device: dict[str, list[Deployment]] = {device_id: [] for device_id in wanted}
+    # Fields, not entities: the rows are only rendered (no identity map for thousands).
+    statement = _WANTED.where(Deployment.device_id.in_(wanted))
+    rows = [DeploymentFields(*row) for row in await session.execute(statement)]
+    by_device: dict[str, list[DeploymentFields]] = {device_id: [] for device_id in wanted}
     too_many = set()
     for row in rows:
         if len(by_device[row.device_id]) >= MAX_DEPLOYMENTS:

@@ -21,7 +21,6 @@ from typing import Any
 
 from sqlalchemy import Select, delete, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import defer
 
 from fleetconfig.server.models import (
     ActivationToken,
@@ -196,23 +195,26 @@ async def instances_by_deployment(
     grouped: dict[str, list[InstanceSummary]] = defaultdict(list)
     if not wanted:
         return grouped
+    # Columns, not entities: a rollout lists the same instances on thousands of deployments,
+    # and these are only rendered (no identity map to fill).
     statement = (
-        select(DeploymentConfigInstance.deployment_id, ConfigInstance, ConfigType.name)
+        select(
+            DeploymentConfigInstance.deployment_id,
+            ConfigInstance.id,
+            ConfigType.name,
+            ConfigInstance.filepath,
+            ConfigInstance.created_at,
+            ConfigInstance.config_schema_id,
+            ConfigInstance.config_type_id,
+        )
         .join(ConfigInstance, ConfigInstance.id == DeploymentConfigInstance.config_instance_id)
         .join(ConfigType, ConfigType.id == ConfigInstance.config_type_id)
         .where(DeploymentConfigInstance.deployment_id.in_(wanted))
         .order_by(DeploymentConfigInstance.deployment_id, DeploymentConfigInstance.position)
-        .options(defer(ConfigInstance.data))
     )
-    for deployment_id, instance, type_name in (await session.execute(statement)).all():
+    for row in (await session.execute(statement)).all():
+        deployment_id, instance_id, type_name, filepath, created_at, schema_id, type_id = row
         grouped[deployment_id].append(
-            InstanceSummary(
-                id=instance.id,
-                config_type_name=type_name,
-                filepath=instance.filepath,
-                created_at=instance.created_at,
-                config_schema_id=instance.config_schema_id,
-                config_type_id=instance.config_type_id,
-            )
+            InstanceSummary(instance_id, type_name, filepath, created_at, schema_id, type_id)
         )
     return grouped

@@ -7,6 +7,7 @@ the Platform API's base shapes today (rendered by the resources' own functions);
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal
 
@@ -230,7 +231,7 @@ async def render_releases(
 
 
 async def render_deployments(
-    session: AsyncSession, rows: list[Deployment], expand: Expand
+    session: AsyncSession, rows: Sequence[Deployment | DeploymentFields], expand: Expand
 ) -> list[dict[str, Any]]:
     """``expand`` may hold ``release`` (itself with ``git_commit``) and ``config_instances``;
     at most three queries whatever the number of rows."""
