@@ -19,7 +19,18 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from pydantic import Field, StrictStr, model_validator
-from sqlalchemy import ColumnElement, Select, Table, and_, false, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    false,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.server.deployments import lifecycle
@@ -252,6 +263,27 @@ class BulkRepository:
                 # computed in Python: no extra statement.
                 .execution_options(synchronize_session="evaluate")
             )
+
+    async def write_each(self, changes: dict[str, lifecycle.Changes]) -> None:
+        """Each deployment's own values (a fleet's reports: every device its own timestamps),
+        as one executemany ``UPDATE`` per set of changed columns."""
+        by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = defaultdict(list)
+        for deployment_id, change in changes.items():
+            if change:
+                values = {f"new_{column}": value for column, value in change.items()}
+                by_columns[tuple(sorted(change))].append({"deployment_id": deployment_id, **values})
+        for columns, parameters in by_columns.items():
+            statement = (
+                update(_DEPLOYMENTS)
+                .where(_DEPLOYMENTS.c.id == bindparam("deployment_id"))
+                .values(
+                    {
+                        column: bindparam(f"new_{column}", type_=_DEPLOYMENTS.c[column].type)
+                        for column in columns
+                    }
+                )
+            )
+            await self.session.execute(statement, parameters)
 
     async def insert(self, deployments: list[dict[str, Any]], instance_ids: Sequence[str]) -> None:
         """New deployments, each with the same config instances, in two statements."""

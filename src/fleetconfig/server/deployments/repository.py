@@ -57,8 +57,9 @@ class DeploymentFields(NamedTuple):
     health_reported_at: datetime | None
 
 
+_FIELD_COLUMNS = tuple(getattr(Deployment, name) for name in DeploymentFields._fields)
 # Built once, compiled once for the driver (``Database.fetch``, decision 0005).
-_FIELDS_BY_ID = select(*(getattr(Deployment, name) for name in DeploymentFields._fields)).where(
+_FIELDS_BY_ID = select(*_FIELD_COLUMNS).where(
     Deployment.workspace_id == bindparam("workspace_id"), Deployment.id == bindparam("id")
 )
 
@@ -83,16 +84,25 @@ class DeploymentRepository:
         statement = self.base().where(Deployment.id == deployment_id)
         return (await self.session.execute(statement)).scalar_one_or_none()
 
-    async def reportable(self, deployment_ids: set[str]) -> dict[str, Deployment]:
-        """Those of these deployments a device may report on (once its target), locked."""
+    async def reportable(self, deployment_ids: set[str]) -> dict[str, DeploymentFields]:
+        """Those of these deployments a device may report on (once its target), locked.
+
+        Fields, not ORM objects: a fleet's reports change thousands of rows in a transaction,
+        written back set-based (``BulkWriter.write_each``) without a unit of work to track them.
+        """
         if not deployment_ids:
             return {}
         statement = (
-            self.base()
-            .where(Deployment.id.in_(deployment_ids), Deployment.targeted_at.is_not(None))
+            select(*_FIELD_COLUMNS)
+            .where(
+                Deployment.workspace_id == self.workspace_id,
+                Deployment.id.in_(deployment_ids),
+                Deployment.targeted_at.is_not(None),
+            )
             .with_for_update()
         )
-        return {row.id: row for row in (await self.session.execute(statement)).scalars()}
+        rows = (await self.session.execute(statement)).all()
+        return {row.id: DeploymentFields(*row) for row in rows}
 
     async def lock_device(self, device_id: str) -> Device | None:
         """The device, locked until the transaction ends: its deployments change one at a time.

@@ -23,7 +23,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement
 from sqlalchemy.exc import DBAPIError
@@ -49,7 +49,7 @@ from fleetconfig.server.deployments.lifecycle import (
     InvalidTransition,
     TargetStatus,
 )
-from fleetconfig.server.deployments.repository import DeploymentRepository
+from fleetconfig.server.deployments.repository import DeploymentFields, DeploymentRepository
 from fleetconfig.server.deployments.schemas import CreateDeploymentRequest
 from fleetconfig.server.kit import ids
 from fleetconfig.server.kit.clock import isoformat, utcnow
@@ -85,7 +85,7 @@ class DeviceReports:
 
 @dataclass(frozen=True)
 class ReportOutcome:
-    deployment: Deployment
+    deployment: DeploymentFields  # as it is after the report
     changed: bool
 
 
@@ -456,6 +456,7 @@ class DeploymentService:
         rows = await self.repository.reportable(
             {report.deployment_id for batch in batches for report in batch.reports}
         )
+        writes: dict[str, lifecycle.Changes] = {}
         answers: list[list[ReportOutcome] | APIError] = []
         for batch in batches:
             unknown_ids = [
@@ -475,7 +476,7 @@ class DeploymentService:
                 if changes:
                     before = lifecycle.State.of(row)
                     lifecycle.enforce(row, changes, lifecycle.Actor.DEVICE)
-                    lifecycle.apply(row, changes)
+                    row = _changed(row, changes)
                     if before.status != lifecycle.State.of(row).status:
                         self._record(
                             "deployments.report",
@@ -487,12 +488,14 @@ class DeploymentService:
                 health = lifecycle.apply_health_report(row, report.report)
                 if health:
                     before_health = _health_snapshot(row)
-                    lifecycle.apply(row, health)
+                    row = _changed(row, health)
                     self._record_health(row, before_health, device, batch.origin)
+                if changes or health:
+                    rows[row.id] = row  # a later report of the batch sees this one's effect
+                    writes.setdefault(row.id, {}).update({**(changes or {}), **(health or {})})
                 outcomes.append(ReportOutcome(row, bool(changes) or bool(health)))
             answers.append(outcomes)
-        # One flush: the ORM sends rows changed in the same columns as one executemany.
-        await self.session.flush()
+        await self.bulk.write_each(writes)
         return answers
 
     async def forget_health(self, device_id: str, actor: Actor, origin: Origin) -> None:
@@ -582,7 +585,7 @@ class DeploymentService:
 
     def _record_health(
         self,
-        row: Deployment,
+        row: Deployment | DeploymentFields,
         before: dict[str, Any],
         actor: Actor,
         origin: Origin,
@@ -638,7 +641,12 @@ def _snapshot(state: lifecycle.State) -> dict[str, Any]:
     }
 
 
-def _health_snapshot(row: Deployment) -> dict[str, Any]:
+def _changed(row: DeploymentFields, changes: lifecycle.Changes) -> DeploymentFields:
+    """The row with the changes (a change of a column it does not hold is a bug: raises)."""
+    return row._replace(**cast(dict[str, Any], changes))
+
+
+def _health_snapshot(row: Deployment | DeploymentFields) -> dict[str, Any]:
     """A deployment's health as a change records it (with its status, for context)."""
     return {
         "status": lifecycle.derived_status(row.activity_status, row.error_status),
