@@ -88,7 +88,7 @@ class DeploymentRepository:
         """Those of these deployments a device may report on (once its target), locked.
 
         Fields, not ORM objects: a fleet's reports change thousands of rows in a transaction,
-        written back set-based (``BulkWriter.write_each``) without a unit of work to track them.
+        written back set-based (``BulkRepository.write_each``) without a unit of work to track them.
         """
         if not deployment_ids:
             return {}
