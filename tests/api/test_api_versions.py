@@ -71,6 +71,7 @@ async def test_routes_a_version_lacks_are_404_with_the_version_that_has_them(
             "not_found",
             EVERGLADES,
         )
+        hint(await caller.post(f"/devices/{device['id']}/archive"), 404, "not_found", EVERGLADES)
 
 
 async def test_later_body_fields_and_values_are_refused_under_an_older_header(

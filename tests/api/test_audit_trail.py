@@ -192,6 +192,7 @@ async def test_every_write_operation_is_in_the_trail(
     selection = {"json": {"deployment_ids": [bystander["id"]]}}
     await platform("bulkRestageDeployments", "POST", "/deployments/bulk_restage", **selection)
     await platform("bulkArchiveDeployments", "POST", "/deployments/bulk_archive", **selection)
+    await platform("archiveDevice", "POST", f"/devices/{device['id']}/archive", caller=everglades)
 
     # The device side: activation (tetons), then provision and reprovision (rainier).
     other = await fleet.device()

@@ -24,6 +24,7 @@ from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.push.hub import PushHub
 from fleetconfig.server.settings import Settings
 from tests.support import (
+    EVERGLADES,
     AgentCaller,
     ApiCaller,
     DeviceKey,
@@ -292,3 +293,16 @@ async def test_an_unknown_protocol_is_refused(push_server: PushServer, api_here:
     )
     assert_error(response, 400, "invalid_request")
     assert response.json()["error"]["params"]["allowed"] == ["lean-1"]
+
+
+async def test_archiving_a_device_closes_its_stream(
+    push_server: PushServer, api_here: ApiCaller
+) -> None:
+    agent = await new_agent(api_here, push_server.client)
+    async with EventStreamClient(push_server.client, agent) as stream:
+        await stream.next()
+        everglades = ApiCaller(api_here.client, api_here.key, version=EVERGLADES)
+        await everglades.ok("POST", f"/devices/{agent.device_id}/archive")
+        assert await stream.next(within=3) == ("close", {"reason": "session_ended"})
+        await asyncio.wait_for(stream.ended.wait(), 3)
+    assert (await agent.exchange()).status_code == 401  # and no new session

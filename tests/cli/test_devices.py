@@ -139,3 +139,13 @@ def test_devices_list_by_group_and_status(cli: Cli) -> None:
     assert cli.json("devices", "list", "--status", "online", "--name", names[2])["data"] == []
     shown = cli.ok("devices", "get", names[0]).stdout
     assert f"{group['name']} ({group['id']})" in shown
+
+
+def test_archive_a_retired_robot(cli: Cli) -> None:
+    name = unique_name("robot")
+    cli.ok("devices", "create", name)
+    assert f"Archived {name}" in cli.ok("devices", "archive", name).stderr
+    assert cli.json("devices", "get", name)["status"] == "archived"
+    archived = cli.json("devices", "list", "--status", "archived", "--name", name)
+    assert [item["name"] for item in archived["data"]] == [name]
+    assert cli.json("devices", "archive", name)["status"] == "archived"  # again: unchanged

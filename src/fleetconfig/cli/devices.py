@@ -62,7 +62,7 @@ def device_fields(device: Device) -> list[tuple[str, object]]:
         ("ID", device.id),
         ("Status", output.status_text(device.status)),
         ("Group", device_group(device)),
-        ("Description", getattr(device, "description", None) or "—"),
+        ("Description", device.description or "—"),
         ("Agent version", device.agent_version or "—"),
         ("Last connected", output.when(device.last_connected_at) or "never"),
         ("Last disconnected", output.when(device.last_disconnected_at) or "never"),
@@ -136,7 +136,7 @@ def get_device(device: DeviceArgument, as_json: JsonOption = False) -> None:
     """Show one device, with its group."""
     with make_client() as client:
         found = resolve_device(client, device)
-        if not as_json and getattr(found, "group_id", None):
+        if not as_json and found.group_id:
             found = client.devices.retrieve(found.id, extra_query={"expand": ["group"]})
     if as_json:
         output.print_json(found)
@@ -198,6 +198,22 @@ def rename_device(
     output.success(
         f"Renamed {escape(found.name)} to [bold]{escape(renamed.name)}[/bold] ({renamed.id})."
     )
+
+
+@devices_app.command("archive")
+@command
+def archive_device(device: DeviceArgument, as_json: JsonOption = False) -> None:
+    """Archive a device (a retired robot): its agent's session ends at once and it takes no
+    new deployments; its deployments and history stay. There is no way back."""
+    from miru_platform_sdk.types import Device
+
+    with make_client() as client:
+        found = resolve_device(client, device)
+        archived = client.post(f"/devices/{found.id}/archive", body={}, cast_to=Device)
+    if as_json:
+        output.print_json(archived)
+        return
+    output.success(f"Archived [bold]{escape(archived.name)}[/bold] ({archived.id}).")
 
 
 @devices_app.command("token")

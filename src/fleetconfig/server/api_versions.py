@@ -75,6 +75,7 @@ OPERATIONS: dict[str, Span] = {
     "updateGroup": FROM_EVERGLADES,
     "moveGroup": FROM_EVERGLADES,
     "setDeviceGroup": FROM_EVERGLADES,
+    "archiveDevice": FROM_EVERGLADES,  # fleetconfig's extension: `archived` is everglades'
 }
 
 # -- request bodies -----------------------------------------------------------------------

@@ -32,7 +32,7 @@ from fleetconfig.server.changes.model import NOWHERE, Actor, Origin
 from fleetconfig.server.changes.recorder import Recorder, required
 from fleetconfig.server.deployments.service import DeploymentService
 from fleetconfig.server.devices.activation import decode_activation_token
-from fleetconfig.server.devices.service import DeviceService, device_snapshot
+from fleetconfig.server.devices.service import DeviceService, device_snapshot, refuse_archived
 from fleetconfig.server.kit import ids
 from fleetconfig.server.kit.errors import (
     Conflict,
@@ -243,6 +243,7 @@ class IdentityService:
                     "This public key is already registered to another device; make a new key",
                     "public_key_in_use",
                 )
+        refuse_archived(device)
         name = body.name if not isinstance(body, ReprovisionDeviceRequest) else None
         before = device_snapshot(device)
         rebinding = device.activated_at is not None  # another machine takes the device over
@@ -289,6 +290,10 @@ class IdentityService:
         device = devices[0] if len(devices) == 1 else None
         public_key = device.public_key_pem if device is not None else None
         session_id = device.session_id if device is not None else None
+        if device is not None and device.archived_at is not None:
+            raise Unauthorized(
+                "This device is archived: it has no session", reason="device_archived"
+            )
         if device is None or public_key is None or session_id is None:
             raise Unauthorized("No activated device has this key (kid)", reason="unknown_key")
         try:

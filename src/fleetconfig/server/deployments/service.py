@@ -51,6 +51,7 @@ from fleetconfig.server.deployments.lifecycle import (
 )
 from fleetconfig.server.deployments.repository import DeploymentFields, DeploymentRepository
 from fleetconfig.server.deployments.schemas import CreateDeploymentRequest
+from fleetconfig.server.devices.service import device_archived, refuse_archived
 from fleetconfig.server.kit import ids
 from fleetconfig.server.kit.clock import isoformat, utcnow
 from fleetconfig.server.kit.errors import (
@@ -124,6 +125,7 @@ class DeploymentService:
         device = await self.repository.lock_device(request.device_id)
         if device is None:
             raise not_found("device", request.device_id)
+        refuse_archived(device)
         release = await self.repository.release(request.release_id)
         if release is None:
             raise not_found("release", request.release_id)
@@ -336,7 +338,8 @@ class DeploymentService:
     async def _act(
         self, action: Action, condition: ColumnElement[bool], requested: list[str] | None
     ) -> BulkResult:
-        device_ids = await self.bulk.lock_devices(self.bulk.devices_of(condition))
+        locked = await self.bulk.lock_devices(self.bulk.devices_of(condition))
+        device_ids = locked.ids
         rows = await self.bulk.rows(device_ids, selected=condition)
         selected = [row for row in rows if row.selected]
         if requested is not None:
@@ -354,6 +357,8 @@ class DeploymentService:
         targeted: set[str] = set()
         for row in selected:
             try:
+                if action == "deploy" and row.device_id in locked.archived:
+                    raise device_archived(row.device_id)
                 if action == "deploy" and row.device_id in targeted:
                     raise _one_target_per_device(row)
                 change = _OPERATIONS[action](row.state, now)
@@ -396,7 +401,8 @@ class DeploymentService:
         if release is None:
             raise not_found("release", request.release_id)
         await self._check_config_instances(release, request.config_instance_ids)
-        device_ids = await self.bulk.lock_devices(request.device_ids)
+        locked = await self.bulk.lock_devices(request.device_ids)
+        device_ids = locked.ids
         missing = unknown(request.device_ids, device_ids)
         if missing:
             raise NotFound(
@@ -413,6 +419,8 @@ class DeploymentService:
         for device_id in device_ids:
             current = _current(by_device[device_id])
             try:
+                if device_id in locked.archived:
+                    raise device_archived(device_id)
                 self._check_release(device_id, release, current, deploying=False)
             except Conflict as refused:
                 result.items.append(ItemOutcome(device_id, None, "refused", None, refused))

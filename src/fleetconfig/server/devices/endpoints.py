@@ -137,6 +137,27 @@ async def set_device_group(
 
 
 @router.post(
+    "/{device_id}/archive",
+    operation_id="archiveDevice",
+    responses=responses(wire.Device, "The device, archived."),
+    summary="Extension: archive a device (retire a robot)",
+)
+async def archive_device(
+    device_id: str, request: Request, ctx: Context = writing("devices:write")
+) -> Response:
+    """Extension: the API shows archived devices (everglades: status ``archived``; before,
+    ``inactive``) but has no operation that archives one. This one does: the agent's session
+    ends at once (its next request is refused, its push streams close), the device takes no
+    new deployments and no agent binds to it again; its deployments and history stay."""
+    expand = expand_param(request.query_params, "device", is_list=False)
+    row = await DeviceService.of(ctx.recorder).archive(device_id)
+    (rendered,) = await _rendered(ctx, [row], expand.tree)
+    await ctx.commit()
+    await services(request).push.end_sessions(row.id, None)
+    return json_response(rendered)
+
+
+@router.post(
     "/{device_id}/activation_token",
     operation_id="createDeviceActivationToken",
     responses=responses(wire.TokenResponse, "A one-time activation token for the device."),

@@ -35,6 +35,20 @@ def device_snapshot(row: Device) -> dict[str, Any]:
     }
 
 
+def device_archived(device_id: str) -> Conflict:
+    """An archived device takes part in nothing: no binding, no session, no new target."""
+    return Conflict(
+        f"Device {device_id} is archived: it takes no new deployments and no agent",
+        "device_archived",
+        device_id=device_id,
+    )
+
+
+def refuse_archived(row: Device) -> None:
+    if row.archived_at is not None:
+        raise device_archived(row.id)
+
+
 class DeviceService(RecordingService):
     def __init__(
         self, session: AsyncSession, workspace_id: str, recorder: Recorder | None = None
@@ -75,6 +89,20 @@ class DeviceService(RecordingService):
             self.record(
                 "devices.update", "device", row.id, before=before, after=device_snapshot(row)
             )
+        return row
+
+    async def archive(self, device_id: str) -> Device:
+        """Retire the device for good: its agent's session ends (every token it holds is
+        refused from the next request), and it takes no new deployments. Its deployments and
+        history stay. Archiving an archived device changes nothing."""
+        row = await self.get(device_id)
+        if row.archived_at is None:
+            before = device_snapshot(row)
+            row.archived_at = row.updated_at = utcnow()
+            row.session_id = None
+            await self.session.flush()
+            after = {**device_snapshot(row), "archived_at": row.archived_at.isoformat()}
+            self.record("devices.archive", "device", row.id, before=before, after=after)
         return row
 
     async def issue_activation_token(
