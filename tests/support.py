@@ -414,9 +414,9 @@ class EventStreamClient:
                     return event
 
 
-async def deploy_new_release(api: ApiCaller, device_id: str) -> dict[str, Any]:
-    """Through the Platform API: a config type, schema, instance and release of their own,
-    deployed to the device (so it is told to sync)."""
+async def new_release(api: ApiCaller) -> tuple[str, str]:
+    """Through the Platform API: a config type, schema, instance and release of their own;
+    the release's and the instance's ids."""
     slug = unique_name("cfg")
     await api.ok("POST", "/config_types", json={"name": slug, "slug": slug})
     schema = await api.ok(
@@ -439,6 +439,12 @@ async def deploy_new_release(api: ApiCaller, device_id: str) -> dict[str, Any]:
         "/releases",
         json={"version": f"v1.0.{time.monotonic_ns()}", "config_schema_ids": [schema["id"]]},
     )
+    return release["id"], instance["id"]
+
+
+async def deploy_new_release(api: ApiCaller, device_id: str) -> dict[str, Any]:
+    """A :func:`new_release` deployed to the device (so it is told to sync)."""
+    release_id, instance_id = await new_release(api)
     created: dict[str, Any] = await api.ok(
         "POST",
         "/deployments",
@@ -446,8 +452,8 @@ async def deploy_new_release(api: ApiCaller, device_id: str) -> dict[str, Any]:
             "target_status": "deployed",
             "description": "pushed",
             "device_id": device_id,
-            "release_id": release["id"],
-            "config_instance_ids": [instance["id"]],
+            "release_id": release_id,
+            "config_instance_ids": [instance_id],
         },
     )
     return created

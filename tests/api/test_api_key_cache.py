@@ -32,6 +32,15 @@ def _naive_now() -> datetime:
     return utcnow().replace(tzinfo=None)  # as stored: naive UTC
 
 
+async def _revoke_directly(database_url: str, key_id: str) -> None:
+    await _write_directly(
+        database_url,
+        "UPDATE api_keys SET revoked_at = :now WHERE id = :id",
+        now=_naive_now(),
+        id=key_id,
+    )
+
+
 @pytest.fixture(autouse=True)
 async def caching(app: FastAPI) -> None:
     """Each test starts with the cache on: an earlier test may have cut the database's
@@ -103,12 +112,7 @@ async def test_revoked_by_another_engine_refused_on_the_next_request(
     key_id = await _key_id(api)
     await api.ok("GET", "/devices")
     async with change_reaches(app):
-        await _write_directly(
-            database_url,
-            "UPDATE api_keys SET revoked_at = :now WHERE id = :id",
-            now=_naive_now(),
-            id=key_id,
-        )
+        await _revoke_directly(database_url, key_id)
     assert_error(await api.get("/devices"), 401, "unauthorized")
 
 
@@ -179,10 +183,5 @@ async def test_while_the_listener_is_down_the_cache_is_off(
     assert len(authenticator.cache) == 1
     key_id = await _key_id(api)
     async with change_reaches(app):
-        await _write_directly(
-            database_url,
-            "UPDATE api_keys SET revoked_at = :now WHERE id = :id",
-            now=_naive_now(),
-            id=key_id,
-        )
+        await _revoke_directly(database_url, key_id)
     assert_error(await api.get("/devices"), 401, "unauthorized")

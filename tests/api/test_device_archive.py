@@ -3,8 +3,6 @@ its session at once and the device takes no new deployments, while its history s
 
 from __future__ import annotations
 
-import json
-import time
 from dataclasses import replace
 from typing import Any
 
@@ -17,33 +15,9 @@ from tests.support import (
     assert_error,
     deploy_new_release,
     new_agent,
+    new_release,
     unique_name,
 )
-
-
-async def _release_with_instance(api: ApiCaller) -> tuple[str, str]:
-    slug = unique_name("cfg")
-    await api.ok("POST", "/config_types", json={"name": slug, "slug": slug})
-    schema = await api.ok(
-        "POST",
-        "/config_schemas",
-        json={
-            "config_type_ref": {"slug": slug},
-            "language": "jsonschema",
-            "format": "json",
-            "documents": [{"name": "s.json", "data": json.dumps({"type": "object"})}],
-        },
-    )
-    instance = await api.ok(
-        "POST",
-        "/config_instances",
-        json={"config_schema_id": schema["id"], "content": {"format": "json", "data": "{}"}},
-    )
-    version = f"v1.0.{time.monotonic_ns()}"
-    release = await api.ok(
-        "POST", "/releases", json={"version": version, "config_schema_ids": [schema["id"]]}
-    )
-    return release["id"], instance["id"]
 
 
 def _deployment(device_id: str, release_id: str, instance_id: str, target: str) -> dict[str, Any]:
@@ -76,7 +50,7 @@ async def test_an_archived_device_loses_its_session_and_takes_no_deployment(
     assert_error(await agent.get("/device"), 401, "unauthorized")
     assert_error(await agent.exchange(), 401, "unauthorized", reason="device_archived")
     # No new deployment, staged or deployed, one at a time or in bulk.
-    release_id, instance_id = await _release_with_instance(api)
+    release_id, instance_id = await new_release(api)
     for target in ("staged", "deployed"):
         refused = await api.post(
             "/deployments", json=_deployment(agent.device_id, release_id, instance_id, target)

@@ -253,3 +253,21 @@ async def test_provisioning_tokens_are_issued_listed_and_revoked(
         | {"name": unique_name("late")},
     )
     assert refused.status_code == 401 and "expired" in refused.text
+
+
+async def test_a_device_is_archived_from_its_page(
+    browser: Browser, api: ApiCaller, fleet: Fleet
+) -> None:
+    device = fleet.devices[1]
+    shown = await browser.get(f"/devices/{device['id']}")
+    assert f'hx-post="/devices/{device["id"]}/archive"' in shown.text
+    assert "hx-confirm=" in shown.text  # it asks first: there is no way back
+    archived = await browser.post(f"/devices/{device['id']}/archive", {})
+    assert archived.status_code == 200, archived.text
+    assert "Archived" in archived.text
+    everglades = ApiCaller(api.client, api.key, version=EVERGLADES)
+    assert (await everglades.ok("GET", f"/devices/{device['id']}"))["status"] == "archived"
+    page = await browser.get(f"/devices/{device['id']}")
+    assert '<span class="badge s-archived">archived</span>' in page.text
+    assert "Issue activation token" not in page.text  # nothing binds to it any more
+    assert (await browser.post("/devices/dvc_missing/archive", {})).status_code == 404

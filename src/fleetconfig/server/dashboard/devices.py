@@ -231,6 +231,18 @@ async def set_device_group(
     return render(request, "_device_group.html", {"user": user, "device": device, "groups": groups})
 
 
+@router.post("/devices/{device_id}/archive")
+async def archive_device(
+    device_id: str, request: Request, user: User = Depends(writer)
+) -> Response:
+    """Retire the device (the Platform API's extension operation), then end its streams."""
+    user.principal.require(("devices:write",))
+    device = await DeviceService.of(user.ctx.recorder).archive(device_id)
+    await user.ctx.commit()
+    await services(request).push.end_sessions(device.id, None)
+    return render(request, "_device_archive.html", {"user": user, "device": device})
+
+
 async def _open_tokens(user: User) -> list[ProvisioningToken]:
     """Provisioning tokens neither used nor expired (nor revoked), newest first."""
     statement = (
