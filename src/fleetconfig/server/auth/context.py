@@ -70,7 +70,8 @@ def origin_of(request: Request) -> Origin:
     )
 
 
-def _groups(groups: tuple[ScopeGroup, ...]) -> tuple[tuple[str, ...], ...]:
+def scope_groups(groups: tuple[ScopeGroup, ...]) -> tuple[tuple[str, ...], ...]:
+    """Each group as a tuple of scopes, any one of which satisfies it."""
     return tuple((group,) if isinstance(group, str) else group for group in groups)
 
 
@@ -87,7 +88,7 @@ async def _principal(request: Request, required: tuple[tuple[str, ...], ...]) ->
 
 def authorized(*groups: ScopeGroup) -> Any:
     """The caller's principal alone, for an operation that opens no session of its own."""
-    required = _groups(groups)
+    required = scope_groups(groups)
 
     async def principal(request: Request) -> Principal:
         return await _principal(request, required)
@@ -96,7 +97,7 @@ def authorized(*groups: ScopeGroup) -> Any:
 
 
 def _front_door(*groups: ScopeGroup, write: bool) -> Any:
-    required = _groups(groups)
+    required = scope_groups(groups)
 
     async def context(request: Request) -> AsyncIterator[Context]:
         # Authenticated before the session opens: neither a refused request nor the time

@@ -4,12 +4,12 @@ page embeds ``/audit?rollout_id=...`` the same way."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fleetconfig.server.audit import repository
 from fleetconfig.server.audit.repository import AuditFilter
-from fleetconfig.server.dashboard.web import User, reader, render
+from fleetconfig.server.dashboard.web import User, page_reading, render
 from fleetconfig.server.kit.params import int_param
 
 router = APIRouter()
@@ -18,8 +18,7 @@ FILTERS = ("device_id", "release_id", "rollout_id", "object_id")
 
 
 @router.get("/audit")
-async def audit_fragment(request: Request, user: User = Depends(reader)) -> Response:
-    user.principal.require(("audit:read",))
+async def audit_fragment(request: Request, user: User = page_reading("audit:read")) -> Response:
     query = request.query_params
     chosen = {name: query[name] for name in FILTERS if query.get(name)}
     where = AuditFilter(

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import select
 
@@ -18,10 +18,10 @@ from fleetconfig.server.dashboard.repository import DashboardRepository
 from fleetconfig.server.dashboard.web import (
     DashboardRoute,
     User,
+    page_reading,
+    page_writing,
     read_form,
-    reader,
     render,
-    writer,
 )
 from fleetconfig.server.deployments.repository import DeploymentRepository
 from fleetconfig.server.deployments.schemas import instances_by_deployment
@@ -122,7 +122,6 @@ async def _groups(user: User) -> dict[str, Group]:
 
 
 async def _device_list(user: User, request: Request) -> dict[str, Any]:
-    user.principal.require(("devices:read", "devices:provision"))
     groups = await group_filter(user, request)
     query = replace(device_query(request), group_ids=groups.ids)
     session = user.ctx.session
@@ -163,22 +162,28 @@ async def _device_list(user: User, request: Request) -> dict[str, Any]:
     }
 
 
+# The device list and its live fragment: devices:read, or devices:provision (a key that only
+# brings robots up sees the list it adds to).
+DEVICE_LIST = page_reading(("devices:read", "devices:provision"))
+
+
 @router.get("/devices")
-async def devices_page(request: Request, user: User = Depends(reader)) -> Response:
+async def devices_page(request: Request, user: User = DEVICE_LIST) -> Response:
     context = await _device_list(user, request)
     return render(request, "devices.html", {"user": user, **context})
 
 
 @router.get("/devices/list")
-async def devices_fragment(request: Request, user: User = Depends(reader)) -> Response:
+async def devices_fragment(request: Request, user: User = DEVICE_LIST) -> Response:
     """The list alone: polled by the page for live status."""
     context = await _device_list(user, request)
     return render(request, "_device_list.html", {"user": user, **context})
 
 
 @router.post("/devices")
-async def create_device(request: Request, user: User = Depends(writer)) -> Response:
-    user.principal.require(("devices:write", "devices:provision"))
+async def create_device(
+    request: Request, user: User = page_writing(("devices:write", "devices:provision"))
+) -> Response:
     name = (await read_form(request)).get("name", "").strip()
     device = await DeviceService.of(user.ctx.recorder).create(name)
     await user.ctx.commit()
@@ -192,9 +197,8 @@ async def create_device(request: Request, user: User = Depends(writer)) -> Respo
 
 @router.post("/devices/{device_id}/activation-token")
 async def issue_activation_token(
-    device_id: str, request: Request, user: User = Depends(writer)
+    device_id: str, request: Request, user: User = page_writing("devices:provision")
 ) -> Response:
-    user.principal.require(("devices:provision",))
     form = await read_form(request)
     settings = services(request).settings
     token, expires_at = await DeviceService.of(user.ctx.recorder).issue_activation_token(
@@ -220,10 +224,9 @@ async def issue_activation_token(
 
 @router.post("/devices/{device_id}/group")
 async def set_device_group(
-    device_id: str, request: Request, user: User = Depends(writer)
+    device_id: str, request: Request, user: User = page_writing("devices:write", "groups:read")
 ) -> Response:
     """Put the device in a group, or in none (the Platform API's extension operation)."""
-    user.principal.require(("devices:write",), ("groups:read",))
     group_id = (await read_form(request)).get("group_id", "") or None
     device = await GroupService.of(user.ctx.recorder).set_device_group(device_id, group_id)
     groups = await _groups(user)
@@ -233,10 +236,9 @@ async def set_device_group(
 
 @router.post("/devices/{device_id}/archive")
 async def archive_device(
-    device_id: str, request: Request, user: User = Depends(writer)
+    device_id: str, request: Request, user: User = page_writing("devices:write")
 ) -> Response:
     """Retire the device (the Platform API's extension operation), then end its streams."""
-    user.principal.require(("devices:write",))
     device = await DeviceService.of(user.ctx.recorder).archive(device_id)
     await user.ctx.commit()
     await services(request).push.end_sessions(device.id, None)
@@ -273,16 +275,18 @@ async def _tokens_fragment(
 
 
 @router.get("/devices/provisioning-tokens")
-async def provisioning_tokens(request: Request, user: User = Depends(reader)) -> Response:
-    user.principal.require(("devices:provision",))
+async def provisioning_tokens(
+    request: Request, user: User = page_reading("devices:provision")
+) -> Response:
     return await _tokens_fragment(request, user)
 
 
 @router.post("/devices/provisioning-tokens")
-async def create_provisioning_token(request: Request, user: User = Depends(writer)) -> Response:
+async def create_provisioning_token(
+    request: Request, user: User = page_writing("devices:provision", "provisioning_tokens:write")
+) -> Response:
     """A token and the command that spends it: ``provision --name`` on a new robot, or, for
     a device (``device_id``), ``reprovision`` on the machine that replaces its computer."""
-    user.principal.require(("devices:provision",), ("provisioning_tokens:write",))
     form = await read_form(request)
     device_id = form.get("device_id") or None
     name = form.get("name", "").strip()
@@ -311,17 +315,17 @@ async def create_provisioning_token(request: Request, user: User = Depends(write
 
 @router.post("/devices/provisioning-tokens/{token_id}/revoke")
 async def revoke_provisioning_token(
-    token_id: str, request: Request, user: User = Depends(writer)
+    token_id: str,
+    request: Request,
+    user: User = page_writing("devices:provision", "provisioning_tokens:write"),
 ) -> Response:
     """Revoke an unused token: it expires now (an agent spending it gets 401 expired)."""
-    user.principal.require(("devices:provision",), ("provisioning_tokens:write",))
     await revoke_unused_token(user.ctx.recorder, token_id)
     await user.ctx.commit()
     return await _tokens_fragment(request, user)
 
 
 async def _device_detail(user: User, device_id: str, offset: int) -> dict[str, Any]:
-    user.principal.require(("devices:read",))
     session = user.ctx.session
     device = await DeviceService(session, user.workspace_id).get(device_id)
     context: dict[str, Any] = {
@@ -364,7 +368,9 @@ async def _device_detail(user: User, device_id: str, offset: int) -> dict[str, A
 
 
 @router.get("/devices/{device_id}")
-async def device_page(device_id: str, request: Request, user: User = Depends(reader)) -> Response:
+async def device_page(
+    device_id: str, request: Request, user: User = page_reading("devices:read")
+) -> Response:
     context = await _device_detail(user, device_id, offset_of(request))
     # Only the first render picks the two newest for comparison; live refreshes keep the
     # person's picks (hx-preserve) and must not add checked radios of their own.
@@ -373,7 +379,7 @@ async def device_page(device_id: str, request: Request, user: User = Depends(rea
 
 @router.get("/devices/{device_id}/live")
 async def device_live_fragment(
-    device_id: str, request: Request, user: User = Depends(reader)
+    device_id: str, request: Request, user: User = page_reading("devices:read")
 ) -> Response:
     """Status and history alone: polled by the device page."""
     context = await _device_detail(user, device_id, offset_of(request))
@@ -391,9 +397,10 @@ async def _deployment_of(
 
 @router.get("/devices/{device_id}/diff")
 async def deployment_diff(
-    device_id: str, request: Request, user: User = Depends(reader)
+    device_id: str,
+    request: Request,
+    user: User = page_reading("devices:read", "deployments:read", "config_instances:read"),
 ) -> Response:
-    user.principal.require(("devices:read",), ("deployments:read",), ("config_instances:read",))
     old_id = request.query_params.get("from", "")
     new_id = request.query_params.get("to", "")
     if not old_id or not new_id:

@@ -21,6 +21,8 @@ from fleetconfig.server.dashboard.repository import DashboardRepository
 from fleetconfig.server.dashboard.web import (
     DashboardRoute,
     User,
+    page_reading,
+    page_writing,
     read_form,
     reader,
     render,
@@ -48,8 +50,9 @@ EMPTY_CONTENT = "{\n}\n"
 
 
 @router.get("/editor")
-async def editor_index(request: Request, user: User = Depends(reader)) -> Response:
-    user.principal.require(("config_schemas:read",))
+async def editor_index(
+    request: Request, user: User = page_reading("config_schemas:read")
+) -> Response:
     session = user.ctx.session
     offset = offset_of(request)
     statement = ConfigSchemaService(session, user.workspace_id).repository.base()
@@ -146,9 +149,10 @@ async def validate(schema_id: str, request: Request, user: User = Depends(reader
 
 @router.post("/editor/{schema_id}/instances")
 async def create_instance(
-    schema_id: str, request: Request, user: User = Depends(writer)
+    schema_id: str,
+    request: Request,
+    user: User = page_writing("config_instances:write", "config_schemas:read"),
 ) -> Response:
-    user.principal.require(("config_instances:write",), ("config_schemas:read",))
     data = (await read_form(request)).get("data", "")
     # Checked before the first statement of the writing session, which takes SQLite's lock.
     checked = await checked_config_instance(

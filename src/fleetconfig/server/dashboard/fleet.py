@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fleetconfig.server.dashboard.group_filter import group_filter
-from fleetconfig.server.dashboard.web import DashboardRoute, User, reader, render
+from fleetconfig.server.dashboard.web import DashboardRoute, User, page_reading, render
 from fleetconfig.server.fleet.repository import SERIES, FleetRepository, Series
 from fleetconfig.server.kit.clock import utcnow
 
@@ -69,7 +69,6 @@ def chart_bars(series: Series) -> list[Bar]:
 
 
 async def _overview(user: User, request: Request) -> dict[str, Any]:
-    user.principal.require(("devices:read",), ("deployments:read",))
     groups = await group_filter(user, request)
     of_groups = groups.ids or None
     fleet = FleetRepository(user.ctx.session, user.workspace_id)
@@ -89,12 +88,15 @@ async def _overview(user: User, request: Request) -> dict[str, Any]:
     }
 
 
+OVERVIEW = page_reading("devices:read", "deployments:read")
+
+
 @router.get("/fleet")
-async def fleet_page(request: Request, user: User = Depends(reader)) -> Response:
+async def fleet_page(request: Request, user: User = OVERVIEW) -> Response:
     return render(request, "fleet.html", {"user": user, **await _overview(user, request)})
 
 
 @router.get("/fleet/live")
-async def fleet_fragment(request: Request, user: User = Depends(reader)) -> Response:
+async def fleet_fragment(request: Request, user: User = OVERVIEW) -> Response:
     """The overview alone: polled by the page."""
     return render(request, "_fleet_live.html", {"user": user, **await _overview(user, request)})

@@ -21,6 +21,8 @@ from fleetconfig.server.dashboard.repository import DashboardRepository
 from fleetconfig.server.dashboard.web import (
     DashboardRoute,
     User,
+    page_reading,
+    page_writing,
     read_form,
     reader,
     render,
@@ -88,8 +90,7 @@ def _release_list_order() -> list[OrderBy]:
 
 
 @router.get("/releases")
-async def releases_page(request: Request, user: User = Depends(reader)) -> Response:
-    user.principal.require(("releases:read",))
+async def releases_page(request: Request, user: User = page_reading("releases:read")) -> Response:
     session = user.ctx.session
     offset = offset_of(request)
     statement = ReleaseService(session, user.workspace_id).repository.base()
@@ -231,12 +232,13 @@ async def release_page(release_id: str, request: Request, user: User = Depends(r
 
 @router.get("/releases/{release_id}/device-picker")
 async def release_device_picker(
-    release_id: str, request: Request, user: User = Depends(reader)
+    release_id: str,
+    request: Request,
+    user: User = page_reading(("devices:read", "devices:provision")),
 ) -> Response:
     """The staging form's device list, read again when the person comes back to it (devices
     added since the page loaded appear), with the ticks they had kept."""
     release = await _release(user, release_id)
-    user.principal.require(("devices:read", "devices:provision"))
     checked = request.query_params.getlist("device_id")
     context = await _device_picker(user, checked)
     return render(request, "_device_picker.html", {"user": user, "release": release, **context})
@@ -272,8 +274,11 @@ async def _after_action(
 
 
 @router.post("/releases/{release_id}/stage")
-async def stage(release_id: str, request: Request, user: User = Depends(writer)) -> Response:
-    user.principal.require(*scopes.creating(TargetStatus.STAGED))
+async def stage(
+    release_id: str,
+    request: Request,
+    user: User = page_writing(*scopes.creating(TargetStatus.STAGED)),
+) -> Response:
     release = await _release(user, release_id)
     form = await read_form(request)
     device_ids = _selected(form.getlist("device_id"), "device")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
@@ -18,10 +18,10 @@ from fleetconfig.server.dashboard.web import (
     DashboardRoute,
     User,
     is_htmx,
+    page_reading,
+    page_writing,
     read_form,
-    reader,
     render,
-    writer,
 )
 from fleetconfig.server.devices.repository import DeviceRepository
 from fleetconfig.server.kit.errors import InvalidRequest
@@ -45,8 +45,7 @@ async def _rendered(user: User, rows: list[Rollout]) -> list[dict[str, Any]]:
 
 
 @router.get("/rollouts")
-async def rollouts_page(request: Request, user: User = Depends(reader)) -> Response:
-    user.principal.require(("rollouts:read",))
+async def rollouts_page(request: Request, user: User = page_reading("rollouts:read")) -> Response:
     session = user.ctx.session
     rows = list(
         (
@@ -76,7 +75,6 @@ async def _releases(user: User, ids: set[str]) -> dict[str, str]:
 
 
 async def _detail(user: User, rollout_id: str) -> dict[str, Any]:
-    user.principal.require(("rollouts:read",))
     service = RolloutService.of(user.ctx)
     row = await service.get(rollout_id)
     (rollout,) = await _rendered(user, [row])
@@ -124,26 +122,31 @@ async def _detail(user: User, rollout_id: str) -> dict[str, Any]:
 
 
 @router.get("/rollouts/{rollout_id}")
-async def rollout_page(rollout_id: str, request: Request, user: User = Depends(reader)) -> Response:
+async def rollout_page(
+    rollout_id: str, request: Request, user: User = page_reading("rollouts:read")
+) -> Response:
     return render(request, "rollout.html", await _detail(user, rollout_id))
 
 
 @router.get("/rollouts/{rollout_id}/live")
-async def rollout_live(rollout_id: str, request: Request, user: User = Depends(reader)) -> Response:
+async def rollout_live(
+    rollout_id: str, request: Request, user: User = page_reading("rollouts:read")
+) -> Response:
     """The page's body alone: polled for live progress."""
     return render(request, "_rollout_live.html", await _detail(user, rollout_id))
 
 
 @router.post("/rollouts/{rollout_id}/{move}")
 async def rollout_move(
-    rollout_id: str, move: str, request: Request, user: User = Depends(writer)
+    rollout_id: str,
+    move: str,
+    request: Request,
+    user: User = page_writing("rollouts:read", "rollouts:write"),
 ) -> Response:
     if move not in MOVES:
         raise InvalidRequest(f"Unknown move {move!r}", allowed=list(MOVES))
-    if move == "pause":
-        user.principal.require(("rollouts:write",))
-    else:
-        user.principal.require(("rollouts:write",), ("deployments:stage",), ("deployments:deploy",))
+    if move != "pause":  # the others stage and deploy
+        user.principal.require(("deployments:stage",), ("deployments:deploy",))
     form = await read_form(request)
     service = RolloutService.of(user.ctx)
     if move == "abort":

@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote
 
-from fastapi import Request
+from fastapi import Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import ImmutableMultiDict
 
-from fleetconfig.server.auth.context import Context
+from fleetconfig.server.auth.context import Context, ScopeGroup, scope_groups
 from fleetconfig.server.auth.principal import Principal
 from fleetconfig.server.auth.scopes import grants
 from fleetconfig.server.dashboard.diff import comparable_text
@@ -170,7 +170,9 @@ async def read_form(request: Request) -> ImmutableMultiDict[str, str]:
     return form
 
 
-async def _user(request: Request, *, write: bool) -> AsyncIterator[User]:
+async def _user(
+    request: Request, *, write: bool, required: tuple[tuple[str, ...], ...] = ()
+) -> AsyncIterator[User]:
     secret = services(request).signing_keys.token_key
     cookie = request.cookies.get(SESSION_COOKIE)
     claims = read_session(secret, cookie)
@@ -202,7 +204,10 @@ async def _user(request: Request, *, write: bool) -> AsyncIterator[User]:
             version=TETONS,
             via_dashboard=True,
         )
-        yield _remember(request, User(ctx, expected_csrf))
+        user = _remember(request, User(ctx, expected_csrf))
+        # Remembered first: the refusal's page still shows who is signed in.
+        user.principal.require(*required)
+        yield user
 
 
 def _remember(request: Request, user: User) -> User:
@@ -221,6 +226,28 @@ async def writer(request: Request) -> AsyncIterator[User]:
     """The signed-in user, for requests that change something (CSRF token required)."""
     async for user in _user(request, write=True):
         yield user
+
+
+def page_reading(*groups: ScopeGroup) -> Any:
+    """The signed-in user of a page or fragment that only reads, holding ``groups`` (each a
+    scope, or a tuple of scopes any one of which will do): the dashboard's counterpart of the
+    Platform API's ``reading``."""
+    return _signed_in(groups, write=False)
+
+
+def page_writing(*groups: ScopeGroup) -> Any:
+    """Like :func:`page_reading`, for a request that changes something (CSRF token too)."""
+    return _signed_in(groups, write=True)
+
+
+def _signed_in(groups: tuple[ScopeGroup, ...], *, write: bool) -> Any:
+    required = scope_groups(groups)
+
+    async def user(request: Request) -> AsyncIterator[User]:
+        async for found in _user(request, write=write, required=required):
+            yield found
+
+    return Depends(user)
 
 
 def render(

@@ -3,11 +3,17 @@ most recent deliveries with their last answer, and a button to send one again.""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import select
 
-from fleetconfig.server.dashboard.web import DashboardRoute, User, reader, render, writer
+from fleetconfig.server.dashboard.web import (
+    DashboardRoute,
+    User,
+    page_reading,
+    page_writing,
+    render,
+)
 from fleetconfig.server.webhooks.events import EVENT_TYPES
 from fleetconfig.server.webhooks.models import WebhookDelivery
 from fleetconfig.server.webhooks.service import WebhookService
@@ -20,8 +26,7 @@ RECENT_DELIVERIES = 50
 
 
 @router.get("/webhooks")
-async def webhooks_page(request: Request, user: User = Depends(reader)) -> Response:
-    user.principal.require(("webhooks:read",))
+async def webhooks_page(request: Request, user: User = page_reading("webhooks:read")) -> Response:
     session = user.ctx.session
     service = WebhookService(session, user.workspace_id)
     endpoints, _ = await service.list_endpoints(0, ENDPOINTS_SHOWN)
@@ -56,8 +61,9 @@ async def webhooks_page(request: Request, user: User = Depends(reader)) -> Respo
 
 
 @router.post("/webhooks/deliveries/{delivery_id}/redeliver")
-async def redeliver(delivery_id: str, request: Request, user: User = Depends(writer)) -> Response:
-    user.principal.require(("webhooks:write",))
+async def redeliver(
+    delivery_id: str, request: Request, user: User = page_writing("webhooks:write")
+) -> Response:
     await WebhookService.of(user.ctx.recorder).redeliver(delivery_id)
     await user.ctx.commit()
     if request.headers.get("HX-Request"):
