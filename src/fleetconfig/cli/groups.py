@@ -3,7 +3,7 @@
 Groups are everglades' (``2026-08-17.everglades``, the CLI's API version), with typed methods
 in the official client. Putting a device in a group is fleetconfig's extension
 ``POST /beta/devices/{id}/group``, sent through that same client (its credentials, retries
-and errors): :func:`fleetconfig.cli.client.call`.
+and errors), its answer checked as a ``Device``.
 
 A group can be named by its id (``grp_...``) or by its name (when no other group has it).
 """
@@ -19,7 +19,6 @@ from fleetconfig.cli import output
 from fleetconfig.cli.client import (
     CliError,
     ExitCode,
-    call,
     command,
     make_client,
     resolve_device,
@@ -28,7 +27,7 @@ from fleetconfig.cli.options import JsonOption
 
 if TYPE_CHECKING:
     from miru_platform_sdk import Miru
-    from miru_platform_sdk.types import Group
+    from miru_platform_sdk.types import Device, Group
 
 PAGE_SIZE = 100
 
@@ -191,6 +190,8 @@ def remove_devices(
     output.success(f"{len(moved)} devices in no group.")
 
 
-def _set_group(client: Miru, device: str, group_id: str | None) -> Any:
+def _set_group(client: Miru, device: str, group_id: str | None) -> Device:
+    from miru_platform_sdk.types import Device
+
     found = resolve_device(client, device)
-    return call(client, "POST", f"/devices/{found.id}/group", body={"group_id": group_id})
+    return client.post(f"/devices/{found.id}/group", body={"group_id": group_id}, cast_to=Device)

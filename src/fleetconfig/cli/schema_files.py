@@ -32,7 +32,7 @@ import posixpath
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from fleetconfig.cli.client import CliError
 
@@ -165,11 +165,9 @@ def read_slots(value: Any, problems: list[str]) -> tuple[InstanceSlotParam, ...]
     if not isinstance(value, list) or not value:
         problems.append(f"{INSTANCE_SLOTS_KEY} must be a non-empty list of slots (got {value!r})")
         return None
-    slots: list[InstanceSlotParam] = []
-    compared: dict[str, list[Any]] = {"key": [], "filepath": []}  # valid or not
+    slots: list[dict[str, Any]] = []
     for index, item in enumerate(value):
         where = f"{INSTANCE_SLOTS_KEY}[{index}]"
-        problems_before = len(problems)
         if not isinstance(item, dict):
             problems.append(f"{where} must be an object with key, name and filepath")
             continue
@@ -197,25 +195,22 @@ def read_slots(value: Any, problems: list[str]) -> tuple[InstanceSlotParam, ...]
         description = item.get("description")
         if description is not None and not isinstance(description, str):
             problems.append(f"{where}.description must be a text (got {description!r})")
-        filepath = posixpath.normpath(filepath) if isinstance(filepath, str) else filepath
-        compared["key"].append(key)
-        compared["filepath"].append(filepath)
-        if len(problems) > problems_before:
-            continue  # the file is refused: only its repeats are still looked for
-        slot: InstanceSlotParam = {
-            "key": str(key),
-            "name": str(name),
-            "filepath": str(filepath),
-            "required": bool(required),
+        slot: dict[str, Any] = {
+            "key": key,
+            "name": name,
+            "filepath": posixpath.normpath(filepath) if isinstance(filepath, str) else filepath,
+            "required": required,
         }
         if description is not None:
             slot["description"] = description
         slots.append(slot)
-    for field_name, values in compared.items():
+    for field_name in ("key", "filepath"):
+        values = [slot[field_name] for slot in slots]
         repeated = sorted({str(item) for item in values if values.count(item) > 1})
         if repeated:
             problems.append(f"{INSTANCE_SLOTS_KEY}: {field_name} used twice: {', '.join(repeated)}")
-    return tuple(slots)
+    # Well-typed InstanceSlot objects once no problem was found (with any, the file is refused).
+    return cast("tuple[InstanceSlotParam, ...]", tuple(slots))
 
 
 def read_schema_file(path: Path, root: Path) -> SchemaFile:

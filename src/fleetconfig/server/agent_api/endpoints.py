@@ -119,7 +119,6 @@ async def _bind_device(request: Request, model: type[Any], bind: Binding) -> Res
         )
         device = await bind(identity, token, body, utcnow())
         await work.commit()
-    await services(request).push.end_sessions(device.id, device.session_id)
     return json_response(render_device(device))
 
 

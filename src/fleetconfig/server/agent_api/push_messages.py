@@ -28,7 +28,7 @@ from fleetconfig.protocol import (
     content_digest,
 )
 from fleetconfig.server.agent_api.schemas import render_deployments
-from fleetconfig.server.deployments.repository import DeploymentFields
+from fleetconfig.server.deployments.repository import FIELD_COLUMNS, DeploymentFields
 from fleetconfig.server.kit.params import Expand
 from fleetconfig.server.models import ConfigInstance, Deployment
 
@@ -38,7 +38,7 @@ MAX_DEPLOYMENTS = 20
 DEFAULT_INLINE_MAX_BYTES = 64 * 1024
 
 _WANTED = (
-    select(*(getattr(Deployment, name) for name in DeploymentFields._fields))
+    select(*FIELD_COLUMNS)
     .where(
         Deployment.targeted_at.is_not(None),
         Deployment.activity_status.in_(WANTED_ACTIVITIES),

@@ -32,7 +32,12 @@ from fleetconfig.server.changes.model import NOWHERE, Actor, Origin
 from fleetconfig.server.changes.recorder import Recorder, required
 from fleetconfig.server.deployments.service import DeploymentService
 from fleetconfig.server.devices.activation import decode_activation_token
-from fleetconfig.server.devices.service import DeviceService, device_snapshot, refuse_archived
+from fleetconfig.server.devices.service import (
+    DeviceService,
+    device_snapshot,
+    end_streams_on_commit,
+    refuse_archived,
+)
 from fleetconfig.server.kit import ids
 from fleetconfig.server.kit.errors import (
     Conflict,
@@ -227,7 +232,12 @@ class IdentityService:
         operation: str,
         related: dict[str, str],
     ) -> Device:
-        """Bind the caller's public key to ``device`` and start a new session; record it."""
+        """Bind the caller's public key to ``device`` and start a new session, ending every
+        older one (their push streams close once this commits); record it."""
+        refuse_archived(device)
+        work = required_work(self.work)
+        if self.notifier is None:
+            raise RuntimeError("binding a device needs the notifier of its streams and deployments")
         try:
             key = tokens.load_public_key(body.public_key_pem)
         except tokens.InvalidPublicKey as error:
@@ -243,7 +253,6 @@ class IdentityService:
                     "This public key is already registered to another device; make a new key",
                     "public_key_in_use",
                 )
-        refuse_archived(device)
         name = body.name if not isinstance(body, ReprovisionDeviceRequest) else None
         before = device_snapshot(device)
         rebinding = device.activated_at is not None  # another machine takes the device over
@@ -269,12 +278,9 @@ class IdentityService:
             after=device_snapshot(device),
             related={**related, "key_fingerprint": key_fingerprint},
         )
+        end_streams_on_commit(work, self.notifier, device.id, device.session_id)
         if rebinding:
-            if self.notifier is None:
-                raise RuntimeError("binding a device needs the notifier of its deployments")
-            deployments = DeploymentService(
-                required_work(self.work), device.workspace_id, self.notifier
-            )
+            deployments = DeploymentService(work, device.workspace_id, self.notifier)
             await deployments.forget_health(device.id, recorder.actor, self.origin)
         return device
 

@@ -238,10 +238,9 @@ async def set_device_group(
 async def archive_device(
     device_id: str, request: Request, user: User = page_writing("devices:write")
 ) -> Response:
-    """Retire the device (the Platform API's extension operation), then end its streams."""
-    device = await DeviceService.of(user.ctx.recorder).archive(device_id)
+    """Retire the device (the Platform API's extension operation)."""
+    device = await DeviceService.of(user.ctx.recorder).archive(device_id, services(request).push)
     await user.ctx.commit()
-    await services(request).push.end_sessions(device.id, None)
     return render(request, "_device_archive.html", {"user": user, "device": device})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.datastructures import ImmutableMultiDict
 
@@ -24,9 +24,7 @@ from fleetconfig.server.dashboard.web import (
     page_reading,
     page_writing,
     read_form,
-    reader,
     render,
-    writer,
 )
 from fleetconfig.server.deployments import scopes
 from fleetconfig.server.deployments.repository import DeploymentRepository
@@ -84,13 +82,16 @@ async def editor_index(
     )
 
 
+# Every page of the editor shows one schema.
+SCHEMA_READER = page_reading("config_schemas:read")
+
+
 async def _schema(user: User, schema_id: str) -> ConfigSchema:
-    user.principal.require(("config_schemas:read",))
     return await ConfigSchemaService(user.ctx.session, user.workspace_id).get(schema_id)
 
 
 @router.get("/editor/{schema_id}")
-async def editor_page(schema_id: str, request: Request, user: User = Depends(reader)) -> Response:
+async def editor_page(schema_id: str, request: Request, user: User = SCHEMA_READER) -> Response:
     schema = await _schema(user, schema_id)
     session = user.ctx.session
     documents = (await documents_by_schema(session, [schema.id])).get(schema.id, [])
@@ -139,7 +140,7 @@ async def content_errors(user: User, schema: ConfigSchema, data: str) -> list[di
 
 
 @router.post("/editor/{schema_id}/validate")
-async def validate(schema_id: str, request: Request, user: User = Depends(reader)) -> Response:
+async def validate(schema_id: str, request: Request, user: User = SCHEMA_READER) -> Response:
     """Called as the person types (debounced): the problems with the content so far."""
     schema = await _schema(user, schema_id)
     data = (await read_form(request)).get("data", "")
@@ -231,7 +232,7 @@ async def _deploy_form(
 
 
 @router.get("/editor/{schema_id}/deploy-form")
-async def deploy_form(schema_id: str, request: Request, user: User = Depends(reader)) -> Response:
+async def deploy_form(schema_id: str, request: Request, user: User = SCHEMA_READER) -> Response:
     """The deploy form again, after another device or release was picked."""
     schema = await _schema(user, schema_id)
     instance_id = request.query_params.get("instance_id", "")
@@ -240,7 +241,9 @@ async def deploy_form(schema_id: str, request: Request, user: User = Depends(rea
 
 
 @router.post("/editor/{schema_id}/deploy")
-async def deploy(schema_id: str, request: Request, user: User = Depends(writer)) -> Response:
+async def deploy(
+    schema_id: str, request: Request, user: User = page_writing("config_schemas:read")
+) -> Response:
     form = await read_form(request)
     target_status = form.get("target_status", "deployed")
     if target_status not in ("deployed", "staged"):

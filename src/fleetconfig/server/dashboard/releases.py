@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from fleetconfig.server.config_schemas.repository import config_types_by_id
@@ -24,9 +24,7 @@ from fleetconfig.server.dashboard.web import (
     page_reading,
     page_writing,
     read_form,
-    reader,
     render,
-    writer,
 )
 from fleetconfig.server.deployments import scopes
 from fleetconfig.server.deployments.bulk import BulkSelectionRequest, BulkStageRequest
@@ -180,8 +178,11 @@ def _device_name(devices: dict[str, Device], device_id: str) -> str:
     return device.name if device is not None else device_id
 
 
+# Every page of a release shows it with its deployments.
+RELEASE_SCOPES = ("releases:read", "deployments:read")
+
+
 async def _release(user: User, release_id: str) -> Release:
-    user.principal.require(("releases:read",), ("deployments:read",))
     return await ReleaseService(user.ctx.session, user.workspace_id).get(release_id)
 
 
@@ -224,7 +225,9 @@ async def _device_picker(user: User, checked: list[str]) -> dict[str, Any]:
 
 
 @router.get("/releases/{release_id}")
-async def release_page(release_id: str, request: Request, user: User = Depends(reader)) -> Response:
+async def release_page(
+    release_id: str, request: Request, user: User = page_reading(*RELEASE_SCOPES)
+) -> Response:
     release = await _release(user, release_id)
     context = {**await _stage_form(user, release), **await _staging(user, release)}
     return render(request, "release.html", {"user": user, **context})
@@ -234,7 +237,7 @@ async def release_page(release_id: str, request: Request, user: User = Depends(r
 async def release_device_picker(
     release_id: str,
     request: Request,
-    user: User = page_reading(("devices:read", "devices:provision")),
+    user: User = page_reading(*RELEASE_SCOPES, ("devices:read", "devices:provision")),
 ) -> Response:
     """The staging form's device list, read again when the person comes back to it (devices
     added since the page loaded appear), with the ticks they had kept."""
@@ -246,7 +249,7 @@ async def release_device_picker(
 
 @router.get("/releases/{release_id}/deployments")
 async def release_deployments_fragment(
-    release_id: str, request: Request, user: User = Depends(reader)
+    release_id: str, request: Request, user: User = page_reading(*RELEASE_SCOPES)
 ) -> Response:
     """The grouped deployments alone: polled by the page for live status."""
     release = await _release(user, release_id)
@@ -277,7 +280,7 @@ async def _after_action(
 async def stage(
     release_id: str,
     request: Request,
-    user: User = page_writing(*scopes.creating(TargetStatus.STAGED)),
+    user: User = page_writing(*RELEASE_SCOPES, *scopes.creating(TargetStatus.STAGED)),
 ) -> Response:
     release = await _release(user, release_id)
     form = await read_form(request)
@@ -311,7 +314,9 @@ async def stage(
 
 
 @router.post("/releases/{release_id}/bulk")
-async def bulk_action(release_id: str, request: Request, user: User = Depends(writer)) -> Response:
+async def bulk_action(
+    release_id: str, request: Request, user: User = page_writing(*RELEASE_SCOPES)
+) -> Response:
     form = await read_form(request)
     action = form.get("action", "")
     if action not in ACTION_SCOPES:

@@ -1,7 +1,8 @@
 """Plumbing shared by the dashboard's pages: templates, the signed-in user, forms, HTML errors.
 
-A page handler depends on :func:`reader` or :func:`writer`, which verify the session cookie
-(and, for writes, the CSRF token) and hand it a :class:`User`: the API key's principal and a
+A page handler depends on :func:`page_reading` or :func:`page_writing`, naming the scopes it
+needs; they verify the session cookie (and, for writes, the CSRF token) and the scopes, and
+hand it a :class:`User`: the API key's principal and a
 database session wrapped in the Platform API's own
 :class:`~fleetconfig.server.auth.context.Context`, so the services run exactly as they do
 behind ``/beta`` and after-commit work (telling devices to sync) happens the same way. Errors
@@ -214,18 +215,6 @@ def _remember(request: Request, user: User) -> User:
     # Error pages rendered outside the handler still show who is signed in.
     request.state.dashboard_user = user
     return user
-
-
-async def reader(request: Request) -> AsyncIterator[User]:
-    """The signed-in user, for pages and fragments that only read."""
-    async for user in _user(request, write=False):
-        yield user
-
-
-async def writer(request: Request) -> AsyncIterator[User]:
-    """The signed-in user, for requests that change something (CSRF token required)."""
-    async for user in _user(request, write=True):
-        yield user
 
 
 def page_reading(*groups: ScopeGroup) -> Any:

@@ -57,9 +57,10 @@ class DeploymentFields(NamedTuple):
     health_reported_at: datetime | None
 
 
-_FIELD_COLUMNS = tuple(getattr(Deployment, name) for name in DeploymentFields._fields)
+# The columns of a DeploymentFields row, in its order.
+FIELD_COLUMNS = tuple(getattr(Deployment, name) for name in DeploymentFields._fields)
 # Built once, compiled once for the driver (``Database.fetch``, decision 0005).
-_FIELDS_BY_ID = select(*_FIELD_COLUMNS).where(
+_FIELDS_BY_ID = select(*FIELD_COLUMNS).where(
     Deployment.workspace_id == bindparam("workspace_id"), Deployment.id == bindparam("id")
 )
 
@@ -93,7 +94,7 @@ class DeploymentRepository:
         if not deployment_ids:
             return {}
         statement = (
-            select(*_FIELD_COLUMNS)
+            select(*FIELD_COLUMNS)
             .where(
                 Deployment.workspace_id == self.workspace_id,
                 Deployment.id.in_(deployment_ids),

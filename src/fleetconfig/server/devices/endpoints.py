@@ -150,10 +150,9 @@ async def archive_device(
     ends at once (its next request is refused, its push streams close), the device takes no
     new deployments and no agent binds to it again; its deployments and history stay."""
     expand = expand_param(request.query_params, "device", is_list=False)
-    row = await DeviceService.of(ctx.recorder).archive(device_id)
+    row = await DeviceService.of(ctx.recorder).archive(device_id, services(request).push)
     (rendered,) = await _rendered(ctx, [row], expand.tree)
     await ctx.commit()
-    await services(request).push.end_sessions(row.id, None)
     return json_response(rendered)
 
 

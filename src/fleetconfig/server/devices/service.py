@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from fleetconfig.protocol import DeviceStatus
-from fleetconfig.server.changes.recorder import Recorder, RecordingService
+from fleetconfig.server.changes.recorder import Recorder, RecordingService, required
 from fleetconfig.server.devices.activation import (
     ActivationClaims,
     encode_activation_token,
@@ -19,8 +19,10 @@ from fleetconfig.server.devices.repository import DeviceRepository
 from fleetconfig.server.kit import ids
 from fleetconfig.server.kit.clock import utcnow
 from fleetconfig.server.kit.errors import Conflict, not_found
+from fleetconfig.server.kit.unit_of_work import UnitOfWork
 from fleetconfig.server.kit.validation import check_length
 from fleetconfig.server.models import ActivationToken, Device
+from fleetconfig.server.push.notifier import DeviceNotifier
 
 MAX_PING_TIMEOUT_NANOS = 10_000_000_000
 
@@ -33,6 +35,17 @@ def device_snapshot(row: Device) -> dict[str, Any]:
         "group_id": row.group_id,
         "agent_version": row.agent_version,
     }
+
+
+def end_streams_on_commit(
+    work: UnitOfWork, notifier: DeviceNotifier, device_id: str, keep_session_id: str | None
+) -> None:
+    """Once the change commits, close the device's push streams of any other session."""
+
+    async def end_streams() -> None:
+        await notifier.end_sessions(device_id, keep_session_id)
+
+    work.on_commit(end_streams)
 
 
 def device_archived(device_id: str) -> Conflict:
@@ -91,10 +104,11 @@ class DeviceService(RecordingService):
             )
         return row
 
-    async def archive(self, device_id: str) -> Device:
+    async def archive(self, device_id: str, notifier: DeviceNotifier) -> Device:
         """Retire the device for good: its agent's session ends (every token it holds is
-        refused from the next request), and it takes no new deployments. Its deployments and
-        history stay. Archiving an archived device changes nothing."""
+        refused from the next request, its push streams close once this commits), and it
+        takes no new deployments. Its deployments and history stay. Archiving an archived
+        device changes nothing."""
         row = await self.get(device_id)
         if row.archived_at is None:
             before = device_snapshot(row)
@@ -103,6 +117,7 @@ class DeviceService(RecordingService):
             await self.session.flush()
             after = {**device_snapshot(row), "archived_at": row.archived_at.isoformat()}
             self.record("devices.archive", "device", row.id, before=before, after=after)
+            end_streams_on_commit(required(self.recorder).work, notifier, row.id, None)
         return row
 
     async def issue_activation_token(
