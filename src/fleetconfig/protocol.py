@@ -58,6 +58,10 @@ class HealthStatus(StrEnum):
     REJECTED = "rejected"
 
 
+# Why the server refuses every call of a device it archived (``params.reason`` of the 401 or
+# 409): the device is retired for good, and its agent stops calling (nothing can undo it).
+DEVICE_ARCHIVED = "device_archived"
+
 # The longest health reason the agent takes and the server keeps.
 MAX_HEALTH_REASON_CHARS = 1000
 

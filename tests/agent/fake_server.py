@@ -88,6 +88,7 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
         }
         self.valid_tokens: set[str] = set()
         self.exchanges = 0
+        self.archived = False
         # Each entry answers one request: an int is an error status, an exception is raised.
         self.failures: list[int | Exception] = []
         # Paths (method, path prefix) that fail every time with this status.
@@ -181,6 +182,11 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
     def refuse_tokens(self) -> None:
         self.valid_tokens.clear()
 
+    def archive_device(self) -> None:
+        """As the server does: the session ends, and no token is issued again."""
+        self.archived = True
+        self.valid_tokens.clear()
+
     def open_feed(self) -> StreamFeed:
         return self.feeds[-1]
 
@@ -205,6 +211,8 @@ class FakeAgentServer(httpx.AsyncBaseTransport):
         body = json.loads(request.content) if request.content else None
         if (method, path) == ("POST", "/devices/token"):
             self.exchanges += 1
+            if self.archived:
+                return self._error(401, "unauthorized", reason="device_archived")
             token = secrets.token_hex(8)
             self.valid_tokens.add(token)
             expires = datetime.now(UTC) + timedelta(hours=24)

@@ -138,6 +138,23 @@ async def test_sse_backs_off_while_the_server_is_unreachable(
     assert 1.6 <= error <= 2.0
 
 
+async def test_sse_stops_for_good_once_the_device_is_archived(
+    link: tuple[FakeAgentServer, HttpServerLink],
+) -> None:
+    server, http = link
+    server.archive_device()
+    push = SsePushLink(http, "dvc_1", Recorder(), sleep=lambda _: asyncio.sleep(0))
+    task = asyncio.create_task(push.run())
+    await asyncio.sleep(0.3)
+    try:
+        assert not task.done()  # waiting for the agent to stop, not reconnecting
+        assert server.exchanges == 1 and server.count("GET", "/device/stream") == 0
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def test_broker_urls() -> None:
     plain = BrokerUrl("mqtt://broker.local")
     assert (plain.host, plain.port, plain.tls, plain.username) == (

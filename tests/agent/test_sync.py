@@ -290,6 +290,35 @@ async def test_failures_back_off_and_a_push_ends_a_network_backoff(rig: Rig) -> 
         await asyncio.wait_for(task, 5)
 
 
+async def test_an_archived_device_stops_syncing_and_says_so_once(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    rig.server.add_deployment({PATH_A: b"kept"})
+    task = asyncio.create_task(rig.syncer.run())
+    try:
+        assert (await rig.syncer.request_sync()).code == "success"
+        rig.server.archive_device()
+        rig.syncer.request("test")
+        async with asyncio.timeout(5):
+            while not rig.syncer.retired:
+                await asyncio.sleep(0.01)
+        calls = len(rig.server.requests)
+        # No push, timer or retry calls the server again ...
+        rig.syncer.sync_requested("push")
+        await asyncio.sleep(0.3)
+        assert len(rig.server.requests) == calls
+        # ... but a sync asked for on the device tries once more, and fails the same way.
+        failed = await rig.syncer.request_sync()
+        assert failed.code == "network_connection_error" and rig.syncer.retired
+        assert len(rig.server.requests) > calls
+    finally:
+        rig.syncer.stop()
+        await asyncio.wait_for(task, 5)
+    said = [r for r in caplog.records if "archived this device" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelname == "ERROR"
+    assert rig.file(PATH_A) == b"kept"  # the files stay as they are
+
+
 async def test_a_deployment_retry_is_scheduled(rig: Rig, tmp_path: Path) -> None:
     # A file where a directory must be: writing fails (retryable), and the loop plans a retry.
     (rig.root / "srv" / "miru").mkdir(parents=True)

@@ -137,6 +137,12 @@ class _Reconnecting(abc.ABC):
                 )
             except ServerError as error:
                 self._down(str(error))
+                if error.device_archived:
+                    # Retired for good: reconnecting cannot help. The sync it asks for
+                    # meets the same refusal, and the sync loop says so and stops too.
+                    logger.info("push stopped: the server archived this device")
+                    self.handler.sync_requested("device archived")
+                    await asyncio.Event().wait()  # until the agent stops (cancelled)
                 delay = self.error_backoff.next_delay()
                 logger.warning(
                     "push refused by the server",

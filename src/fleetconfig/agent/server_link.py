@@ -32,6 +32,7 @@ from fleetconfig.agent.clock import parse
 from fleetconfig.protocol import (
     AGENT_API_PREFIX,
     AGENT_API_VERSION,
+    DEVICE_ARCHIVED,
     LEAN_PROTOCOL,
     PROTOCOL_PARAMETER,
 )
@@ -72,6 +73,11 @@ class ServerError(LinkError):
     @property
     def unauthorized(self) -> bool:
         return self.status == 401
+
+    @property
+    def device_archived(self) -> bool:
+        """The server archived this device: no call of its agent will succeed again."""
+        return self.reason == DEVICE_ARCHIVED
 
     @property
     def rejected(self) -> bool:

@@ -76,11 +76,13 @@ AGENT_VERSION = f"v{__version__}"
 
 
 class SyncFailed(Exception):
-    """A sync did not complete; ``network`` says which backoff applies."""
+    """A sync did not complete; ``network`` says which backoff applies. ``retired``: the
+    server archived the device, so no later sync can succeed."""
 
-    def __init__(self, message: str, *, network: bool) -> None:
+    def __init__(self, message: str, *, network: bool, retired: bool = False) -> None:
         super().__init__(message)
         self.network = network
+        self.retired = retired
 
 
 @dataclass
@@ -157,6 +159,8 @@ class Syncer:
         # was asked for since the last sync (which then ignores the message: it pulls).
         self._pushed: dict[str, Any] | None = None
         self._pull_wanted = True
+        # The server archived the device: the loop syncs only when asked on the device itself.
+        self.retired = False
         self.last_report: SyncReport | None = None
         self.last_error: SyncFailed | None = None
         self.syncs = 0
@@ -175,6 +179,8 @@ class Syncer:
 
     def sync_requested(self, reason: str) -> None:
         """From the push link: the server is reachable and asks for a sync."""
+        if self.retired:
+            return  # only the device itself may ask an archived device's agent to sync
         if self._cooldown_is_network:
             # The network is back: a network backoff has nothing left to protect.
             self._cooldown_until = None
@@ -182,6 +188,8 @@ class Syncer:
 
     def deployments_pushed(self, message: dict[str, Any]) -> None:
         """From the push link: what the device wants now (the newest message wins)."""
+        if self.retired:
+            return
         if self._cooldown_is_network:
             self._cooldown_until = None
         self._pushed = message
@@ -246,7 +254,9 @@ class Syncer:
 
     async def run(self) -> None:
         while not self._stopping:
-            if not self._wanted.is_set():
+            if self.retired:
+                await self._wanted.wait()  # no timer: only a local request (or stop)
+            elif not self._wanted.is_set():
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self._seconds_until_due()):
                         await self._wanted.wait()
@@ -280,10 +290,21 @@ class Syncer:
             self.error_backoff.reset()
             self._cooldown_until = None
             self._cooldown_is_network = False
+            self.retired = False
             self.last_error = None
             self.last_report = report
             self._retry_at = report.reconcile.next_retry_at
             self._log_success(report, reasons)
+        elif failure.retired:
+            self._cooldown_until = None
+            self.last_error = failure
+            if not self.retired:
+                self.retired = True
+                logger.error(
+                    "the server archived this device: the agent stops syncing and leaves "
+                    "its files as they are (a sync asked for on the device tries once more)",
+                    extra={"error": str(failure)},
+                )
         else:
             backoff = self.network_backoff if failure.network else self.error_backoff
             delay = backoff.next_delay()
@@ -434,7 +455,9 @@ class Syncer:
             raise SyncFailed(str(error), network=True) from error
         except (ServerError, ValueError, OSError) as error:
             self.store.record_sync(False)
-            raise SyncFailed(f"{type(error).__name__}: {error}", network=False) from error
+            retired = isinstance(error, ServerError) and error.device_archived
+            message = f"{type(error).__name__}: {error}"
+            raise SyncFailed(message, network=False, retired=retired) from error
         except LinkError as error:  # pragma: no cover - every LinkError is one of the above
             self.store.record_sync(False)
             raise SyncFailed(str(error), network=False) from error

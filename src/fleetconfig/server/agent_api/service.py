@@ -18,7 +18,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from fleetconfig.protocol import DeviceStatus
+from fleetconfig.protocol import DEVICE_ARCHIVED, DeviceStatus
 from fleetconfig.server.agent_api import repository, tokens
 from fleetconfig.server.agent_api.repository import DeviceScope
 from fleetconfig.server.agent_api.schemas import (
@@ -297,9 +297,7 @@ class IdentityService:
         public_key = device.public_key_pem if device is not None else None
         session_id = device.session_id if device is not None else None
         if device is not None and device.archived_at is not None:
-            raise Unauthorized(
-                "This device is archived: it has no session", reason="device_archived"
-            )
+            raise Unauthorized("This device is archived: it has no session", reason=DEVICE_ARCHIVED)
         if device is None or public_key is None or session_id is None:
             raise Unauthorized("No activated device has this key (kid)", reason="unknown_key")
         try:
